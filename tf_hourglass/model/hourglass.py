@@ -1,0 +1,230 @@
+"""Stacked Hourglass Network (Newell, Yang, Deng, ECCV 2016) as a Keras 3 functional model.
+
+The topology follows the original Torch code (umich-vl/pose-hg-train, ``hg.lua``
+and ``Residual.lua``) layer for layer, so that trainable parameter counts and
+outputs match it:
+
+* residual module: pre-activation bottleneck BN-ReLU-Conv1x1(N/2)-BN-ReLU-
+  Conv3x3(N/2)-BN-ReLU-Conv1x1(N), convolutions with bias, a 1x1 skip
+  convolution only when input and output channels differ;
+* hourglass of order n: upper branch of residual modules at the current scale;
+  lower branch of 2x2 max-pool, residual modules, the order n-1 hourglass (or
+  residual modules at the bottom), residual modules, nearest x2 upsampling;
+  the two branches added;
+* stem: 7x7 stride-2 conv to 64 + BN + ReLU, residual 64->128, max-pool,
+  residual 128->128, residual 128->filters;
+* head of each stack: residual modules, 1x1 conv + BN + ReLU, 1x1 conv to K
+  heatmaps; the next stack's input is x + 1x1conv(features) + 1x1conv(heatmaps).
+
+Input: float images in [0, 1] (as the original code), shape ``input_shape``.
+Outputs: one heatmap tensor per stack at 1/4 of the input resolution, named
+``heatmaps_1`` ... ``heatmaps_{num_stacks}``, always float32. As for any Keras
+functional model, a one-stack model returns a tensor rather than a list of
+one; ``as_stack_list`` gives a list either way.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+# Torch7's BatchNormalization: eps 1e-5, running-average momentum 0.1, which is
+# Keras' momentum 0.9 (Keras weighs the old value).
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.9
+
+
+def torch_conv_initializer():
+    """Torch7's default convolution init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+
+    That uniform distribution has variance 1 / (3 fan_in), i.e. VarianceScaling
+    with scale 1/3 in fan_in mode.
+    """
+    return keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_in", distribution="uniform")
+
+
+def output_name(stack_index: int) -> str:
+    """Name of the heatmap output of stack ``stack_index`` (1-based)."""
+    return f"heatmaps_{stack_index}"
+
+
+def as_stack_list(outputs) -> list:
+    """The model's output(s) as a list with one heatmap tensor per stack."""
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+def apply_conv(x, filters, kernel_size, name, strides=1, padding="same"):
+    return layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding=padding,
+        use_bias=True,
+        kernel_initializer=torch_conv_initializer(),
+        name=name,
+    )(x)
+
+
+def apply_bn_relu(x, name):
+    x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def apply_residual(x, filters, name):
+    """Pre-activation bottleneck residual module (``Residual.lua``)."""
+    in_channels = x.shape[-1]
+    y = apply_bn_relu(x, f"{name}_1")
+    y = apply_conv(y, filters // 2, 1, f"{name}_1_conv")
+    y = apply_bn_relu(y, f"{name}_2")
+    y = apply_conv(y, filters // 2, 3, f"{name}_2_conv")
+    y = apply_bn_relu(y, f"{name}_3")
+    y = apply_conv(y, filters, 1, f"{name}_3_conv")
+    skip = x if in_channels == filters else apply_conv(x, filters, 1, f"{name}_skip_conv")
+    return layers.Add(name=f"{name}_add")([skip, y])
+
+
+def apply_residual_stack(x, filters, num_modules, name):
+    for i in range(1, num_modules + 1):
+        x = apply_residual(x, filters, f"{name}_res{i}")
+    return x
+
+
+def apply_hourglass(x, order, filters, num_residual_modules, name):
+    """Recursive hourglass of order ``order`` (``hourglass`` in ``hg.lua``)."""
+    upper = apply_residual_stack(x, filters, num_residual_modules, f"{name}_up")
+    lower = layers.MaxPooling2D(2, strides=2, name=f"{name}_pool")(x)
+    lower = apply_residual_stack(lower, filters, num_residual_modules, f"{name}_low1")
+    if order > 1:
+        lower = apply_hourglass(lower, order - 1, filters, num_residual_modules, f"{name}_inner")
+    else:
+        lower = apply_residual_stack(lower, filters, num_residual_modules, f"{name}_bottom")
+    lower = apply_residual_stack(lower, filters, num_residual_modules, f"{name}_low3")
+    lower = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_upsample")(lower)
+    return layers.Add(name=f"{name}_add")([upper, lower])
+
+
+def apply_stem(x, filters):
+    # The original pads the 7x7 stride-2 convolution by 3 on every side; Keras'
+    # "same" would pad 2 before and 3 after, shifting every heatmap by a pixel.
+    x = layers.ZeroPadding2D(3, name="stem_pad")(x)
+    x = apply_conv(x, 64, 7, "stem_conv", strides=2, padding="valid")
+    x = apply_bn_relu(x, "stem")
+    x = apply_residual(x, 128, "stem_res1")
+    x = layers.MaxPooling2D(2, strides=2, name="stem_pool")(x)
+    x = apply_residual(x, 128, "stem_res2")
+    return apply_residual(x, filters, "stem_res3")
+
+
+def validate_arguments(num_stacks, num_keypoints, filters, depth, num_residual_modules, input_shape):
+    for arg_name, value, minimum in (
+        ("num_stacks", num_stacks, 1),
+        ("num_keypoints", num_keypoints, 1),
+        ("filters", filters, 2),
+        ("depth", depth, 1),
+        ("num_residual_modules", num_residual_modules, 1),
+    ):
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise ValueError(f"`{arg_name}` must be an integer >= {minimum}. Received: {arg_name}={value!r}")
+    if filters % 2:
+        raise ValueError(
+            f"`filters` must be even (the bottleneck uses filters/2). Received: filters={filters}"
+        )
+    if len(input_shape) != 3 or input_shape[-1] != 3:
+        raise ValueError(f"`input_shape` must be (height, width, 3). Received: input_shape={input_shape}")
+    divisor = 4 * 2**depth
+    for size in input_shape[:2]:
+        if size is not None and (not isinstance(size, int) or size <= 0 or size % divisor):
+            raise ValueError(
+                f"`input_shape` height and width must be positive multiples of 4 * 2**depth = "
+                f"{divisor} (depth={depth}). Received: input_shape={input_shape}"
+            )
+
+
+@keras.saving.register_keras_serializable(package="tf_hourglass")
+class StackedHourglass(keras.Model):
+    """Stacked Hourglass Network with one heatmap output per stack.
+
+    Args:
+        num_stacks: number of hourglasses (the paper's main model has 8).
+        num_keypoints: heatmap channels K (16 for MPII).
+        filters: feature channels inside the hourglasses (256 in the paper).
+        depth: order of each hourglass, i.e. number of 2x downsamplings (4).
+        num_residual_modules: residual modules per branch (1 in the paper).
+        input_shape: (height, width, 3); height and width multiples of
+            4 * 2**depth, or None for any such size.
+
+    Outputs a list of ``num_stacks`` float32 tensors of shape
+    (batch, height/4, width/4, num_keypoints), named ``heatmaps_1`` ...
+    Fit it with a single target heatmap tensor: the model compares it with
+    every stack's output (intermediate supervision), see ``compute_loss``.
+    """
+
+    def __init__(
+        self,
+        num_stacks=8,
+        num_keypoints=16,
+        filters=256,
+        depth=4,
+        num_residual_modules=1,
+        input_shape=(256, 256, 3),
+        name="stacked_hourglass",
+        **kwargs,
+    ):
+        input_shape = tuple(input_shape)
+        validate_arguments(num_stacks, num_keypoints, filters, depth, num_residual_modules, input_shape)
+
+        images = keras.Input(shape=input_shape, name="images")
+        x = apply_stem(images, filters)
+        outputs = []
+        for i in range(1, num_stacks + 1):
+            prefix = f"stack{i}"
+            features = apply_hourglass(x, depth, filters, num_residual_modules, f"{prefix}_hg")
+            features = apply_residual_stack(features, filters, num_residual_modules, f"{prefix}_head")
+            features = apply_conv(features, filters, 1, f"{prefix}_lin_conv")
+            features = apply_bn_relu(features, f"{prefix}_lin")
+            heatmaps = apply_conv(features, num_keypoints, 1, f"{prefix}_heatmap_conv")
+            # Heatmaps (and the loss on them) stay float32 under mixed precision.
+            outputs.append(layers.Activation("linear", dtype="float32", name=output_name(i))(heatmaps))
+            if i < num_stacks:
+                features_back = apply_conv(features, filters, 1, f"{prefix}_features_back_conv")
+                heatmaps_back = apply_conv(heatmaps, filters, 1, f"{prefix}_heatmaps_back_conv")
+                x = layers.Add(name=f"{prefix}_merge")([x, features_back, heatmaps_back])
+
+        super().__init__(inputs=images, outputs=outputs, name=name, **kwargs)
+
+        self.num_stacks = num_stacks
+        self.num_keypoints = num_keypoints
+        self.filters = filters
+        self.depth = depth
+        self.num_residual_modules = num_residual_modules
+        self.image_shape = input_shape
+
+    @property
+    def heatmap_size(self):
+        """(height, width) of every heatmap output."""
+        return tuple(None if s is None else s // 4 for s in self.image_shape[:2])
+
+    def get_config(self):
+        return {
+            "num_stacks": self.num_stacks,
+            "num_keypoints": self.num_keypoints,
+            "filters": self.filters,
+            "depth": self.depth,
+            "num_residual_modules": self.num_residual_modules,
+            "input_shape": self.image_shape,
+            "name": self.name,
+            "trainable": self.trainable,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        # Intermediate supervision: one target heatmap tensor supervises every
+        # stack, so users fit with (images, heatmaps[, joint_weights]) and no glue.
+        if isinstance(y_pred, (list, tuple)) and y is not None and not isinstance(y, (list, tuple, dict)):
+            y = [y] * len(y_pred)
+            if sample_weight is not None and not isinstance(sample_weight, (list, tuple, dict)):
+                sample_weight = [sample_weight] * len(y_pred)
+        return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
