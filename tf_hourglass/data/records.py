@@ -69,9 +69,7 @@ class KeypointSpec:
                 f"'torso'; received {self.pck_normalizer!r}."
             )
         if self.pck_normalizer == "torso" and self.torso_joints is None:
-            raise ValueError(
-                f"KeypointSpec {self.name!r}: pck_normalizer='torso' needs torso_joints."
-            )
+            raise ValueError(f"KeypointSpec {self.name!r}: pck_normalizer='torso' needs torso_joints.")
 
     @property
     def num_keypoints(self) -> int:

@@ -1,0 +1,80 @@
+"""Defaults shared by every training config; each config file starts from these.
+
+Sections: data (where examples come from and how targets look), model,
+train (optimizer, schedule, length, batch size), eval, runtime (distribution,
+precision, XLA). Any field can be overridden on the command line, e.g.
+``--config.train.batch_size=32``.
+"""
+
+import ml_collections
+
+
+def get_base_config():
+    config = ml_collections.ConfigDict()
+
+    config.data = ml_collections.ConfigDict()
+    # "synthetic" (built-in figures), "tfrecord" (converter output) or a reader
+    # format: mpii_h5, mpii_json, lsp, lspet, flic, coco, custom.
+    config.data.format = "synthetic"
+    config.data.train_annotations = ""  # reader formats: annotation file; tfrecord: file pattern
+    config.data.val_annotations = ""
+    config.data.images_dir = ""  # reader formats: image folder ("" = next to the annotations)
+    config.data.spec = ""  # tfrecord: the converter's PREFIX.spec.json ("" = found next to the shards)
+    # Synthetic figures: examples [0, num_train) train, the next num_val
+    # validate, the next num_test are held out for the final score.
+    config.data.num_train = 20000
+    config.data.num_val = 500
+    config.data.num_test = 500
+    config.data.synthetic_image_size = 256
+    config.data.seed = 0
+    # Targets: Gaussian sigma in heatmap pixels, and the target's peak value.
+    config.data.sigma = 1.0
+    config.data.target_peak = 1.0
+    config.data.shuffle_buffer = 2048
+    # Augmentation (the paper's: rotation +-30, scale 0.75-1.25, flip 0.5).
+    config.data.rotation_degrees = 30.0
+    config.data.rotation_probability = 1.0
+    config.data.scale_min = 0.75
+    config.data.scale_max = 1.25
+    config.data.flip_probability = 0.5
+    config.data.color_scale_min = 0.8
+    config.data.color_scale_max = 1.2
+    config.data.center_jitter = 0.0
+
+    config.model = ml_collections.ConfigDict()
+    config.model.preset = "hg8"
+    # Overrides of the preset; 0 keeps the preset's value.
+    config.model.num_stacks = 0
+    config.model.filters = 0
+    config.model.depth = 0
+    config.model.input_size = 0
+
+    config.train = ml_collections.ConfigDict()
+    config.train.optimizer = "rmsprop"  # rmsprop | adam
+    config.train.learning_rate = 2.5e-4
+    # constant | plateau (divide by plateau_factor when the validation metric
+    # stalls for plateau_patience epochs) | cosine (to 0 over all steps)
+    config.train.schedule = "plateau"
+    config.train.plateau_factor = 0.2
+    config.train.plateau_patience = 5
+    config.train.warmup_steps = 0
+    config.train.epochs = 100
+    config.train.steps_per_epoch = 1000
+    config.train.batch_size = 6
+    config.train.max_train_minutes = 0.0  # stop after this much training time (0 = no limit)
+    config.train.seed = 0
+
+    config.eval = ml_collections.ConfigDict()
+    config.eval.flip_test = True
+    config.eval.decode_method = "quarter"
+    config.eval.val_batches = 0  # 0 = the whole validation set each epoch
+    config.eval.num_images = 6  # validation crops drawn to TensorBoard
+
+    config.runtime = ml_collections.ConfigDict()
+    config.runtime.strategy = "default"  # default | mirrored | multi_worker | tpu
+    config.runtime.precision = "float32"  # float32 | mixed_float16 | mixed_bfloat16
+    config.runtime.jit_compile = False
+    config.runtime.tpu_address = ""
+    config.runtime.verbose = 1  # Keras progress bar: 1 = bar, 2 = one line per epoch
+
+    return config

@@ -1,0 +1,382 @@
+"""Converts an annotated pose dataset into sharded TFRecords.
+
+    python -m tf_hourglass.data.convert --format mpii_h5 \\
+        --annotations ../shared/data/mpii/annot/valid.h5 \\
+        --images ../shared/data/mpii/images --output /tmp/mpii/valid --num-shards 4
+
+writes ``/tmp/mpii/valid-0000i-of-00004.tfrecord`` (schema: ``tfrecord.py``)
+and ``/tmp/mpii/valid.spec.json``, then prints ``written=N skipped=M`` and the
+skip reasons with their counts.
+
+By default each example stores a JPEG (quality 95) of the square of side
+``200 * scale * (1 + crop_margin)`` around the person, clipped to the image;
+keypoints stay in original coordinates and ``image/crop_offset`` locates the
+crop. The default margin 0.75 leaves room for the original Hourglass
+augmentation (scale up to 1.25, rotation up to 30 degrees: 1.25 * (cos 30 +
+sin 30) = 1.71). ``--full-image`` stores the photo itself instead (its bytes
+unchanged when it already is an 8-bit RGB JPEG or PNG).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import uuid
+
+import cv2
+import numpy as np
+import tensorflow as tf
+from absl import flags
+from tqdm import tqdm
+
+from tf_hourglass.data import readers, tfrecord
+from tf_hourglass.data.records import PIXELS_PER_SCALE, PoseRecord
+
+DEFAULT_CROP_MARGIN = 0.75
+JPEG_QUALITY = 95
+
+MISSING_IMAGE = "missing image"
+UNDECODABLE_IMAGE = "undecodable image"
+NO_ANNOTATED_JOINT = "no annotated joint"
+INVALID_BOX_OR_SCALE = "invalid box or scale"
+SKIP_REASONS = (MISSING_IMAGE, UNDECODABLE_IMAGE, NO_ANNOTATED_JOINT, INVALID_BOX_OR_SCALE)
+
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclasses.dataclass
+class ConversionSummary:
+    """What ``convert_dataset`` did.
+
+    Attributes:
+        written: number of examples written.
+        skipped: count per reason in ``SKIP_REASONS`` (all reasons present).
+        shard_paths: the TFRecord files (empty when nothing was written).
+        spec_path: the sidecar ``PREFIX.spec.json`` (None when nothing was written).
+    """
+
+    written: int
+    skipped: dict[str, int]
+    shard_paths: list[str]
+    spec_path: str | None
+
+    @property
+    def num_skipped(self) -> int:
+        return sum(self.skipped.values())
+
+    def report(self) -> str:
+        """``written=N skipped=M`` then one ``reason: count`` line per reason."""
+        lines = [f"written={self.written} skipped={self.num_skipped}"]
+        lines += [f"{reason}: {self.skipped[reason]}" for reason in SKIP_REASONS]
+        return "\n".join(lines)
+
+
+class _Skip(Exception):
+    """A record cannot be converted; ``args[0]`` is one of SKIP_REASONS."""
+
+
+# ---------------------------------------------------------------------------
+# Images.
+
+
+def is_truncated_jpeg(data: bytes) -> bool:
+    """Whether JPEG ``data`` is cut short (TF's decoder fails on it)."""
+    # Some OpenCV builds decode a truncated JPEG partially (grey bottom rows)
+    # with only a warning; TF's decoder reports it. ratio=8 keeps this cheap.
+    try:
+        tf.io.decode_jpeg(data, ratio=8, try_recover_truncated=False)
+    except tf.errors.InvalidArgumentError:
+        return True
+    return False
+
+
+def to_rgb8(image: np.ndarray) -> np.ndarray:
+    """A decoded cv2 image (gray, BGR, BGRA; 8 or 16 bit) as 8-bit BGR (H, W, 3).
+
+    Raises:
+        _Skip: the pixel type or channel count is not an image we can train on.
+    """
+    if image.dtype == np.uint16:
+        image = np.round(image.astype(np.float32) / 257.0).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise _Skip(UNDECODABLE_IMAGE)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    channels = image.shape[2]
+    if channels == 3:
+        return image
+    if channels == 4:
+        # Alpha is dropped, not composited: the colour values are the photo.
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if channels in (1, 2):
+        return cv2.cvtColor(np.ascontiguousarray(image[:, :, 0]), cv2.COLOR_GRAY2BGR)
+    raise _Skip(UNDECODABLE_IMAGE)
+
+
+def load_image(path: str) -> tuple[bytes, np.ndarray, bool]:
+    """Reads and decodes one photo.
+
+    Returns:
+        (raw bytes, 8-bit BGR image, whether the raw bytes already are an
+        8-bit 3-channel JPEG or PNG that TF decodes to the same pixels).
+
+    Raises:
+        _Skip: MISSING_IMAGE or UNDECODABLE_IMAGE.
+    """
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            data = f.read()
+    except tf.errors.NotFoundError as e:
+        raise _Skip(MISSING_IMAGE) from e
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if decoded is None or decoded.size == 0:
+        raise _Skip(UNDECODABLE_IMAGE)
+    is_jpeg = data.startswith(_JPEG_MAGIC)
+    if is_jpeg and is_truncated_jpeg(data):
+        raise _Skip(UNDECODABLE_IMAGE)
+    rgb8 = to_rgb8(decoded)
+    reusable = (
+        (is_jpeg or data.startswith(_PNG_MAGIC))
+        and decoded.dtype == np.uint8
+        and decoded.ndim == 3
+        and decoded.shape[2] == 3
+    )
+    return data, rgb8, reusable
+
+
+def crop_window(
+    center: np.ndarray, scale: float, margin: float, width: int, height: int
+) -> tuple[int, int, int, int]:
+    """Integer (x0, y0, x1, y1) of the person square clipped to the image.
+
+    Raises:
+        _Skip: INVALID_BOX_OR_SCALE when the square lies outside the image.
+    """
+    half = PIXELS_PER_SCALE * scale * (1.0 + margin) / 2.0
+    x0 = max(0, math.floor(center[0] - half))
+    y0 = max(0, math.floor(center[1] - half))
+    x1 = min(width, math.ceil(center[0] + half) + 1)
+    y1 = min(height, math.ceil(center[1] + half) + 1)
+    if x1 <= x0 or y1 <= y0:
+        raise _Skip(INVALID_BOX_OR_SCALE)
+    return x0, y0, x1, y1
+
+
+def encode_jpeg(image_bgr: np.ndarray) -> bytes:
+    ok, buffer = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise RuntimeError(f"cv2.imencode failed for an image of shape {image_bgr.shape}.")
+    return buffer.tobytes()
+
+
+# ---------------------------------------------------------------------------
+# Records.
+
+
+def annotation_skip_reason(record: PoseRecord) -> str | None:
+    """Why a record cannot be trained on from its annotation alone, or None."""
+    if not record.has_gt.any():
+        return NO_ANNOTATED_JOINT
+    if not (np.isfinite(record.center).all() and math.isfinite(record.scale)):
+        return INVALID_BOX_OR_SCALE
+    if record.scale <= 0:
+        return INVALID_BOX_OR_SCALE
+    return None
+
+
+def _example_bytes(
+    record: PoseRecord, data: bytes, image: np.ndarray, reusable: bool, crop_margin, full_image
+) -> bytes:
+    height, width = image.shape[:2]
+    if full_image:
+        encoded = data if reusable else encode_jpeg(image)
+        return tfrecord.serialize_example(encoded, record, height=height, width=width)
+    x0, y0, x1, y1 = crop_window(record.center, record.scale, crop_margin, width, height)
+    crop = image[y0:y1, x0:x1]
+    return tfrecord.serialize_example(
+        encode_jpeg(crop),
+        record,
+        height=crop.shape[0],
+        width=crop.shape[1],
+        crop_offset=(x0, y0),
+        original_height=height,
+        original_width=width,
+    )
+
+
+def _close_and_remove(writers, paths) -> None:
+    for writer in writers:
+        writer.close()
+    for path in paths:
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.remove(path)
+
+
+def convert_dataset(
+    format: str,
+    annotations: str,
+    images_dir: str | None,
+    output_prefix: str,
+    num_shards: int = 1,
+    crop_margin: float = DEFAULT_CROP_MARGIN,
+    full_image: bool = False,
+    progress: bool = True,
+) -> ConversionSummary:
+    """Reads a dataset and writes it as sharded TFRecords plus ``PREFIX.spec.json``.
+
+    Examples are dealt round-robin to ``num_shards`` shards; each shard is
+    written under a temporary name and renamed when all are complete. When no
+    example is written, no file is left behind.
+
+    Raises:
+        readers.DatasetError: the annotation file is malformed.
+        FileNotFoundError: the annotation file does not exist.
+        ValueError: unknown format, num_shards < 1 or crop_margin < 0.
+    """
+    if num_shards < 1:
+        raise ValueError(f"num_shards must be >= 1; received {num_shards}.")
+    if not full_image and not crop_margin >= 0:
+        raise ValueError(f"crop_margin must be >= 0; received {crop_margin}.")
+    spec, records = readers.read_dataset(format, annotations, images_dir)
+
+    parent = output_prefix.rsplit("/", 1)[0] if "/" in output_prefix else ""
+    if parent:
+        tf.io.gfile.makedirs(parent)
+    final_paths = [tfrecord.shard_path(output_prefix, i, num_shards) for i in range(num_shards)]
+    tag = uuid.uuid4().hex[:8]
+    temp_paths = [f"{p}.tmp-{tag}" for p in final_paths]
+    writers = [tf.io.TFRecordWriter(p) for p in temp_paths]
+
+    skipped = dict.fromkeys(SKIP_REASONS, 0)
+    written = 0
+    # Persons of one photo are usually consecutive: decode each photo once.
+    cached_path, cached = None, None
+    try:
+        for record in tqdm(records, desc="converting", unit="person", disable=not progress):
+            try:
+                reason = annotation_skip_reason(record)
+                if reason is not None:
+                    raise _Skip(reason)
+                if record.image_path != cached_path:
+                    cached_path = record.image_path
+                    try:
+                        cached = load_image(record.image_path)
+                    except _Skip as skip:
+                        cached = skip
+                if isinstance(cached, _Skip):
+                    raise cached
+                example = _example_bytes(record, *cached, crop_margin, full_image)
+            except _Skip as skip:
+                skipped[skip.args[0]] += 1
+                continue
+            writers[written % num_shards].write(example)
+            written += 1
+    except BaseException:
+        _close_and_remove(writers, temp_paths)
+        raise
+
+    if written == 0:
+        _close_and_remove(writers, temp_paths)
+        return ConversionSummary(written=0, skipped=skipped, shard_paths=[], spec_path=None)
+    for writer in writers:
+        writer.close()
+    for temp, final in zip(temp_paths, final_paths, strict=True):
+        tf.io.gfile.rename(temp, final, overwrite=True)
+    spec_path = tfrecord.write_spec_sidecar(
+        output_prefix,
+        spec,
+        num_examples=written,
+        shards=[p.rsplit("/", 1)[-1] for p in final_paths],
+        source_format=format,
+        image_storage="full_image" if full_image else "crop",
+        crop_margin=None if full_image else crop_margin,
+    )
+    return ConversionSummary(written=written, skipped=skipped, shard_paths=final_paths, spec_path=spec_path)
+
+
+# ---------------------------------------------------------------------------
+# Command line. The flags live in their own FlagValues so that importing this
+# module never clashes with other tools' flags.
+
+_FLAGS = flags.FlagValues()
+flags.DEFINE_enum("format", None, list(readers.FORMATS), "Annotation format.", flag_values=_FLAGS)
+flags.DEFINE_string("annotations", None, "Annotation file.", flag_values=_FLAGS)
+flags.DEFINE_string(
+    "images", None, "Folder of the photos (custom: default the JSON's folder).", flag_values=_FLAGS
+)
+flags.DEFINE_string(
+    "output",
+    None,
+    "Output prefix, any tf.io.gfile path (e.g. gs://bucket/mpii/train).",
+    flag_values=_FLAGS,
+)
+flags.DEFINE_integer("num_shards", 1, "Number of TFRecord shards.", lower_bound=1, flag_values=_FLAGS)
+flags.DEFINE_float(
+    "crop_margin",
+    DEFAULT_CROP_MARGIN,
+    "Store the square of side 200 * scale * (1 + margin) around each person.",
+    lower_bound=0.0,
+    flag_values=_FLAGS,
+)
+flags.DEFINE_bool("full_image", False, "Store the whole photo instead of a crop.", flag_values=_FLAGS)
+for _name in ("format", "annotations", "output"):
+    flags.mark_flag_as_required(_name, flag_values=_FLAGS)
+
+
+def _underscore_flag_names(argv: list[str]) -> list[str]:
+    """Accepts --num-shards as well as --num_shards (absl only knows the latter)."""
+    out = []
+    for arg in argv:
+        if arg.startswith("--") and len(arg) > 2:
+            name, sep, value = arg[2:].partition("=")
+            arg = "--" + name.replace("-", "_") + sep + value
+        out.append(arg)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parses the flags, runs ``convert_dataset`` and prints its summary.
+
+    Returns the exit status: 0 when at least one example was written, 1 when
+    nothing was written or the annotation file is malformed, 2 on bad flags.
+    """
+    argv = list(sys.argv if argv is None else argv)
+    if any(a in ("-h", "--help", "--helpfull") for a in argv[1:]):
+        print(__doc__ + "\nFlags (--a-b and --a_b are the same flag):\n" + _FLAGS.get_help())
+        return 0
+    try:
+        _FLAGS.unparse_flags()
+        _FLAGS(_underscore_flag_names(argv))
+        if _FLAGS["crop_margin"].present and _FLAGS.full_image:
+            raise flags.Error("--crop-margin and --full-image are mutually exclusive.")
+    except flags.Error as e:
+        print(f"error: {e}\nRun with --help for the flags.", file=sys.stderr)
+        return 2
+    try:
+        summary = convert_dataset(
+            format=_FLAGS.format,
+            annotations=_FLAGS.annotations,
+            images_dir=_FLAGS.images,
+            output_prefix=_FLAGS.output,
+            num_shards=_FLAGS.num_shards,
+            crop_margin=_FLAGS.crop_margin,
+            full_image=_FLAGS.full_image,
+        )
+    except (readers.DatasetError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(summary.report())
+    if summary.written == 0:
+        print(
+            f"error: no example was written from {_FLAGS.annotations} (see the skip reasons "
+            "above); no output files were created.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,305 @@
+"""The tf.data input pipeline: examples -> (images, target heatmaps, joint weights).
+
+Sources: TFRecord shards written by ``tf_hourglass.data.convert``, or records
+in memory (``PoseRecord`` lists from the readers, with their image files, or
+with decoded images such as synthetic figures).
+
+Per example, all in TensorFlow ops (no Python in the per-example path): decode
+(for JPEG only the window the warp reads), build one affine matrix (crop around
+centre/scale, random rotation, scale and mirror), warp the image with its
+inverse by ``ImageProjectiveTransformV3``, move the keypoints with it and swap
+left/right joints when mirrored, scale each colour channel. Per batch: the
+``HeatmapCodec`` turns keypoints into Gaussian targets and joint weights.
+
+Randomness is stateless, seeded by (seed, position in the stream), so a seeded
+pipeline gives the same batches every time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from tf_hourglass.data import transforms
+from tf_hourglass.data.codec import HeatmapCodec
+from tf_hourglass.data.records import KeypointSpec, PoseRecord
+from tf_hourglass.data.tfrecord import parse_example
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """Random augmentation; the defaults are the paper's (plus colour scaling
+    as in the original code).
+
+    Attributes:
+        rotation_degrees: rotation drawn uniformly from [-r, r].
+        rotation_probability: chance that an example is rotated at all.
+        scale_range: crop side multiplied by a factor drawn from this range.
+        flip_probability: chance of a left-right mirror (joints swapped).
+        color_scale_range: each RGB channel multiplied by a factor from this
+            range, then clipped to [0, 1].
+        center_jitter: crop centre moved by up to this fraction of the crop
+            side along x and y (0 = as annotated).
+    """
+
+    rotation_degrees: float = 30.0
+    rotation_probability: float = 1.0
+    scale_range: tuple[float, float] = (0.75, 1.25)
+    flip_probability: float = 0.5
+    color_scale_range: tuple[float, float] = (0.8, 1.2)
+    center_jitter: float = 0.0
+
+
+class InMemorySource:
+    """Records held in memory, with their images as files or as arrays.
+
+    Args:
+        records: the people, one ``PoseRecord`` each.
+        images: optional uint8 array (N, H, W, 3) of decoded images, one per
+            record (e.g. synthetic figures); when None, each record's
+            ``image_path`` is read and decoded in the pipeline.
+    """
+
+    def __init__(self, records: Sequence[PoseRecord], images: np.ndarray | None = None):
+        if not records:
+            raise ValueError("InMemorySource needs at least one record; received an empty list.")
+        self.records = list(records)
+        num_keypoints = {r.num_keypoints for r in self.records}
+        if len(num_keypoints) != 1:
+            raise ValueError(
+                f"All records must have the same number of keypoints; received {sorted(num_keypoints)}."
+            )
+        self.images = images
+        if images is not None:
+            images = np.asarray(images)
+            if (
+                images.dtype != np.uint8
+                or images.ndim != 4
+                or images.shape[-1] != 3
+                or len(images) != len(records)
+            ):
+                raise ValueError(
+                    "images must be a uint8 array (N, H, W, 3) with one image per record; received "
+                    f"dtype={images.dtype}, shape={images.shape} for {len(records)} records."
+                )
+            self.images = images
+
+    def __len__(self):
+        return len(self.records)
+
+    def tensors(self) -> dict:
+        records = self.records
+        tensors = {
+            "image/crop_offset": np.zeros((len(records), 2), np.float32),
+            "center": np.stack([r.center for r in records]),
+            "scale": np.array([r.scale for r in records], np.float32),
+            "keypoints": np.stack([r.keypoints for r in records]),
+            "has_gt": np.stack([r.has_gt for r in records]),
+            "visible": np.stack([r.visible for r in records]),
+            "normalizer": np.array([r.normalizer for r in records], np.float32),
+            "record_id": np.array([r.record_id for r in records], np.int64),
+        }
+        if self.images is not None:
+            tensors["image"] = self.images
+        else:
+            tensors["image/path"] = np.array([r.image_path for r in records])
+        return tensors
+
+
+def examples_from_source(source, num_keypoints: int | None = None) -> tf.data.Dataset:
+    """A dataset of example dicts (image still encoded when read from files)."""
+    if isinstance(source, InMemorySource):
+        dataset = tf.data.Dataset.from_tensor_slices(source.tensors())
+        if source.images is None:
+            dataset = dataset.map(_read_image_file, num_parallel_calls=AUTOTUNE)
+        return dataset
+    patterns = [source] if isinstance(source, str) else list(source)
+    files = (
+        tf.io.gfile.glob(patterns[0])
+        if len(patterns) == 1
+        else [f for p in patterns for f in tf.io.gfile.glob(p)]
+    )
+    if not files:
+        raise FileNotFoundError(f"No TFRecord files match {patterns}.")
+    dataset = tf.data.TFRecordDataset(sorted(files), num_parallel_reads=AUTOTUNE)
+    return dataset.map(lambda s: parse_example(s, num_keypoints), num_parallel_calls=AUTOTUNE)
+
+
+def _read_image_file(example):
+    example = dict(example)
+    example["image/encoded"] = tf.io.read_file(example.pop("image/path"))
+    return example
+
+
+def _sanitize(example):
+    """Joints with non-finite coordinates have no ground truth; their coordinates become 0."""
+    example = dict(example)
+    keypoints = tf.cast(example["keypoints"], tf.float32)
+    finite = tf.reduce_all(tf.math.is_finite(keypoints), axis=-1)
+    example["has_gt"] = tf.cast(example["has_gt"], tf.bool) & finite
+    example["keypoints"] = tf.where(example["has_gt"][:, None], keypoints, 0.0)
+    example["visible"] = tf.cast(example["visible"], tf.bool) & example["has_gt"]
+    return example
+
+
+def _has_valid_crop(example):
+    scale = example["scale"]
+    return tf.math.is_finite(scale) & (scale > 0) & tf.reduce_all(tf.math.is_finite(example["center"]))
+
+
+def _random_transform(example, augment, seed, index, input_size):
+    """Forward matrix (original pixels -> input pixels) and whether it mirrors."""
+    center = example["center"]
+    scale = example["scale"]
+    if augment is None:
+        return transforms.crop_matrix(center, scale, input_size), tf.constant(False)
+    u = tf.random.stateless_uniform([6], seed=tf.stack([tf.cast(seed, tf.int64), index]))
+    low, high = augment.scale_range
+    scale = scale * (low + (high - low) * u[0])
+    rotation = augment.rotation_degrees * (2.0 * u[1] - 1.0)
+    rotation = tf.where(u[2] < augment.rotation_probability, rotation, 0.0)
+    flip = u[3] < augment.flip_probability
+    jitter = augment.center_jitter * (2.0 * u[4:6] - 1.0) * scale * 200.0
+    return transforms.crop_matrix(center + jitter, scale, input_size, rotation, flip), flip
+
+
+def _decode_for_warp(example, matrix, input_size):
+    """Decoded image and the matrix from ITS pixels to input pixels.
+
+    A stored crop starts at ``crop_offset`` of the original; for JPEG bytes only
+    the window the warp reads is decoded (much cheaper for large photos).
+    """
+    offset = example["image/crop_offset"]
+    matrix = tf.matmul(matrix, transforms.translation_matrix(offset[0], offset[1]))
+    if "image" in example:
+        return example["image"], matrix
+    encoded = example["image/encoded"]
+
+    def decode_jpeg_window():
+        shape = tf.io.extract_jpeg_shape(encoded)
+        y0, x0, h, w = transforms.source_window(matrix, input_size, shape[0], shape[1])
+        image = tf.io.decode_and_crop_jpeg(encoded, tf.stack([y0, x0, h, w]), channels=3)
+        return image, tf.matmul(matrix, transforms.translation_matrix(x0, y0))
+
+    def decode_any():
+        image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
+        return image, matrix
+
+    image, matrix = tf.cond(tf.io.is_jpeg(encoded), decode_jpeg_window, decode_any)
+    image.set_shape([None, None, 3])
+    return image, matrix
+
+
+def _make_example_fn(augment, seed, input_size, flip_permutation):
+    def prepare(index, example):
+        example = _sanitize(example)
+        matrix, flip = _random_transform(example, augment, seed, index, input_size)
+        image, image_matrix = _decode_for_warp(example, matrix, input_size)
+        image = transforms.warp_image(image, image_matrix, input_size) / 255.0
+        keypoints = transforms.apply_affine(matrix, example["keypoints"])
+        has_gt = example["has_gt"]
+        if augment is not None:
+            # After a mirror the person's left joints appear where the right were.
+            keypoints = tf.where(flip, tf.gather(keypoints, flip_permutation), keypoints)
+            has_gt = tf.where(flip, tf.gather(has_gt, flip_permutation), has_gt)
+            low, high = augment.color_scale_range
+            u = tf.random.stateless_uniform([3], seed=tf.stack([tf.cast(seed, tf.int64) + 1, index]))
+            image = tf.clip_by_value(image * (low + (high - low) * u), 0.0, 1.0)
+        out = {
+            "images": tf.ensure_shape(image, [*input_size, 3]),
+            "input_keypoints": keypoints,
+            "input_has_gt": has_gt,
+        }
+        if augment is None:
+            # Everything evaluation needs to map predictions back and score them.
+            out.update(
+                matrix=matrix,
+                keypoints=example["keypoints"],
+                has_gt=example["has_gt"],
+                visible=example["visible"],
+                normalizer=example["normalizer"],
+                center=example["center"],
+                scale=example["scale"],
+                record_id=example["record_id"],
+            )
+        return out
+
+    return prepare
+
+
+def make_dataset(
+    source,
+    spec: KeypointSpec,
+    codec: HeatmapCodec,
+    *,
+    batch_size: int,
+    training: bool,
+    augment: AugmentConfig | None = AugmentConfig(),
+    seed: int = 0,
+    shuffle_buffer: int = 2048,
+    repeat: bool | None = None,
+    drop_remainder: bool | None = None,
+    input_context: tf.distribute.InputContext | None = None,
+    with_metadata: bool = False,
+) -> tf.data.Dataset:
+    """Batches for training or evaluation.
+
+    Args:
+        source: TFRecord file pattern(s) or an ``InMemorySource``.
+        spec: the dataset's keypoints (for the left/right swap on mirroring).
+        codec: input/heatmap sizes and the Gaussian targets.
+        batch_size: examples per batch (per input pipeline when distributed).
+        training: shuffle, repeat and augment; otherwise one pass in order,
+            no augmentation.
+        augment: augmentation when training (None: plain crops).
+        seed: makes shuffling and augmentation reproducible.
+        repeat, drop_remainder: default to ``training``.
+        input_context: from ``strategy.distribute_datasets_from_function``;
+            each input pipeline reads its own shard.
+        with_metadata: yield dicts with everything evaluation needs (the
+            original keypoints, normaliser, the crop matrix, ...) instead of
+            ``(images, heatmaps, weights)`` tuples.
+
+    Yields:
+        ``(images (B, H, W, 3) float32 in [0, 1], heatmaps (B, Hh, Wh, K),
+        weights (B, K))``, ready for ``model.fit(dataset)`` with
+        ``HeatmapLoss`` (weights act as ``sample_weight``); or dicts with
+        keys ``images``, ``heatmaps``, ``weights``, ``input_keypoints`` and,
+        without augmentation, ``matrix``, ``keypoints``, ``has_gt``,
+        ``visible``, ``normalizer``, ``center``, ``scale``, ``record_id``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1. Received batch_size={batch_size}")
+    repeat = training if repeat is None else repeat
+    drop_remainder = training if drop_remainder is None else drop_remainder
+    augment = augment if training else None
+
+    dataset = examples_from_source(source, spec.num_keypoints)
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    dataset = dataset.filter(_has_valid_crop)
+    if training:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    prepare = _make_example_fn(
+        augment, seed, codec.input_size, tf.constant(spec.flip_permutation(), tf.int32)
+    )
+    dataset = dataset.enumerate().map(prepare, num_parallel_calls=AUTOTUNE, deterministic=True)
+    # A corrupt image fails its decode; skip that example instead of stopping.
+    dataset = dataset.ignore_errors(log_warning=True)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+
+    def add_targets(batch):
+        heatmaps, weights = codec.encode(batch["input_keypoints"], batch["input_has_gt"])
+        if with_metadata:
+            return {**batch, "heatmaps": heatmaps, "weights": weights}
+        return batch["images"], heatmaps, weights
+
+    dataset = dataset.map(add_targets, num_parallel_calls=AUTOTUNE)
+    return dataset.prefetch(AUTOTUNE)

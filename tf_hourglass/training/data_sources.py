@@ -1,0 +1,86 @@
+"""From a config's ``data`` section to training, validation and test sources.
+
+One place decides what "the training data" is, for the command line, the
+notebooks and the tests alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from tf_hourglass.data import readers, tfrecord
+from tf_hourglass.data.keypoint_specs import MPII
+from tf_hourglass.data.pipeline import AugmentConfig, InMemorySource
+from tf_hourglass.data.records import KeypointSpec
+
+
+@dataclasses.dataclass
+class DataSources:
+    spec: KeypointSpec
+    train: object
+    val: object
+    test: object | None = None  # held-out data for the final score (synthetic only)
+    num_train: int | None = None
+
+
+def augment_from_config(data_config) -> AugmentConfig:
+    return AugmentConfig(
+        rotation_degrees=data_config.rotation_degrees,
+        rotation_probability=data_config.rotation_probability,
+        scale_range=(data_config.scale_min, data_config.scale_max),
+        flip_probability=data_config.flip_probability,
+        color_scale_range=(data_config.color_scale_min, data_config.color_scale_max),
+        center_jitter=data_config.center_jitter,
+    )
+
+
+def synthetic_source(num_examples, start, data_config, desc):
+    from tf_hourglass.data.synthetic import SyntheticFigures
+
+    size = data_config.synthetic_image_size
+    figures = SyntheticFigures(image_size=(size, size), seed=data_config.seed)
+    images, records = [], []
+    for index in tqdm(range(start, start + num_examples), desc=desc, unit="figure", leave=False):
+        image, record = figures.generate(index)
+        images.append(image)
+        records.append(record)
+    return InMemorySource(records, np.stack(images))
+
+
+def load_sources(data_config) -> DataSources:
+    """Builds the train/val(/test) sources named by ``config.data``."""
+    fmt = data_config.format
+    if fmt == "synthetic":
+        n_train, n_val, n_test = data_config.num_train, data_config.num_val, data_config.num_test
+        # Disjoint index ranges: train, then validation, then the held-out test set.
+        return DataSources(
+            spec=MPII,
+            train=synthetic_source(n_train, 0, data_config, "synthetic train"),
+            val=synthetic_source(n_val, n_train, data_config, "synthetic val"),
+            test=synthetic_source(n_test, n_train + n_val, data_config, "synthetic test") if n_test else None,
+            num_train=n_train,
+        )
+    if fmt == "tfrecord":
+        spec_path = data_config.spec or tfrecord.spec_sidecar_path(_prefix_of(data_config.train_annotations))
+        spec = tfrecord.read_spec_sidecar(spec_path)
+        return DataSources(spec=spec, train=data_config.train_annotations, val=data_config.val_annotations)
+    images_dir = data_config.images_dir or None
+    spec, train_records = readers.read_dataset(fmt, data_config.train_annotations, images_dir)
+    _, val_records = readers.read_dataset(fmt, data_config.val_annotations, images_dir)
+    return DataSources(
+        spec=spec,
+        train=InMemorySource(train_records),
+        val=InMemorySource(val_records),
+        num_train=len(train_records),
+    )
+
+
+def _prefix_of(pattern: str) -> str:
+    """'out/mpii-*-of-*.tfrecord' or 'out/mpii-00000-of-00004.tfrecord' -> 'out/mpii'."""
+    name = os.path.basename(pattern)
+    stem = name.split("-")[0] if "-" in name else name.replace(".tfrecord", "").rstrip("*")
+    return os.path.join(os.path.dirname(pattern), stem)

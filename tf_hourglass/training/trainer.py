@@ -1,0 +1,393 @@
+"""``train_and_evaluate(config, workdir)``: the training run behind the command and the notebooks.
+
+The workdir holds everything a run produces and needs to resume:
+
+    checkpoints/        latest training state (model, optimizer, epoch), every epoch
+    best.weights.h5     weights with the best validation PCKh/PCK so far (+ best.json)
+    tensorboard/        losses of every stack, learning rate, validation metric, skeleton pictures
+    metrics.csv         one row per epoch
+    final.keras         the trained model
+    results.json        the final held-out score
+
+Killing the process at any moment and running the same command again continues
+from the last completed epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_hourglass.data.codec import HeatmapCodec
+from tf_hourglass.data.pipeline import make_dataset
+from tf_hourglass.evaluation import evaluator
+from tf_hourglass.model import from_preset
+from tf_hourglass.model.presets import PRESETS
+from tf_hourglass.training.data_sources import augment_from_config, load_sources
+from tf_hourglass.training.losses import HeatmapLoss
+from tf_hourglass.visualization import draw_skeleton, image_grid
+
+STRATEGIES = ("default", "mirrored", "tpu")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+OPTIMIZERS = ("rmsprop", "adam")
+SCHEDULES = ("constant", "plateau", "cosine")
+DATA_FORMATS = ("synthetic", "tfrecord", "mpii_h5", "mpii_json", "lsp", "lspet", "flic", "coco", "custom")
+VAL_METRIC = "val_pck"
+
+
+# ----- configuration ----------------------------------------------------------
+
+
+def validate_config(config) -> None:
+    """Fails before any work, naming the field, when a config value is unusable."""
+
+    def check(ok, field, value, expected):
+        if not ok:
+            raise ValueError(f"config.{field} must be {expected}. Received: {field}={value!r}")
+
+    data, model, train, runtime = config.data, config.model, config.train, config.runtime
+    check(data.format in DATA_FORMATS, "data.format", data.format, f"one of {DATA_FORMATS}")
+    if data.format == "synthetic":
+        for field in ("num_train", "num_val"):
+            check(data[field] >= 1, f"data.{field}", data[field], ">= 1")
+        check(data.num_test >= 0, "data.num_test", data.num_test, ">= 0")
+    else:
+        for field in ("train_annotations", "val_annotations"):
+            check(bool(data[field]), f"data.{field}", data[field], "a path (or file pattern for tfrecord)")
+    check(data.sigma > 0, "data.sigma", data.sigma, "> 0")
+    check(data.target_peak > 0, "data.target_peak", data.target_peak, "> 0")
+    check(0 < data.scale_min <= data.scale_max, "data.scale_min", data.scale_min, "> 0 and <= data.scale_max")
+    check(0 <= data.flip_probability <= 1, "data.flip_probability", data.flip_probability, "in [0, 1]")
+    check(model.preset in PRESETS, "model.preset", model.preset, f"one of {sorted(PRESETS)}")
+    check(train.optimizer in OPTIMIZERS, "train.optimizer", train.optimizer, f"one of {OPTIMIZERS}")
+    check(train.schedule in SCHEDULES, "train.schedule", train.schedule, f"one of {SCHEDULES}")
+    check(train.learning_rate > 0, "train.learning_rate", train.learning_rate, "> 0")
+    for field in ("epochs", "steps_per_epoch", "batch_size"):
+        check(
+            isinstance(train[field], int) and train[field] >= 1,
+            f"train.{field}",
+            train[field],
+            "an integer >= 1",
+        )
+    check(train.max_train_minutes >= 0, "train.max_train_minutes", train.max_train_minutes, ">= 0")
+    check(runtime.strategy in STRATEGIES, "runtime.strategy", runtime.strategy, f"one of {STRATEGIES}")
+    check(runtime.precision in PRECISIONS, "runtime.precision", runtime.precision, f"one of {PRECISIONS}")
+    check(
+        config.eval.decode_method in ("argmax", "quarter", "dark"),
+        "eval.decode_method",
+        config.eval.decode_method,
+        "argmax, quarter or dark",
+    )
+
+
+def make_strategy(runtime_config) -> tf.distribute.Strategy:
+    if runtime_config.strategy == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if runtime_config.strategy == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=runtime_config.tpu_address)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    return tf.distribute.get_strategy()
+
+
+def model_kwargs(model_config, num_keypoints) -> dict:
+    kwargs = {"num_keypoints": num_keypoints}
+    for field in ("num_stacks", "filters", "depth"):
+        if model_config[field]:
+            kwargs[field] = model_config[field]
+    if model_config.input_size:
+        kwargs["input_shape"] = (model_config.input_size, model_config.input_size, 3)
+    return kwargs
+
+
+def make_codec(model, data_config, decode_method="quarter") -> HeatmapCodec:
+    return HeatmapCodec(
+        input_size=model.image_shape[:2],
+        heatmap_size=model.heatmap_size,
+        sigma=data_config.sigma,
+        peak=data_config.target_peak,
+        decode_method=decode_method,
+    )
+
+
+def make_optimizer(train_config):
+    total_steps = train_config.epochs * train_config.steps_per_epoch
+    learning_rate = train_config.learning_rate
+    if train_config.schedule == "cosine":
+        warmup = min(train_config.warmup_steps, total_steps - 1)
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=learning_rate if not warmup else 0.0,
+            decay_steps=total_steps - warmup,
+            warmup_target=learning_rate if warmup else None,
+            warmup_steps=warmup,
+        )
+    if train_config.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    # The paper's optimizer, with Torch's rmsprop defaults (alpha 0.99, eps 1e-8).
+    return keras.optimizers.RMSprop(learning_rate, rho=0.99, epsilon=1e-8)
+
+
+def current_learning_rate(optimizer) -> float:
+    lr = optimizer.learning_rate
+    return float(lr.numpy() if hasattr(lr, "numpy") else lr)
+
+
+# ----- callbacks -------------------------------------------------------------
+
+
+class RunState:
+    """What the callbacks share: whether the run has failed."""
+
+    def __init__(self):
+        self.failed_reason = None
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Stops at the first non-finite loss, so no checkpoint is written from it."""
+
+    def __init__(self, state):
+        super().__init__()
+        self.state = state
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.state.failed_reason = (
+                f"the training loss became {float(loss)} at batch {batch}; training stopped, and the "
+                "latest and best checkpoints were kept as they were. Lower train.learning_rate, or use "
+                "runtime.precision=float32."
+            )
+            self.model.stop_training = True
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Ends training after ``max_seconds`` of fitting (checked after every batch)."""
+
+    def __init__(self, max_seconds):
+        super().__init__()
+        self.max_seconds = max_seconds
+        self.start = None
+
+    def on_train_begin(self, logs=None):
+        self.start = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.max_seconds and time.monotonic() - self.start > self.max_seconds:
+            self.model.stop_training = True
+
+
+class Validation(keras.callbacks.Callback):
+    """Validation PCKh/PCK from decoded keypoints in original pixels, by the evaluator's code.
+
+    Adds ``val_pck`` and ``learning_rate`` to the epoch logs (so later
+    callbacks, TensorBoard and the CSV see them) and draws predicted skeletons
+    on validation crops into TensorBoard.
+    """
+
+    def __init__(self, dataset, codec, spec, flip_permutation, max_batches, log_dir, num_images, state):
+        super().__init__()
+        self.dataset = dataset
+        self.codec = codec
+        self.spec = spec
+        self.flip_permutation = flip_permutation
+        self.max_batches = max_batches or None
+        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "validation_images"))
+        self.num_images = num_images
+        self.state = state
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.state.failed_reason:
+            return
+        predictions = evaluator.predict_dataset(
+            self.model,
+            self.dataset,
+            self.codec,
+            self.flip_permutation,
+            max_batches=self.max_batches,
+            keep_images=self.num_images,
+        )
+        result = evaluator.score(self.spec, predictions)
+        logs[VAL_METRIC] = result["total"]
+        logs["learning_rate"] = current_learning_rate(self.model.optimizer)
+        if self.num_images:
+            drawn = [
+                draw_skeleton(image, keypoints, self.spec)
+                for image, keypoints in zip(predictions.images, predictions.input_keypoints, strict=True)
+            ]
+            with self.writer.as_default():
+                tf.summary.image("predicted_skeletons", image_grid(drawn)[None], step=epoch + 1)
+        print(f"\nepoch {epoch + 1}: validation {evaluator.metric_name(self.spec)} = {result['total']:.1f}%")
+
+
+class Checkpointing(keras.callbacks.Callback):
+    """Latest state every epoch (tf.train.CheckpointManager) and best weights by ``val_pck``."""
+
+    def __init__(self, manager, epoch_variable, workdir, state):
+        super().__init__()
+        self.manager = manager
+        self.epoch_variable = epoch_variable
+        self.best_path = os.path.join(workdir, "best.weights.h5")
+        self.best_info_path = os.path.join(workdir, "best.json")
+        self.state = state
+        self.best = read_json(self.best_info_path).get(VAL_METRIC, -math.inf)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.state.failed_reason:
+            return
+        self.epoch_variable.assign(epoch + 1)
+        self.manager.save(checkpoint_number=epoch + 1)
+        value = (logs or {}).get(VAL_METRIC)
+        if value is not None and value > self.best:
+            self.best = value
+            atomic_save(lambda path: self.model.save_weights(path), self.best_path, suffix=".weights.h5")
+            write_json(self.best_info_path, {VAL_METRIC: value, "epoch": epoch + 1})
+
+
+# ----- files -----------------------------------------------------------------
+
+
+def atomic_save(save_fn, path, suffix=""):
+    """Writes through ``save_fn(tmp_path)`` then renames, so ``path`` is never half-written."""
+    tmp = f"{path}.tmp-{os.getpid()}{suffix}"
+    save_fn(tmp)
+    os.replace(tmp, path)
+
+
+def write_json(path, data):
+    atomic_save(lambda tmp: open(tmp, "w").write(json.dumps(data, indent=2) + "\n"), path)
+
+
+def read_json(path):
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+# ----- the run ---------------------------------------------------------------
+
+
+def build_datasets(config, sources, codec, seed):
+    augment = augment_from_config(config.data)
+    batch_size = config.train.batch_size
+    train = make_dataset(
+        sources.train,
+        sources.spec,
+        codec,
+        batch_size=batch_size,
+        training=True,
+        augment=augment,
+        seed=seed,
+        shuffle_buffer=config.data.shuffle_buffer,
+    )
+
+    def evaluation(source):
+        return make_dataset(
+            source, sources.spec, codec, batch_size=batch_size, training=False, with_metadata=True
+        )
+
+    return train, evaluation(sources.val), evaluation(sources.test) if sources.test is not None else None
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+    """Trains as ``config`` says, evaluates, and returns the final scores.
+
+    Re-running with the same workdir resumes from the last completed epoch.
+    """
+    validate_config(config)
+    os.makedirs(workdir, exist_ok=True)
+    keras.config.set_dtype_policy(config.runtime.precision)
+    strategy = make_strategy(config.runtime)
+    sources = load_sources(config.data)
+    spec = sources.spec
+
+    with strategy.scope():
+        model = from_preset(config.model.preset, **model_kwargs(config.model, spec.num_keypoints))
+        optimizer = make_optimizer(config.train)
+        model.compile(optimizer=optimizer, loss=HeatmapLoss(), jit_compile=config.runtime.jit_compile)
+        optimizer.build(model.trainable_variables)
+        epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_variable)
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(workdir, "checkpoints"), max_to_keep=2)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        print(f"Resuming from {manager.latest_checkpoint} (epoch {int(epoch_variable.numpy())}).")
+    initial_epoch = int(epoch_variable.numpy())
+
+    codec = make_codec(model, config.data, config.eval.decode_method)
+    # A resumed run continues with fresh (still reproducible) augmentation draws.
+    seed = config.train.seed + 1_000_003 * initial_epoch
+    train_ds, val_ds, test_ds = build_datasets(config, sources, codec, seed)
+    flip_permutation = spec.flip_permutation() if config.eval.flip_test else None
+
+    state = RunState()
+    log_dir = os.path.join(workdir, "tensorboard")
+    callbacks = [
+        StopOnNaN(state),
+        TimeBudget(config.train.max_train_minutes * 60),
+        Validation(
+            val_ds,
+            codec,
+            spec,
+            flip_permutation,
+            config.eval.val_batches,
+            log_dir,
+            config.eval.num_images,
+            state,
+        ),
+        keras.callbacks.CSVLogger(os.path.join(workdir, "metrics.csv"), append=True),
+        keras.callbacks.TensorBoard(log_dir=log_dir),
+        Checkpointing(manager, epoch_variable, workdir, state),
+    ]
+    if config.train.schedule == "plateau":
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=VAL_METRIC,
+                mode="max",
+                factor=config.train.plateau_factor,
+                patience=config.train.plateau_patience,
+                verbose=1,
+            )
+        )
+
+    start = time.monotonic()
+    if initial_epoch < config.train.epochs:
+        model.fit(
+            train_ds,
+            epochs=config.train.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=config.train.steps_per_epoch,
+            callbacks=callbacks,
+            verbose=config.runtime.verbose,
+        )
+    train_seconds = time.monotonic() - start
+    if state.failed_reason:
+        raise FloatingPointError(f"Training failed: {state.failed_reason}")
+
+    atomic_save(model.save, os.path.join(workdir, "final.keras"), suffix=".keras")
+    final_ds = test_ds if test_ds is not None else val_ds
+    predictions = evaluator.predict_dataset(model, final_ds, codec, flip_permutation, progress=True)
+    result = evaluator.score(spec, predictions)
+    name = evaluator.metric_name(spec)
+    results = {
+        "metric": name,
+        "score": result["total"],
+        "per_joint": dict(zip(spec.keypoint_names, np.round(result["per_joint"], 2).tolist(), strict=True)),
+        "num_persons": int(len(predictions.keypoints)),
+        "evaluated_on": "test" if test_ds is not None else "val",
+        "train_seconds_this_run": round(train_seconds, 1),
+        "epochs_completed": int(epoch_variable.numpy()),
+    }
+    write_json(os.path.join(workdir, "results.json"), results)
+    print(
+        f"{name} = {result['total']:.1f}%  ({results['num_persons']} held-out people, flip test "
+        f"{'on' if flip_permutation is not None else 'off'}; model: {os.path.join(workdir, 'final.keras')})"
+    )
+    return results
