@@ -9,7 +9,7 @@ held-out score printed as ``PCKh@0.5 = NN.N%`` on 500 synthetic figures never
 seen in training (the learning curve is in BENCHMARKS.md).
 """
 
-from configs.base import get_base_config
+from tf_hourglass.training.base_config import get_base_config
 
 
 def get_config():

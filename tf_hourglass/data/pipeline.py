@@ -105,29 +105,38 @@ class InMemorySource:
             "record_id": np.array([r.record_id for r in records], np.int64),
         }
         if self.images is not None:
-            tensors["image"] = self.images
+            tensors["image_index"] = np.arange(len(records), dtype=np.int64)
         else:
             tensors["image/path"] = np.array([r.image_path for r in records])
         return tensors
 
 
-def examples_from_source(source, num_keypoints: int | None = None) -> tf.data.Dataset:
-    """A dataset of example dicts (image still encoded when read from files)."""
+def records_and_loader(source, num_keypoints: int | None = None):
+    """A dataset of light records to shard, filter and shuffle, and the map that completes each.
+
+    In memory, the records carry an image index (or path) and the loader looks
+    the image up (or reads the file) after shuffling, so the shuffle buffer
+    never holds images. TFRecords are parsed first (their crops are small).
+    """
     if isinstance(source, InMemorySource):
-        dataset = tf.data.Dataset.from_tensor_slices(source.tensors())
+        records = tf.data.Dataset.from_tensor_slices(source.tensors())
         if source.images is None:
-            dataset = dataset.map(_read_image_file, num_parallel_calls=AUTOTUNE)
-        return dataset
+            return records, _read_image_file
+        images = tf.constant(source.images)
+
+        def attach_image(example):
+            example = dict(example)
+            example["image"] = tf.gather(images, example.pop("image_index"))
+            return example
+
+        return records, attach_image
     patterns = [source] if isinstance(source, str) else list(source)
-    files = (
-        tf.io.gfile.glob(patterns[0])
-        if len(patterns) == 1
-        else [f for p in patterns for f in tf.io.gfile.glob(p)]
-    )
+    files = sorted(f for pattern in patterns for f in tf.io.gfile.glob(pattern))
     if not files:
         raise FileNotFoundError(f"No TFRecord files match {patterns}.")
-    dataset = tf.data.TFRecordDataset(sorted(files), num_parallel_reads=AUTOTUNE)
-    return dataset.map(lambda s: parse_example(s, num_keypoints), num_parallel_calls=AUTOTUNE)
+    records = tf.data.TFRecordDataset(files, num_parallel_reads=AUTOTUNE)
+    records = records.map(lambda s: parse_example(s, num_keypoints), num_parallel_calls=AUTOTUNE)
+    return records, lambda example: example
 
 
 def _read_image_file(example):
@@ -195,9 +204,9 @@ def _decode_for_warp(example, matrix, input_size):
     return image, matrix
 
 
-def _make_example_fn(augment, seed, input_size, flip_permutation):
+def _make_example_fn(load, augment, seed, input_size, flip_permutation):
     def prepare(index, example):
-        example = _sanitize(example)
+        example = _sanitize(load(example))
         matrix, flip = _random_transform(example, augment, seed, index, input_size)
         image, image_matrix = _decode_for_warp(example, matrix, input_size)
         image = transforms.warp_image(image, image_matrix, input_size) / 255.0
@@ -279,7 +288,7 @@ def make_dataset(
     drop_remainder = training if drop_remainder is None else drop_remainder
     augment = augment if training else None
 
-    dataset = examples_from_source(source, spec.num_keypoints)
+    dataset, load = records_and_loader(source, spec.num_keypoints)
     if input_context is not None and input_context.num_input_pipelines > 1:
         dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     dataset = dataset.filter(_has_valid_crop)
@@ -288,7 +297,7 @@ def make_dataset(
     if repeat:
         dataset = dataset.repeat()
     prepare = _make_example_fn(
-        augment, seed, codec.input_size, tf.constant(spec.flip_permutation(), tf.int32)
+        load, augment, seed, codec.input_size, tf.constant(spec.flip_permutation(), tf.int32)
     )
     dataset = dataset.enumerate().map(prepare, num_parallel_calls=AUTOTUNE, deterministic=True)
     # A corrupt image fails its decode; skip that example instead of stopping.

@@ -53,6 +53,55 @@ class Predictions:
     input_keypoints: np.ndarray | None = None  # (M, K, 2) predictions on those crops
 
 
+class DatasetPredictor:
+    """Runs a model over evaluation datasets; one traced function, reused across calls.
+
+    Args:
+        flip_permutation: when given, flip-test averaging.
+    """
+
+    def __init__(self, model, codec: HeatmapCodec, flip_permutation=None):
+        self.model = model
+        self.codec = codec
+        self.flip_permutation = None if flip_permutation is None else tf.constant(flip_permutation, tf.int32)
+        self._predict = tf.function(self._predict_batch)
+
+    def _predict_batch(self, images, matrix):
+        heatmaps = predict_heatmaps(self.model, images, self.flip_permutation)
+        input_keypoints, scores = self.codec.decode(heatmaps)
+        original = transforms.apply_affine(transforms.invert_affine(matrix), input_keypoints)
+        return original, input_keypoints, scores
+
+    def __call__(self, dataset, max_batches=None, keep_images=0, progress=False) -> Predictions:
+        """Predictions for a dataset from ``make_dataset(..., with_metadata=True)``.
+
+        Args:
+            max_batches: stop after this many batches (None: all).
+            keep_images: keep the first N input crops and their predictions.
+        """
+        parts = {k: [] for k in ("keypoints", "scores", "ground_truth", "has_gt", "normalizer", "record_id")}
+        images, input_keypoints = [], []
+        batches = dataset if max_batches is None else dataset.take(max_batches)
+        for batch in tqdm(batches, desc="evaluate", unit="batch", disable=not progress, leave=False):
+            original, in_keypoints, scores = self._predict(batch["images"], batch["matrix"])
+            parts["keypoints"].append(original.numpy())
+            parts["scores"].append(scores.numpy())
+            parts["ground_truth"].append(batch["keypoints"].numpy())
+            parts["has_gt"].append(batch["has_gt"].numpy())
+            parts["normalizer"].append(batch["normalizer"].numpy())
+            parts["record_id"].append(batch["record_id"].numpy())
+            if sum(len(x) for x in images) < keep_images:
+                images.append(batch["images"].numpy())
+                input_keypoints.append(in_keypoints.numpy())
+        if not parts["keypoints"]:
+            raise ValueError("The evaluation dataset is empty: no example could be read.")
+        result = Predictions(**{k: np.concatenate(v) for k, v in parts.items()})
+        if keep_images:
+            result.images = np.concatenate(images)[:keep_images]
+            result.input_keypoints = np.concatenate(input_keypoints)[:keep_images]
+        return result
+
+
 def predict_dataset(
     model,
     dataset,
@@ -62,42 +111,9 @@ def predict_dataset(
     keep_images: int = 0,
     progress: bool = False,
 ) -> Predictions:
-    """Runs ``model`` over an evaluation dataset (``make_dataset(..., with_metadata=True)``).
-
-    Args:
-        flip_permutation: when given, flip-test averaging.
-        keep_images: keep the first N input crops and their predictions.
-    """
-    perm = None if flip_permutation is None else tf.constant(flip_permutation, tf.int32)
-
-    @tf.function
-    def predict(images, matrix):
-        heatmaps = predict_heatmaps(model, images, perm)
-        input_keypoints, scores = codec.decode(heatmaps)
-        original = transforms.apply_affine(transforms.invert_affine(matrix), input_keypoints)
-        return original, input_keypoints, scores
-
-    parts = {k: [] for k in ("keypoints", "scores", "ground_truth", "has_gt", "normalizer", "record_id")}
-    images, input_keypoints = [], []
-    batches = dataset if max_batches is None else dataset.take(max_batches)
-    for batch in tqdm(batches, desc="evaluate", unit="batch", disable=not progress, leave=False):
-        original, in_keypoints, scores = predict(batch["images"], batch["matrix"])
-        parts["keypoints"].append(original.numpy())
-        parts["scores"].append(scores.numpy())
-        parts["ground_truth"].append(batch["keypoints"].numpy())
-        parts["has_gt"].append(batch["has_gt"].numpy())
-        parts["normalizer"].append(batch["normalizer"].numpy())
-        parts["record_id"].append(batch["record_id"].numpy())
-        if sum(len(x) for x in images) < keep_images:
-            images.append(batch["images"].numpy())
-            input_keypoints.append(in_keypoints.numpy())
-    if not parts["keypoints"]:
-        raise ValueError("The evaluation dataset is empty: no example could be read.")
-    result = Predictions(**{k: np.concatenate(v) for k, v in parts.items()})
-    if keep_images:
-        result.images = np.concatenate(images)[:keep_images]
-        result.input_keypoints = np.concatenate(input_keypoints)[:keep_images]
-    return result
+    """One-off ``DatasetPredictor(model, codec, flip_permutation)(dataset, ...)``."""
+    predictor = DatasetPredictor(model, codec, flip_permutation)
+    return predictor(dataset, max_batches=max_batches, keep_images=keep_images, progress=progress)
 
 
 def score(spec: KeypointSpec, predictions: Predictions, threshold: float | None = None) -> dict:

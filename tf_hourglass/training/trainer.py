@@ -7,6 +7,8 @@ The workdir holds everything a run produces and needs to resume:
     tensorboard/        losses of every stack, learning rate, validation metric, skeleton pictures
     metrics.csv         one row per epoch
     final.keras         the trained model
+    inference.json      its keypoint spec and heatmap codec settings (read by PoseEstimator)
+    config.json         the run's config
     results.json        the final held-out score
 
 Killing the process at any moment and running the same command again continues
@@ -25,8 +27,10 @@ import numpy as np
 import tensorflow as tf
 
 from tf_hourglass.data.codec import HeatmapCodec
+from tf_hourglass.data.keypoint_specs import spec_to_dict
 from tf_hourglass.data.pipeline import make_dataset
 from tf_hourglass.evaluation import evaluator
+from tf_hourglass.inference import RUN_SETTINGS_FILE
 from tf_hourglass.model import from_preset
 from tf_hourglass.model.presets import PRESETS
 from tf_hourglass.training.data_sources import augment_from_config, load_sources
@@ -191,12 +195,11 @@ class Validation(keras.callbacks.Callback):
     on validation crops into TensorBoard.
     """
 
-    def __init__(self, dataset, codec, spec, flip_permutation, max_batches, log_dir, num_images, state):
+    def __init__(self, predictor, dataset, spec, max_batches, log_dir, num_images, state):
         super().__init__()
+        self.predictor = predictor
         self.dataset = dataset
-        self.codec = codec
         self.spec = spec
-        self.flip_permutation = flip_permutation
         self.max_batches = max_batches or None
         self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "validation_images"))
         self.num_images = num_images
@@ -205,14 +208,7 @@ class Validation(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.state.failed_reason:
             return
-        predictions = evaluator.predict_dataset(
-            self.model,
-            self.dataset,
-            self.codec,
-            self.flip_permutation,
-            max_batches=self.max_batches,
-            keep_images=self.num_images,
-        )
+        predictions = self.predictor(self.dataset, max_batches=self.max_batches, keep_images=self.num_images)
         result = evaluator.score(self.spec, predictions)
         logs[VAL_METRIC] = result["total"]
         logs["learning_rate"] = current_learning_rate(self.model.optimizer)
@@ -317,31 +313,35 @@ def train_and_evaluate(config, workdir: str) -> dict:
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_variable)
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(workdir, "checkpoints"), max_to_keep=2)
     if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        try:
+            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        except (ValueError, AssertionError) as error:
+            raise ValueError(
+                f"The checkpoint {manager.latest_checkpoint} does not match this config (model or "
+                f"optimizer changed?). Use a new --workdir, or the config that made it. Cause: {error}"
+            ) from error
         print(f"Resuming from {manager.latest_checkpoint} (epoch {int(epoch_variable.numpy())}).")
     initial_epoch = int(epoch_variable.numpy())
 
     codec = make_codec(model, config.data, config.eval.decode_method)
+    # What inference needs beside final.keras: the keypoints and the target scale.
+    write_json(
+        os.path.join(workdir, RUN_SETTINGS_FILE),
+        {"spec": spec_to_dict(spec), "codec": {"sigma": codec.sigma, "peak": codec.peak}},
+    )
+    write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
     # A resumed run continues with fresh (still reproducible) augmentation draws.
     seed = config.train.seed + 1_000_003 * initial_epoch
     train_ds, val_ds, test_ds = build_datasets(config, sources, codec, seed)
     flip_permutation = spec.flip_permutation() if config.eval.flip_test else None
+    predictor = evaluator.DatasetPredictor(model, codec, flip_permutation)
 
     state = RunState()
     log_dir = os.path.join(workdir, "tensorboard")
     callbacks = [
         StopOnNaN(state),
         TimeBudget(config.train.max_train_minutes * 60),
-        Validation(
-            val_ds,
-            codec,
-            spec,
-            flip_permutation,
-            config.eval.val_batches,
-            log_dir,
-            config.eval.num_images,
-            state,
-        ),
+        Validation(predictor, val_ds, spec, config.eval.val_batches, log_dir, config.eval.num_images, state),
         keras.callbacks.CSVLogger(os.path.join(workdir, "metrics.csv"), append=True),
         keras.callbacks.TensorBoard(log_dir=log_dir),
         Checkpointing(manager, epoch_variable, workdir, state),
@@ -366,6 +366,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
             steps_per_epoch=config.train.steps_per_epoch,
             callbacks=callbacks,
             verbose=config.runtime.verbose,
+            shuffle=False,  # the dataset shuffles itself
         )
     train_seconds = time.monotonic() - start
     if state.failed_reason:
@@ -373,7 +374,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
     atomic_save(model.save, os.path.join(workdir, "final.keras"), suffix=".keras")
     final_ds = test_ds if test_ds is not None else val_ds
-    predictions = evaluator.predict_dataset(model, final_ds, codec, flip_permutation, progress=True)
+    predictions = predictor(final_ds, progress=True)
     result = evaluator.score(spec, predictions)
     name = evaluator.metric_name(spec)
     results = {

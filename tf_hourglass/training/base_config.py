@@ -1,4 +1,4 @@
-"""Defaults shared by every training config; each config file starts from these.
+"""Defaults shared by every training config (configs/*.py start from these).
 
 Sections: data (where examples come from and how targets look), model,
 train (optimizer, schedule, length, batch size), eval, runtime (distribution,

@@ -1,0 +1,205 @@
+"""Training runs: config checks, workdir contents, resuming after SIGKILL, NaN handling."""
+
+import csv
+import glob
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import pytest
+
+from tf_hourglass.inference import PoseEstimator
+from tf_hourglass.training import trainer
+from tf_hourglass.training.losses import HeatmapLoss
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.py"))
+
+TINY_CONFIG = """
+from tf_hourglass.training.base_config import get_base_config
+
+
+def get_config():
+    config = get_base_config()
+    config.data.num_train = 48
+    config.data.num_val = 8
+    config.data.num_test = 8
+    config.data.synthetic_image_size = 128
+    config.data.target_peak = 5.0
+    config.model.preset = "hg_tiny"
+    config.train.optimizer = "adam"
+    config.train.learning_rate = 1e-3
+    config.train.schedule = "constant"
+    config.train.epochs = {epochs}
+    config.train.steps_per_epoch = 3
+    config.train.batch_size = 4
+    config.eval.num_images = 2
+    config.runtime.verbose = 2
+    return config
+"""
+
+
+def load_config(path):
+    spec = importlib.util.spec_from_file_location("config_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def tiny_config(tmp_path, epochs=2):
+    path = tmp_path / f"tiny_{epochs}.py"
+    path.write_text(TINY_CONFIG.format(epochs=epochs))
+    return path
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_every_shipped_config_is_valid_and_documents_its_command(path):
+    config = load_config(path)
+    trainer.validate_config(config)
+    docstring = path.read_text().split('"""')[1]
+    assert f"--config configs/{path.name}" in docstring
+    assert "Expect" in docstring or "expect" in docstring
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        (
+            "train.batch_size",
+            0,
+            "config.train.batch_size must be an integer >= 1. Received: train.batch_size=0",
+        ),
+        ("data.format", "imagenet", "config.data.format must be one of"),
+        ("runtime.strategy", "gpu", "Received: runtime.strategy='gpu'"),
+        ("model.preset", "hg3", "Received: model.preset='hg3'"),
+        ("train.schedule", "linear", "Received: train.schedule='linear'"),
+        ("runtime.precision", "float16", "Received: runtime.precision='float16'"),
+    ],
+)
+def test_invalid_config_fails_before_any_work_naming_the_field(tmp_path, field, value, message):
+    config = load_config(tiny_config(tmp_path))
+    section, name = field.split(".")
+    config[section][name] = value
+    workdir = tmp_path / "run"
+    with pytest.raises(ValueError) as error:
+        trainer.train_and_evaluate(config, str(workdir))
+    assert message in str(error.value)
+    assert not workdir.exists()
+
+
+def test_reader_format_without_annotations_is_rejected(tmp_path):
+    config = load_config(tiny_config(tmp_path))
+    config.data.format = "mpii_h5"
+    with pytest.raises(ValueError, match="config.data.train_annotations"):
+        trainer.validate_config(config)
+
+
+def test_training_run_writes_checkpoints_logs_metrics_and_final_model(tmp_path):
+    workdir = tmp_path / "run"
+    results = trainer.train_and_evaluate(load_config(tiny_config(tmp_path)), str(workdir))
+
+    assert results["metric"] == "PCKh@0.5" and 0.0 <= results["score"] <= 100.0
+    assert results["epochs_completed"] == 2 and results["num_persons"] == 8
+    assert json.loads((workdir / "results.json").read_text())["score"] == results["score"]
+    model = keras.saving.load_model(workdir / "final.keras")
+    assert model.num_stacks == 2 and model.num_keypoints == 16
+    assert (workdir / "best.weights.h5").exists()
+    assert json.loads((workdir / "best.json").read_text())["epoch"] in (1, 2)
+    rows = list(csv.DictReader((workdir / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert {"loss", "heatmaps_1_loss", "heatmaps_2_loss", "val_pck", "learning_rate"} <= set(rows[0])
+    assert float(rows[0]["learning_rate"]) == pytest.approx(1e-3)
+    assert sorted(os.listdir(workdir / "checkpoints"))[0] == "checkpoint"
+    estimator = PoseEstimator(str(workdir))  # finds the run's spec and target peak
+    assert estimator.spec.name == "mpii" and estimator.codec.peak == 5.0
+    tags = tensorboard_tags(workdir / "tensorboard")
+    # Keras writes val_* metrics to the validation run without the prefix.
+    assert {"epoch_heatmaps_1_loss", "epoch_heatmaps_2_loss", "epoch_pck", "epoch_learning_rate"} <= tags
+    assert "predicted_skeletons" in tags
+
+
+def tensorboard_tags(log_dir):
+    import tensorflow as tf
+
+    tags = set()
+    for path in glob.glob(str(log_dir / "**" / "events.out.tfevents.*"), recursive=True):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
+def run_training(config_path, workdir):
+    return subprocess.Popen(
+        [sys.executable, "-m", "tf_hourglass.train", f"--config={config_path}", f"--workdir={workdir}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+
+
+def saved_epochs(workdir):
+    state = workdir / "checkpoints" / "checkpoint"
+    if not state.exists():
+        return 0
+    line = state.read_text().splitlines()[0]  # model_checkpoint_path: "ckpt-N"
+    return int(line.rsplit("-", 1)[1].rstrip('"'))
+
+
+def test_sigkilled_run_resumes_from_the_last_saved_epoch(tmp_path):
+    config_path = tiny_config(tmp_path, epochs=40)
+    workdir = tmp_path / "run"
+    process = run_training(config_path, workdir)
+    deadline = time.monotonic() + 240
+    while saved_epochs(workdir) < 2 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = saved_epochs(workdir)
+    assert 2 <= killed_at < 40, "the run should have been killed mid-training"
+
+    finish = tiny_config(tmp_path, epochs=killed_at + 2)
+    # Same config but two more epochs, so the resumed run is short.
+    process = run_training(finish, workdir)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    assert f"(epoch {killed_at})" in output
+    assert f"Epoch {killed_at + 1}/{killed_at + 2}" in output
+    assert "Epoch 1/" not in output
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["epochs_completed"] == killed_at + 2
+
+
+class NaNLoss(HeatmapLoss):
+    """A loss that diverges at once, as a run with a bad learning rate would."""
+
+    def call(self, y_true, y_pred):
+        return super().call(y_true, y_pred) * float("nan")
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoints(tmp_path, monkeypatch):
+    workdir = tmp_path / "run"
+    trainer.train_and_evaluate(load_config(tiny_config(tmp_path, epochs=1)), str(workdir))
+    before = {name: (workdir / name).read_bytes() for name in ("best.weights.h5", "best.json", "final.keras")}
+
+    monkeypatch.setattr(trainer, "HeatmapLoss", NaNLoss)
+    with pytest.raises(FloatingPointError, match="training loss became nan at batch 0"):
+        trainer.train_and_evaluate(load_config(tiny_config(tmp_path, epochs=3)), str(workdir))
+    assert {name: (workdir / name).read_bytes() for name in before} == before
+    assert saved_epochs(workdir) == 1
+
+
+def test_resuming_with_an_incompatible_config_names_the_workdir(tmp_path):
+    workdir = tmp_path / "run"
+    trainer.train_and_evaluate(load_config(tiny_config(tmp_path, epochs=1)), str(workdir))
+    config = load_config(tiny_config(tmp_path, epochs=2))
+    config.model.filters = 32
+    with pytest.raises(ValueError, match="does not match this config"):
+        trainer.train_and_evaluate(config, str(workdir))

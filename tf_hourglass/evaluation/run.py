@@ -1,0 +1,466 @@
+"""Evaluation runs: a predictions file against ground truth, or a model over a dataset.
+
+The library behind ``python -m tf_hourglass.evaluate``. Both return a JSON-ready
+results dict whose ``"protocol"`` says what was computed:
+
+* ``"mpii"`` (16 MPII joints, head-normalised): ``metrics.evaluate_mpii``'s
+  report, with ``pckh@0.5`` / ``pckh@0.1`` (Head, Shoulder, Elbow, Wrist, Hip,
+  Knee, Ankle, UBody, Total in percent) and ``auc``.
+* ``"pck"`` (LSP, FLIC, custom specs): ``{"metric": "PCK@0.2", "pck@0.2":
+  {joint: percent, ..., "Total": percent}, "mean", "num_persons"}``.
+* ``"coco"``: pycocotools' keypoint AP/AR under ``"coco_keypoints"``.
+
+Ground-truth files, read in their own coordinates (the official MPII files are
+1-based and predictions are compared with the raw numbers, as the kit does):
+
+* ``.h5`` in the original Hourglass layout (``part``, ``normalize``): MPII
+  ``annot/valid.h5`` (16 joints) or FLIC (11 joints);
+* ``.mat``: the MPII kit's ``gt_valid.mat`` (``pos_gt_src``, ``jnt_missing``,
+  ``headboxes_src``) or LSP / LSPET ``joints.mat``;
+* ``.json``: COCO person_keypoints (predictions then in COCO results format).
+
+Prediction files: ``.h5`` with ``preds (N, K, 2)``, or ``.mat`` with ``preds
+(N, K, 2)`` or the kit's ``pos_pred_src (K, 2, N)``; rows in ground-truth order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import os
+
+import h5py
+import numpy as np
+import scipy.io
+import tensorflow as tf
+from absl import logging
+
+from tf_hourglass.data import keypoint_specs, readers
+from tf_hourglass.data.codec import HeatmapCodec
+from tf_hourglass.data.pipeline import InMemorySource, make_dataset
+from tf_hourglass.data.records import KeypointSpec
+from tf_hourglass.evaluation import evaluator, metrics
+from tf_hourglass.inference import load_model_for_inference
+
+HDF5_EXTENSIONS = (".h5", ".hdf5")
+
+
+@dataclasses.dataclass
+class GroundTruth:
+    """Annotated keypoints of N persons, in the file's own coordinates."""
+
+    path: str
+    spec: KeypointSpec
+    keypoints: np.ndarray  # (N, K, 2)
+    has_gt: np.ndarray  # (N, K) bool
+    head_size: np.ndarray | None  # (N,) for head-normalised specs, else None
+
+    @property
+    def num_persons(self) -> int:
+        return self.keypoints.shape[0]
+
+
+# ----------------------------------------------------------------------------
+# Files
+# ----------------------------------------------------------------------------
+
+
+def _read_bytes(path: str, what: str) -> bytes:
+    if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
+        raise FileNotFoundError(f"{what} not found: {path}")
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return f.read()
+
+
+def _load_h5(path: str, what: str) -> dict[str, np.ndarray]:
+    try:
+        with h5py.File(io.BytesIO(_read_bytes(path, what)), "r") as f:
+            return {k: f[k][()] for k in f.keys() if isinstance(f[k], h5py.Dataset)}
+    except OSError as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise ValueError(f"{what} {path} is not a readable HDF5 file ({error}).") from error
+
+
+def _load_mat(path: str, what: str) -> dict[str, np.ndarray]:
+    try:
+        return scipy.io.loadmat(io.BytesIO(_read_bytes(path, what)))
+    except (ValueError, TypeError, NotImplementedError, scipy.io.matlab.MatReadError) as error:
+        raise ValueError(
+            f"{what} {path} is not a readable MATLAB .mat file ({error}); MATLAB v7.3 files need "
+            "saving with -v7."
+        ) from error
+
+
+def _require(data: dict, key: str, path: str, what: str) -> np.ndarray:
+    if key not in data:
+        keys = sorted(k for k in data if not k.startswith("__"))
+        raise ValueError(f"{what} {path} has no {key!r}; it holds {keys}.")
+    return np.asarray(data[key])
+
+
+def _require_shape(array: np.ndarray, shape: tuple, key: str, path: str, what: str) -> np.ndarray:
+    if array.ndim != len(shape) or any(
+        s is not None and s != a for s, a in zip(shape, array.shape, strict=True)
+    ):
+        expected = tuple("N" if s is None else s for s in shape)
+        raise ValueError(f"{what} {path}: {key!r} has shape {array.shape}; expected {expected}.")
+    return array
+
+
+def _extension(path: str) -> str:
+    return os.path.splitext(path)[1].lower()
+
+
+def load_ground_truth(path: str) -> GroundTruth:
+    """Reads a ground-truth file (see the module docstring), keeping its coordinates."""
+    what = "ground-truth file"
+    extension = _extension(path)
+    if extension in HDF5_EXTENSIONS:
+        data = _load_h5(path, what)
+        part = _require(data, "part", path, what)
+        if part.ndim != 3 or part.shape[1:] not in ((16, 2), (11, 2)):
+            raise ValueError(
+                f"{what} {path}: 'part' has shape {part.shape}; expected (N, 16, 2) for MPII or "
+                "(N, 11, 2) for FLIC."
+            )
+        spec = keypoint_specs.MPII if part.shape[1] == 16 else keypoint_specs.FLIC
+        # (0, 0) is the Hourglass files' "not annotated".
+        has_gt = ~np.all(part == 0, axis=-1)
+        head_size = None
+        if spec is keypoint_specs.MPII:
+            head_size = _require_shape(
+                _require(data, "normalize", path, what), (part.shape[0],), "normalize", path, what
+            )
+        return GroundTruth(path, spec, part.astype(np.float64), has_gt, head_size)
+    if extension == ".mat":
+        data = _load_mat(path, what)
+        if "pos_gt_src" in data:  # the official MPII kit's gt_valid.mat
+            gt = _require_shape(np.asarray(data["pos_gt_src"]), (16, 2, None), "pos_gt_src", path, what)
+            n = gt.shape[2]
+            missing = _require_shape(
+                _require(data, "jnt_missing", path, what), (16, n), "jnt_missing", path, what
+            )
+            boxes = _require_shape(
+                _require(data, "headboxes_src", path, what), (2, 2, n), "headboxes_src", path, what
+            )
+            return GroundTruth(
+                path,
+                keypoint_specs.MPII,
+                np.transpose(gt, (2, 0, 1)).astype(np.float64),
+                missing.T == 0,
+                metrics.mpii_head_size(np.transpose(boxes, (2, 0, 1))),
+            )
+        joints = _require(data, "joints", path, what)
+        if joints.ndim == 3 and joints.shape[:2] == (3, 14):  # LSP: (3, 14, N)
+            joints = np.transpose(joints, (2, 1, 0))
+        elif joints.ndim == 3 and joints.shape[:2] == (14, 3):  # LSPET: (14, 3, N)
+            joints = np.transpose(joints, (2, 0, 1))
+        else:
+            raise ValueError(
+                f"{what} {path}: 'joints' has shape {joints.shape}; expected (3, 14, N) (LSP) or "
+                "(14, 3, N) (LSPET)."
+            )
+        xy = joints[..., :2].astype(np.float64)
+        # As readers.read_lsp: non-positive coordinates mark joints outside the image.
+        has_gt = np.all(np.isfinite(xy) & (xy > 0), axis=-1)
+        return GroundTruth(path, keypoint_specs.LSP, xy, has_gt, None)
+    raise ValueError(
+        f"Unsupported {what} {path}; expected .h5 (MPII valid.h5 / FLIC layout), .mat (MPII "
+        "gt_valid.mat, LSP/LSPET joints.mat) or .json (COCO person_keypoints)."
+    )
+
+
+def load_predictions(path: str, ground_truth: GroundTruth) -> np.ndarray:
+    """Predictions (N, K, 2) for ``ground_truth``'s persons, checked against it."""
+    what = "predictions file"
+    extension = _extension(path)
+    if extension in HDF5_EXTENSIONS:
+        key, preds = "preds", _require(_load_h5(path, what), "preds", path, what)
+    elif extension == ".mat":
+        data = _load_mat(path, what)
+        if "preds" in data:
+            key, preds = "preds", np.asarray(data["preds"])
+        elif "pos_pred_src" in data:
+            key, preds = "pos_pred_src", np.asarray(data["pos_pred_src"])
+            if preds.ndim != 3 or preds.shape[1] != 2:
+                raise ValueError(
+                    f"{what} {path}: 'pos_pred_src' has shape {preds.shape}; expected (K, 2, N)."
+                )
+            preds = np.transpose(preds, (2, 0, 1))
+        else:
+            keys = sorted(k for k in data if not k.startswith("__"))
+            raise ValueError(
+                f"{what} {path} has neither 'preds' (N, K, 2) nor 'pos_pred_src' (K, 2, N); it holds {keys}."
+            )
+    else:
+        raise ValueError(f"Unsupported {what} {path}; expected .h5 or .mat with 'preds' (N, K, 2).")
+
+    n, k = ground_truth.num_persons, ground_truth.spec.num_keypoints
+    expected = (n, k, 2)
+    if preds.ndim != 3 or preds.shape[1:] != (k, 2):
+        raise ValueError(
+            f"{what} {path}: {key!r} has shape {preds.shape} (as (N, K, 2)); expected {expected}: "
+            f"{k} {ground_truth.spec.name} joints x (x, y) for each of the {n} persons of {ground_truth.path}."
+        )
+    if preds.shape[0] != n:
+        raise ValueError(
+            f"{what} {path} has predictions for {preds.shape[0]} persons but the ground truth "
+            f"{ground_truth.path} has {n}; expected shape {expected}, received {preds.shape}."
+        )
+    if not np.issubdtype(preds.dtype, np.number):
+        raise ValueError(f"{what} {path}: {key!r} must be numeric; received dtype {preds.dtype}.")
+    return preds.astype(np.float64)
+
+
+def load_coco_results(path: str) -> list[dict]:
+    """Predictions in COCO results format: a JSON list of {image_id, category_id, keypoints, score}."""
+    what = "predictions file"
+    try:
+        results = json.loads(_read_bytes(path, what))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{what} {path} is not valid JSON ({error}).") from error
+    if not isinstance(results, list):
+        raise ValueError(
+            f"{what} {path} must be a JSON list of COCO results; received {type(results).__name__}."
+        )
+    k = keypoint_specs.COCO.num_keypoints
+    for i, entry in enumerate(results):
+        if not isinstance(entry, dict):
+            raise ValueError(f"{what} {path}: entry {i} is not an object: {entry!r:.80}.")
+        missing = {"image_id", "category_id", "keypoints", "score"} - set(entry)
+        if missing:
+            raise ValueError(
+                f"{what} {path}: entry {i} lacks {sorted(missing)}; received keys {sorted(entry)}."
+            )
+        if np.size(entry["keypoints"]) != 3 * k:
+            raise ValueError(
+                f"{what} {path}: entry {i} has {np.size(entry['keypoints'])} keypoint values; "
+                f"expected {3 * k} ({k} COCO joints x (x, y, v))."
+            )
+    return results
+
+
+def _check_coco_image_ids(results: list[dict], predictions: str, ground_truth: str) -> None:
+    """pycocotools only asserts this; here the message names both files."""
+    try:
+        data = json.loads(_read_bytes(ground_truth, "ground-truth file"))
+        image_ids = {image["id"] for image in data["images"]}
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, KeyError) as error:
+        raise ValueError(
+            f"ground-truth file {ground_truth} is not a COCO keypoints JSON ({error!r})."
+        ) from error
+    unknown = sorted({r["image_id"] for r in results} - image_ids)
+    if unknown:
+        raise ValueError(
+            f"predictions file {predictions} has results for {len(unknown)} image id(s) that are not in "
+            f"{ground_truth}, e.g. {unknown[:5]}."
+        )
+
+
+# ----------------------------------------------------------------------------
+# Scores
+# ----------------------------------------------------------------------------
+
+
+def _is_mpii(spec: KeypointSpec) -> bool:
+    return spec.name == keypoint_specs.MPII.name and spec.num_keypoints == 16
+
+
+def _check_head_sizes(head_size) -> None:
+    if head_size is None or not np.any(np.isfinite(head_size) & (np.asarray(head_size) > 0)):
+        raise ValueError(
+            "MPII PCKh needs each person's head size, and this ground truth has none (the mmpose "
+            "JSON lacks it): evaluate against annot/valid.h5 (mpii_h5) or the kit's gt_valid.mat."
+        )
+
+
+def score_keypoints(spec: KeypointSpec, pred, gt, has_gt, head_size=None) -> dict:
+    """The spec's protocol: full MPII report for MPII, else PCK per joint and total."""
+    if _is_mpii(spec):
+        _check_head_sizes(head_size)
+        return {"protocol": "mpii", **metrics.evaluate_mpii(pred, gt, has_gt, head_size)}
+    result = metrics.pck_for_spec(spec, pred, gt, has_gt, head_size=head_size)
+    name = evaluator.metric_name(spec)
+    per_joint = dict(zip(spec.keypoint_names, result["per_joint"].tolist(), strict=True))
+    return {
+        "protocol": "pck",
+        "metric": name,
+        name.lower(): {**per_joint, "Total": result["total"]},
+        "mean": result["mean"],
+        "num_persons": result["num_persons"],
+    }
+
+
+def evaluate_predictions(predictions: str, ground_truth: str) -> dict:
+    """Scores a predictions file against a ground-truth file (see the module docstring)."""
+    inputs = {"predictions": predictions, "ground_truth": ground_truth}
+    if _extension(ground_truth) == ".json":
+        results = load_coco_results(predictions)
+        _check_coco_image_ids(results, predictions, ground_truth)
+        stats = metrics.coco_keypoint_ap(ground_truth, results)
+        return {"protocol": "coco", "coco_keypoints": stats, "num_predicted": len(results), "inputs": inputs}
+    truth = load_ground_truth(ground_truth)
+    preds = load_predictions(predictions, truth)
+    results = score_keypoints(truth.spec, preds, truth.keypoints, truth.has_gt, truth.head_size)
+    return {**results, "inputs": inputs}
+
+
+def _usable(record) -> bool:
+    """Has ground truth and a crop (the pipeline drops records without a finite centre/scale)."""
+    return bool(
+        record.has_gt.any()
+        and math.isfinite(record.scale)
+        and record.scale > 0
+        and np.isfinite(record.center).all()
+    )
+
+
+def _coco_results(annotations: str, predictions) -> tuple[list[dict], list[int]]:
+    """COCO results (x, y, score per joint; person score = mean joint score) for predicted records."""
+    data = json.loads(_read_bytes(annotations, "annotations file"))
+    image_of = {ann["id"]: ann["image_id"] for ann in data["annotations"]}
+    results = []
+    for keypoints, scores, record_id in zip(
+        predictions.keypoints, predictions.scores, predictions.record_id, strict=True
+    ):
+        flat = np.concatenate([keypoints, scores[:, None]], axis=1).reshape(-1)
+        results.append(
+            {
+                "image_id": image_of[int(record_id)],
+                "category_id": 1,
+                "keypoints": flat.tolist(),
+                "score": float(np.mean(scores)),
+            }
+        )
+    return results, sorted({r["image_id"] for r in results})
+
+
+def evaluate_model(
+    model,
+    format: str,
+    annotations: str,
+    images_dir: str | None,
+    flip: bool = False,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> dict:
+    """Runs a model over a dataset in any reader format and scores it.
+
+    Args:
+        model: anything ``inference.load_model_for_inference`` takes.
+        format, annotations, images_dir: as ``readers.read_dataset``.
+        flip: flip-test averaging.
+
+    Persons without ground truth (or without a crop) are skipped. MPII gives
+    the full PCKh table, COCO its AP, other specs PCK.
+    """
+    spec, records = readers.read_dataset(format, annotations, images_dir)
+    usable = [r for r in records if _usable(r)]
+    if not usable:
+        raise ValueError(f"{annotations}: none of its {len(records)} persons has ground truth and a crop.")
+    if len(usable) < len(records):
+        logging.info(
+            "Skipping %d of %d persons without ground truth or crop.",
+            len(records) - len(usable),
+            len(records),
+        )
+    missing = sorted(
+        {r.image_path for r in usable if "://" not in r.image_path and not os.path.exists(r.image_path)}
+    )
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} image(s) of {annotations} are missing under {images_dir}, e.g. {missing[:3]}."
+        )
+
+    if _is_mpii(spec):
+        _check_head_sizes(np.array([r.normalizer for r in usable]))  # before the long part
+
+    inference_model = load_model_for_inference(model)
+    if inference_model.num_keypoints != spec.num_keypoints:
+        raise ValueError(
+            f"Model {inference_model.name} predicts {inference_model.num_keypoints} keypoints but "
+            f"{annotations} ({format}) has {spec.num_keypoints}."
+        )
+    codec = HeatmapCodec(input_size=inference_model.input_size, heatmap_size=inference_model.heatmap_size)
+    dataset = make_dataset(
+        InMemorySource(usable), spec, codec, batch_size=batch_size, training=False, with_metadata=True
+    )
+    flip_permutation = spec.flip_permutation() if flip else None
+    predictions = evaluator.predict_dataset(
+        inference_model, dataset, codec, flip_permutation, progress=progress
+    )
+    if len(predictions.keypoints) < len(usable):
+        logging.warning(
+            "%d of %d images could not be decoded and were skipped.",
+            len(usable) - len(predictions.keypoints),
+            len(usable),
+        )
+    inputs = {
+        "model": inference_model.name,
+        "format": format,
+        "annotations": annotations,
+        "images": images_dir,
+        "flip": bool(flip),
+    }
+    counts = {"num_predicted": int(len(predictions.keypoints)), "num_skipped": len(records) - len(usable)}
+    if spec.name == keypoint_specs.COCO.name:
+        results, image_ids = _coco_results(annotations, predictions)
+        stats = metrics.coco_keypoint_ap(annotations, results, image_ids=image_ids)
+        return {"protocol": "coco", "coco_keypoints": stats, **counts, "inputs": inputs}
+    head_size = predictions.normalizer if spec.pck_normalizer == "head" else None
+    results = score_keypoints(
+        spec, predictions.keypoints, predictions.ground_truth, predictions.has_gt, head_size
+    )
+    return {**results, **counts, "inputs": inputs}
+
+
+# ----------------------------------------------------------------------------
+# Output
+# ----------------------------------------------------------------------------
+
+
+def format_results(results: dict) -> str:
+    """The results as the familiar table (MPII), a per-joint list (PCK) or AP lines (COCO)."""
+    protocol = results.get("protocol")
+    if protocol == "mpii":
+        return metrics.format_mpii_table(results)
+    if protocol == "coco":
+        return "\n".join(f"{name:<6}{value:8.3f}" for name, value in results["coco_keypoints"].items())
+    name = results["metric"]
+    table = results[name.lower()]
+    width = max(len(joint) for joint in table) + 2
+    lines = [f"{'joint':<{width}}{name:>10}"]
+    lines += [f"{joint:<{width}}{value:>10.2f}" for joint, value in table.items()]
+    return "\n".join(lines)
+
+
+def _jsonable(value):
+    """Plain Python values for json; NaN and infinities become null."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def check_output_path(path: str) -> None:
+    """Fails early when ``path``'s folder does not exist, before any long evaluation."""
+    folder = os.path.dirname(path) or "."
+    if not tf.io.gfile.isdir(folder):
+        raise FileNotFoundError(f"The folder of the output {path} does not exist: {folder}")
+
+
+def write_results_json(path: str, results: dict) -> None:
+    """Writes the results as JSON (temp file + rename: never a partial file)."""
+    readers.atomic_write_text(path, json.dumps(_jsonable(results), indent=2, allow_nan=False) + "\n")

@@ -1,0 +1,73 @@
+"""Pose of one person per image or video frame, drawn and saved as JSON.
+
+    python -m tf_hourglass.predict --model runs/mpii/final.keras --input photo.jpg --output out/
+    python -m tf_hourglass.predict --model model.tflite --input photos/ --output out/ --flip
+    python -m tf_hourglass.predict --model runs/mpii --input clip.mp4 --box 100,40,220,460 --output out/
+
+``--model`` is a ``.keras`` file, a training workdir (``final.keras``), a
+SavedModel directory or a ``.tflite`` file. Without ``--box`` the person is
+assumed to fill the image. Only parses flags; the work is
+``tf_hourglass.predict_files.predict_path`` (see there for the outputs).
+"""
+
+import json
+import os
+import sys
+
+from absl import app, flags
+
+_MODEL = flags.DEFINE_string("model", None, ".keras file, training workdir, SavedModel dir or .tflite file.")
+_INPUT = flags.DEFINE_string("input", None, "An image, a video (mp4/avi/mov/mkv) or a directory of images.")
+_OUTPUT = flags.DEFINE_string("output", None, "Directory for the annotated pictures/videos and JSON files.")
+_BOX = flags.DEFINE_string("box", None, "Person box 'x,y,w,h' in pixels (default: the whole image).")
+_FLIP = flags.DEFINE_bool("flip", False, "Flip test: average with the mirrored image's heatmaps.")
+_SPEC = flags.DEFINE_string(
+    "spec", None, "Keypoint spec: mpii, lsp, flic, coco or a spec JSON file (default mpii for 16 joints)."
+)
+flags.mark_flags_as_required(["model", "input", "output"])
+
+
+def parse_box(text: str | None):
+    if text is None:
+        return None
+    try:
+        box = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4:
+        raise app.UsageError(f"--box must be four numbers 'x,y,w,h'; received {text!r}.")
+    return box
+
+
+def load_spec(value: str | None):
+    """A dataset name, or a JSON file with a spec (``spec_to_dict`` form or our custom format)."""
+    if value is None or not os.path.exists(value):
+        return value
+    from tf_hourglass.data.keypoint_specs import spec_from_dict
+
+    with open(value) as f:
+        return spec_from_dict(json.load(f))
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    box = parse_box(_BOX.value)
+    from tf_hourglass.inference import PoseEstimator
+    from tf_hourglass.predict_files import predict_path
+
+    try:
+        estimator = PoseEstimator(_MODEL.value, spec=load_spec(_SPEC.value), flip_test=_FLIP.value)
+        summary = predict_path(estimator, _INPUT.value, _OUTPUT.value, box)
+    except (ValueError, OSError) as error:
+        sys.exit(f"predict: error: {error}")
+    print(f"Wrote {len(summary.written)} file(s) to {_OUTPUT.value}.")
+    if summary.skipped:
+        print(
+            f"Skipped {len(summary.skipped)} unreadable file(s): {', '.join(summary.skipped)}",
+            file=sys.stderr,
+        )
+
+
+if __name__ == "__main__":
+    app.run(main)

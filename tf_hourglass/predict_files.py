@@ -1,0 +1,298 @@
+"""A ``PoseEstimator`` over image files, folders and videos: skeleton pictures and keypoint JSON.
+
+The library behind ``python -m tf_hourglass.predict``. For an image ``NAME.EXT``
+it writes ``NAME.png`` (PNG inputs) or ``NAME.jpg`` (others) with the skeleton
+drawn, and ``NAME.json``::
+
+    {"image": "path/NAME.EXT", "width": W, "height": H, "box": [x, y, w, h],
+     "keypoints": [{"name": "r_ankle", "x": ..., "y": ..., "score": ...}, ...]}
+
+For a video (mp4, avi, mov, mkv) it writes ``NAME.mp4`` (mp4v codec) with the
+skeleton drawn on every frame and ``NAME.json`` with the keypoints of every
+frame. Every file is written to a temporary name and renamed, so a reader
+never sees half a file.
+
+Coordinates are pixels of the image as stored (pixel centres at integers);
+EXIF orientation is ignored, as the dataset readers and the pipeline do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import uuid
+
+import cv2
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from tqdm.auto import tqdm
+
+from tf_hourglass.data.readers import atomic_write_text
+from tf_hourglass.inference import PoseEstimator, to_rgb_float
+from tf_hourglass.visualization import draw_skeleton
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v")
+
+
+class UnreadableInputError(ValueError):
+    """An image or video file could not be read or decoded (the message names it)."""
+
+
+@dataclasses.dataclass
+class PredictionSummary:
+    """What a run wrote, and the inputs it skipped because they could not be read."""
+
+    written: list[str] = dataclasses.field(default_factory=list)
+    skipped: list[str] = dataclasses.field(default_factory=list)
+
+
+def is_video(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS
+
+
+def read_image(path: str) -> np.ndarray:
+    """An image file as RGB / RGBA / grayscale, its dtype kept (uint8 or uint16).
+
+    Raises:
+        UnreadableInputError: the file cannot be read or is not an image OpenCV decodes.
+    """
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            data = f.read()
+    except (tf.errors.OpError, OSError) as error:
+        raise UnreadableInputError(f"Cannot read image file {path}: {error}") from error
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    if image is None:
+        raise UnreadableInputError(f"{path} is not a readable image (OpenCV cannot decode it).")
+    # OpenCV orders colour channels BGR(A).
+    if image.ndim == 3 and image.shape[2] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
+    return image
+
+
+def keypoints_to_json(spec, keypoints, scores) -> list[dict]:
+    """[{"name", "x", "y", "score"}, ...] in the spec's joint order."""
+    return [
+        {"name": name, "x": float(x), "y": float(y), "score": float(score)}
+        for name, (x, y), score in zip(spec.keypoint_names, keypoints, scores, strict=True)
+    ]
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Writes ``data`` to a temporary sibling of ``path``, then renames it."""
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    with tf.io.gfile.GFile(tmp, "wb") as f:
+        f.write(data)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def _check_not_input(output_path: str, input_path: str) -> None:
+    if os.path.abspath(output_path) == os.path.abspath(input_path):
+        raise ValueError(
+            f"Output {output_path} would overwrite the input {input_path}; choose another --output."
+        )
+
+
+def predict_image_file(
+    estimator: PoseEstimator, path: str, output_dir: str, box=None, name: str | None = None
+) -> list[str]:
+    """Predicts on one image file; writes ``NAME.jpg``/``NAME.png`` and ``NAME.json``.
+
+    Returns the paths written.
+    """
+    image = read_image(path)
+    result = estimator.predict(image, box)
+    stem = name or os.path.splitext(os.path.basename(path))[0]
+    extension = ".png" if path.lower().endswith(".png") else ".jpg"
+    picture_path = os.path.join(output_dir, stem + extension)
+    json_path = os.path.join(output_dir, stem + ".json")
+    for output in (picture_path, json_path):
+        _check_not_input(output, path)
+
+    drawn = draw_skeleton(to_rgb_float(image), result["keypoints"], estimator.spec, result["scores"])
+    ok, encoded = cv2.imencode(extension, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f"OpenCV could not encode the picture for {path} as {extension}.")
+    atomic_write_bytes(picture_path, encoded.tobytes())
+    record = {
+        "image": path,
+        "width": int(image.shape[1]),
+        "height": int(image.shape[0]),
+        "box": [float(v) for v in result["box"]],
+        "keypoints": keypoints_to_json(estimator.spec, result["keypoints"], result["scores"]),
+    }
+    atomic_write_text(json_path, json.dumps(record, indent=1) + "\n")
+    return [picture_path, json_path]
+
+
+def _output_stems(paths: list[str]) -> list[str]:
+    """File stems as output names; files sharing a stem (a.jpg, a.png) keep their extension."""
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    return [
+        os.path.basename(p).replace(".", "_") if stems.count(s) > 1 else s
+        for p, s in zip(paths, stems, strict=True)
+    ]
+
+
+def predict_directory(
+    estimator: PoseEstimator, directory: str, output_dir: str, box=None, progress: bool = True
+) -> PredictionSummary:
+    """Every file of ``directory`` (not recursive): images, and videos by extension.
+
+    Files that cannot be read are skipped with a warning listing them.
+
+    Raises:
+        UnreadableInputError: no file could be read.
+    """
+    names = sorted(
+        n
+        for n in tf.io.gfile.listdir(directory)
+        if not n.startswith(".") and not tf.io.gfile.isdir(os.path.join(directory, n))
+    )
+    paths = [os.path.join(directory, n) for n in names]
+    if not paths:
+        raise UnreadableInputError(f"Input directory {directory} has no files.")
+    summary = PredictionSummary()
+    for path, stem in zip(
+        tqdm(paths, desc="predict", unit="file", disable=not progress), _output_stems(paths), strict=True
+    ):
+        try:
+            if is_video(path):
+                summary.written += predict_video(
+                    estimator, path, output_dir, box, name=stem, progress=progress
+                )
+            else:
+                summary.written += predict_image_file(estimator, path, output_dir, box, name=stem)
+        except UnreadableInputError as error:
+            summary.skipped.append(path)
+            logging.debug("Skipping %s: %s", path, error)
+    if summary.skipped:
+        logging.warning(
+            "Skipped %d unreadable file(s) in %s: %s",
+            len(summary.skipped),
+            directory,
+            ", ".join(os.path.basename(p) for p in summary.skipped),
+        )
+    if not summary.written:
+        raise UnreadableInputError(
+            f"None of the {len(paths)} file(s) in {directory} could be read as an image or video: "
+            + ", ".join(os.path.basename(p) for p in summary.skipped)
+        )
+    return summary
+
+
+def _open_video(path: str):
+    capture = cv2.VideoCapture(path)
+    if not capture.isOpened():
+        capture.release()
+        raise UnreadableInputError(f"Cannot open video {path} (missing, or a format OpenCV cannot read).")
+    return capture
+
+
+def _read_frames(capture, count: int) -> list[np.ndarray]:
+    frames = []
+    while len(frames) < count:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    return frames
+
+
+def predict_video(
+    estimator: PoseEstimator,
+    path: str,
+    output_dir: str,
+    box=None,
+    name: str | None = None,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> list[str]:
+    """Predicts on every frame of a video; writes ``NAME.mp4`` (annotated) and ``NAME.json``.
+
+    The JSON holds ``{"video", "width", "height", "fps", "num_frames", "box",
+    "frames": [{"frame": i, "keypoints": [{"name", "x", "y", "score"}, ...]}, ...]}``
+    (``box`` is null when each frame was used whole).
+    """
+    stem = name or os.path.splitext(os.path.basename(path))[0]
+    video_path = os.path.join(output_dir, stem + ".mp4")
+    json_path = os.path.join(output_dir, stem + ".json")
+    for output in (video_path, json_path):
+        _check_not_input(output, path)
+    capture = _open_video(path)
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    fps = fps if np.isfinite(fps) and fps > 0 else 30.0  # some containers do not store it
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    # cv2.VideoWriter picks the container from the extension, so the temp name ends in .mp4.
+    tmp_path = f"{video_path}.tmp-{uuid.uuid4().hex[:8]}.mp4"
+    writer = None
+    frames_json = []
+    size = None
+    finished = False
+    try:
+        with tqdm(total=total, desc=os.path.basename(path), unit="frame", disable=not progress) as bar:
+            while frames := _read_frames(capture, batch_size):
+                results = estimator.predict_batch(frames, [box] * len(frames), batch_size=batch_size)
+                for frame, result in zip(frames, results, strict=True):
+                    if writer is None:
+                        size = (frame.shape[1], frame.shape[0])
+                        writer = cv2.VideoWriter(tmp_path, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+                        if not writer.isOpened():
+                            raise ValueError(f"OpenCV cannot write an mp4v video to {tmp_path}.")
+                    drawn = draw_skeleton(frame, result["keypoints"], estimator.spec, result["scores"])
+                    writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+                    frames_json.append(
+                        {
+                            "frame": len(frames_json),
+                            "keypoints": keypoints_to_json(
+                                estimator.spec, result["keypoints"], result["scores"]
+                            ),
+                        }
+                    )
+                bar.update(len(frames))
+        finished = bool(frames_json)
+    finally:
+        capture.release()
+        if writer is not None:
+            writer.release()
+        if not finished and os.path.exists(tmp_path):
+            os.remove(tmp_path)
+    if not finished:
+        raise UnreadableInputError(f"Video {path} has no frame that could be read.")
+    os.replace(tmp_path, video_path)
+    record = {
+        "video": path,
+        "width": size[0],
+        "height": size[1],
+        "fps": float(fps),
+        "num_frames": len(frames_json),
+        "box": None if box is None else [float(v) for v in box],
+        "frames": frames_json,
+    }
+    atomic_write_text(json_path, json.dumps(record) + "\n")
+    return [video_path, json_path]
+
+
+def predict_path(
+    estimator: PoseEstimator, input_path: str, output_dir: str, box=None, progress: bool = True
+) -> PredictionSummary:
+    """Predicts on an image file, a video file or a directory of them; see the module docstring.
+
+    Raises:
+        FileNotFoundError: ``input_path`` does not exist.
+        UnreadableInputError: the input (or every file of a directory) cannot be read.
+    """
+    if not tf.io.gfile.exists(input_path):
+        raise FileNotFoundError(f"Input not found: {input_path}")
+    tf.io.gfile.makedirs(output_dir)
+    if tf.io.gfile.isdir(input_path):
+        return predict_directory(estimator, input_path, output_dir, box, progress=progress)
+    if is_video(input_path):
+        return PredictionSummary(
+            written=predict_video(estimator, input_path, output_dir, box, progress=progress)
+        )
+    return PredictionSummary(written=predict_image_file(estimator, input_path, output_dir, box))
