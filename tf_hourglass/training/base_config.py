@@ -19,6 +19,8 @@ def get_base_config():
     config.data.train_annotations = ""  # reader formats: annotation file; tfrecord: file pattern
     config.data.val_annotations = ""
     config.data.images_dir = ""  # reader formats: image folder ("" = next to the annotations)
+    config.data.val_format = ""  # validation data in another reader format ("" = data.format)
+    config.data.val_images_dir = ""  # validation images elsewhere ("" = data.images_dir)
     config.data.spec = ""  # tfrecord: the converter's PREFIX.spec.json ("" = found next to the shards)
     # Synthetic figures: examples [0, num_train) train, the next num_val
     # validate, the next num_test are held out for the final score.

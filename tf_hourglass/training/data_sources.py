@@ -70,7 +70,14 @@ def load_sources(data_config) -> DataSources:
         return DataSources(spec=spec, train=data_config.train_annotations, val=data_config.val_annotations)
     images_dir = data_config.images_dir or None
     spec, train_records = readers.read_dataset(fmt, data_config.train_annotations, images_dir)
-    _, val_records = readers.read_dataset(fmt, data_config.val_annotations, images_dir)
+    val_spec, val_records = readers.read_dataset(
+        data_config.val_format or fmt, data_config.val_annotations, data_config.val_images_dir or images_dir
+    )
+    if val_spec.num_keypoints != spec.num_keypoints:
+        raise ValueError(
+            f"Validation data ({data_config.val_format or fmt}) has {val_spec.num_keypoints} keypoints but "
+            f"training data ({fmt}) has {spec.num_keypoints}."
+        )
     return DataSources(
         spec=spec,
         train=InMemorySource(train_records),
