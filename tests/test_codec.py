@@ -73,3 +73,19 @@ def test_bad_codec_arguments_are_rejected(kwargs, message):
     with pytest.raises(ValueError) as error:
         HeatmapCodec(**kwargs)
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize("method", ["argmax", "quarter", "dark"])
+def test_tensorflow_decoding_matches_the_numpy_reference(method):
+    from tf_hourglass.evaluation import decoding
+
+    codec = HeatmapCodec(input_size=(256, 256), heatmap_size=(64, 64), sigma=2.0)
+    rng = np.random.default_rng(5)
+    # Peaks at least 3 sigma from the border, plus noise, as a network would predict.
+    keypoints = rng.uniform(28, 228, size=(20, 16, 2)).astype("float32")
+    heatmaps, _ = codec.encode(keypoints, np.ones((20, 16), bool))
+    heatmaps = heatmaps.numpy() + rng.normal(0, 0.01, size=heatmaps.shape).astype("float32")
+    tf_coords, tf_scores = codec.decode(heatmaps, method=method)
+    np_coords, np_scores = decoding.decode_heatmaps(heatmaps, method=method, dark_sigma=2.0)
+    np.testing.assert_allclose(tf_coords.numpy(), codec.heatmap_to_input(np_coords), atol=0.02)
+    np.testing.assert_allclose(tf_scores.numpy(), np_scores, rtol=1e-6)
