@@ -17,20 +17,24 @@ $(STAMP): $(PY) setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Train and evaluate on synthetic figures, then export the model for TF Serving
+# and phones (each export checks itself against the trained model).
 quickstart: $(STAMP)
 	$(PY) -m tf_hourglass.train --config configs/quickstart.py --workdir $(WORKDIR)
+	$(PY) -m tf_hourglass.export --model $(WORKDIR) --format saved_model --output $(WORKDIR)/export/saved_model --overwrite
+	$(PY) -m tf_hourglass.export --model $(WORKDIR) --format tflite --output $(WORKDIR)/export/model.tflite --overwrite
 
 test: $(STAMP)
-	$(PY) -m ruff check tf_hourglass tests benchmarks configs
-	$(PY) -m ruff format --check tf_hourglass tests benchmarks configs
+	$(PY) -m ruff check tf_hourglass tests benchmarks configs export
+	$(PY) -m ruff format --check tf_hourglass tests benchmarks configs export
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(PY) -m ruff check tf_hourglass tests benchmarks configs
+	$(PY) -m ruff check tf_hourglass tests benchmarks configs export
 
 format: $(STAMP)
-	$(PY) -m ruff format tf_hourglass tests benchmarks configs
-	$(PY) -m ruff check --fix tf_hourglass tests benchmarks configs
+	$(PY) -m ruff format tf_hourglass tests benchmarks configs export
+	$(PY) -m ruff check --fix tf_hourglass tests benchmarks configs export
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/model_speed.py

@@ -23,12 +23,19 @@ def test_quickstart_notebook_runs_top_to_bottom_at_a_tiny_size(monkeypatch):
     for name, value in tiny.items():
         monkeypatch.setenv(name, value)
     notebook = nbformat.read(COLAB / "quickstart.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(COLAB)}}).execute()
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(COLAB)}}
+    ).execute()
     outputs = "".join(
-        output.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs
+        output.get("text", "")
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
     )
     assert "PCKh@0.5 = " in outputs and "on 16 held-out figures" in outputs
-    images = [o for cell in notebook.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+    images = [
+        o for cell in notebook.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})
+    ]
     assert len(images) == 3  # examples, loss curves, predicted skeletons
 
 

@@ -1,8 +1,6 @@
 """Training runs: config checks, workdir contents, resuming after SIGKILL, NaN handling."""
 
 import csv
-import glob
-import importlib.util
 import json
 import os
 import signal
@@ -13,6 +11,7 @@ from pathlib import Path
 
 import keras
 import pytest
+from training_helpers import load_config, tensorboard_tags, write_tiny_config
 
 from tf_hourglass.inference import PoseEstimator
 from tf_hourglass.training import trainer
@@ -21,41 +20,9 @@ from tf_hourglass.training.losses import HeatmapLoss
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.py"))
 
-TINY_CONFIG = """
-from tf_hourglass.training.base_config import get_base_config
-
-
-def get_config():
-    config = get_base_config()
-    config.data.num_train = 48
-    config.data.num_val = 8
-    config.data.num_test = 8
-    config.data.synthetic_image_size = 128
-    config.data.target_peak = 5.0
-    config.model.preset = "hg_tiny"
-    config.train.optimizer = "adam"
-    config.train.learning_rate = 1e-3
-    config.train.schedule = "constant"
-    config.train.epochs = {epochs}
-    config.train.steps_per_epoch = 3
-    config.train.batch_size = 4
-    config.eval.num_images = 2
-    config.runtime.verbose = 2
-    return config
-"""
-
-
-def load_config(path):
-    spec = importlib.util.spec_from_file_location("config_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
-
 
 def tiny_config(tmp_path, epochs=2):
-    path = tmp_path / f"tiny_{epochs}.py"
-    path.write_text(TINY_CONFIG.format(epochs=epochs))
-    return path
+    return write_tiny_config(tmp_path, epochs)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
@@ -122,16 +89,6 @@ def test_training_run_writes_checkpoints_logs_metrics_and_final_model(tmp_path):
     # Keras writes val_* metrics to the validation run without the prefix.
     assert {"epoch_heatmaps_1_loss", "epoch_heatmaps_2_loss", "epoch_pck", "epoch_learning_rate"} <= tags
     assert "predicted_skeletons" in tags
-
-
-def tensorboard_tags(log_dir):
-    import tensorflow as tf
-
-    tags = set()
-    for path in glob.glob(str(log_dir / "**" / "events.out.tfevents.*"), recursive=True):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            tags.update(value.tag for value in event.summary.value)
-    return tags
 
 
 def run_training(config_path, workdir):

@@ -58,3 +58,15 @@ def stacked_heatmap_loss(target_heatmaps, stack_outputs, joint_weights=None):
     """Sum over stacks of ``HeatmapLoss`` (for custom training loops)."""
     loss_fn = HeatmapLoss()
     return sum(loss_fn(target_heatmaps, output, sample_weight=joint_weights) for output in stack_outputs)
+
+
+def per_example_heatmap_loss(target_heatmaps, predicted_heatmaps, joint_weights=None):
+    """``HeatmapLoss`` of each example, shape (batch,): the mean of its weighted squared errors.
+
+    Their mean over the batch is ``HeatmapLoss()`` of the batch. Distributed
+    loops divide their sum by the global batch size instead
+    (``tf.nn.compute_average_loss``), so the replicas' shares add up to the
+    loss of the whole global batch.
+    """
+    squared_errors = HeatmapLoss(reduction="none")(target_heatmaps, predicted_heatmaps, joint_weights)
+    return ops.mean(squared_errors, axis=(1, 2, 3))

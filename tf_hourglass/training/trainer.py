@@ -1,4 +1,4 @@
-"""``train_and_evaluate(config, workdir)``: the training run behind the command and the notebooks.
+r"""``train_and_evaluate(config, workdir)``: the training run behind the command and the notebooks.
 
 The workdir holds everything a run produces and needs to resume:
 
@@ -13,6 +13,30 @@ The workdir holds everything a run produces and needs to resume:
 
 Killing the process at any moment and running the same command again continues
 from the last completed epoch.
+
+``config.runtime.strategy`` picks where training runs:
+
+    default        one device (the first GPU, else the CPU)
+    mirrored       all GPUs of this machine (tf.distribute.MirroredStrategy), through model.fit
+    tpu            a TPU (tf.distribute.TPUStrategy), through model.fit; runtime.tpu_address is a
+                   TPU name or grpc:// address, "local" on a TPU VM (the TPU attached to this
+                   machine), or "" for the TPU named by the TPU_NAME environment variable
+    multi_worker   several machines (tf.distribute.MultiWorkerMirroredStrategy), through the custom
+                   loop of ``custom_loop.py`` because Keras 3 model.fit fails under that strategy
+                   (keras-team/keras#20585)
+
+A multi-worker run starts the same command on every machine, each with a
+``TF_CONFIG`` naming the cluster and its own index in it, and all with the same
+``--workdir`` on a file system they share: worker 0, the chief, writes the
+run's files, and every worker resumes from its checkpoints. On host0 (on host1
+the same with ``"index": 1``)::
+
+    export TF_CONFIG='{"cluster": {"worker": ["host0:12345", "host1:12345"]},
+                       "task": {"type": "worker", "index": 0}}'
+    python -m tf_hourglass.train --config configs/mpii_hg8.py --workdir /shared/runs/hg8 \
+        --config.runtime.strategy=multi_worker
+
+``train.batch_size`` is the global batch, split evenly over all replicas.
 """
 
 from __future__ import annotations
@@ -37,7 +61,7 @@ from tf_hourglass.training.data_sources import augment_from_config, load_sources
 from tf_hourglass.training.losses import HeatmapLoss
 from tf_hourglass.visualization import draw_skeleton, image_grid
 
-STRATEGIES = ("default", "mirrored", "tpu")
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 OPTIMIZERS = ("rmsprop", "adam")
 SCHEDULES = ("constant", "plateau", "cosine")
@@ -57,6 +81,13 @@ def validate_config(config) -> None:
 
     data, model, train, runtime = config.data, config.model, config.train, config.runtime
     check(data.format in DATA_FORMATS, "data.format", data.format, f"one of {DATA_FORMATS}")
+    reader_formats = DATA_FORMATS[2:]
+    check(
+        not data.val_format or (data.format in reader_formats and data.val_format in reader_formats),
+        "data.val_format",
+        data.val_format,
+        f"empty or, with a reader data.format, one of {reader_formats}",
+    )
     if data.format == "synthetic":
         for field in ("num_train", "num_val"):
             check(data[field] >= 1, f"data.{field}", data[field], ">= 1")
@@ -93,6 +124,9 @@ def validate_config(config) -> None:
 def make_strategy(runtime_config) -> tf.distribute.Strategy:
     if runtime_config.strategy == "mirrored":
         return tf.distribute.MirroredStrategy()
+    if runtime_config.strategy == "multi_worker":
+        # Reads the cluster and this worker's index from the TF_CONFIG environment variable.
+        return tf.distribute.MultiWorkerMirroredStrategy()
     if runtime_config.strategy == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=runtime_config.tpu_address)
         tf.config.experimental_connect_to_cluster(resolver)
@@ -270,48 +304,63 @@ def read_json(path):
 # ----- the run ---------------------------------------------------------------
 
 
-def build_datasets(config, sources, codec, seed):
-    augment = augment_from_config(config.data)
+def train_dataset(config, sources, codec, initial_epoch, input_context=None):
+    """Shuffled, augmented, endless training batches of ``train.batch_size``.
+
+    With ``input_context`` (``strategy.distribute_datasets_from_function``):
+    this input pipeline's shard of the data, in per-replica batches.
+    """
+    # A resumed run continues with fresh (still reproducible) augmentation draws.
+    seed = config.train.seed + 1_000_003 * initial_epoch
     batch_size = config.train.batch_size
-    train = make_dataset(
+    if input_context is not None:
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+        # Each pipeline its own augmentation draws, not the same ones on other examples.
+        seed += 7_919 * input_context.input_pipeline_id
+    return make_dataset(
         sources.train,
         sources.spec,
         codec,
         batch_size=batch_size,
         training=True,
-        augment=augment,
+        augment=augment_from_config(config.data),
         seed=seed,
         shuffle_buffer=config.data.shuffle_buffer,
+        input_context=input_context,
     )
 
-    def evaluation(source):
-        return make_dataset(
-            source, sources.spec, codec, batch_size=batch_size, training=False, with_metadata=True
-        )
 
-    return train, evaluation(sources.val), evaluation(sources.test) if sources.test is not None else None
+def evaluation_dataset(config, spec, codec, source):
+    """One pass over ``source`` in order, without augmentation, with what scoring needs."""
+    return make_dataset(
+        source, spec, codec, batch_size=config.train.batch_size, training=False, with_metadata=True
+    )
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
-    """Trains as ``config`` says, evaluates, and returns the final scores.
+def build_datasets(config, sources, codec, initial_epoch):
+    """Training, validation and (None unless the source has one) test datasets."""
+    test = evaluation_dataset(config, sources.spec, codec, sources.test) if sources.test is not None else None
+    return (
+        train_dataset(config, sources, codec, initial_epoch),
+        evaluation_dataset(config, sources.spec, codec, sources.val),
+        test,
+    )
 
-    Re-running with the same workdir resumes from the last completed epoch.
+
+def build_model(config, strategy, num_keypoints, checkpoint_dir):
+    """The compiled model under ``strategy``, restored from the latest checkpoint in ``checkpoint_dir``.
+
+    Returns ``(model, epoch_variable, manager)``: ``epoch_variable`` counts
+    completed epochs, and ``manager`` saves model, optimizer and epoch.
     """
-    validate_config(config)
-    os.makedirs(workdir, exist_ok=True)
-    keras.config.set_dtype_policy(config.runtime.precision)
-    strategy = make_strategy(config.runtime)
-    sources = load_sources(config.data)
-    spec = sources.spec
-
     with strategy.scope():
-        model = from_preset(config.model.preset, **model_kwargs(config.model, spec.num_keypoints))
+        model = from_preset(config.model.preset, **model_kwargs(config.model, num_keypoints))
         optimizer = make_optimizer(config.train)
         model.compile(optimizer=optimizer, loss=HeatmapLoss(), jit_compile=config.runtime.jit_compile)
         optimizer.build(model.trainable_variables)
         epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_variable)
-    manager = tf.train.CheckpointManager(checkpoint, os.path.join(workdir, "checkpoints"), max_to_keep=2)
+    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=2)
     if manager.latest_checkpoint:
         try:
             checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
@@ -321,22 +370,20 @@ def train_and_evaluate(config, workdir: str) -> dict:
                 f"optimizer changed?). Use a new --workdir, or the config that made it. Cause: {error}"
             ) from error
         print(f"Resuming from {manager.latest_checkpoint} (epoch {int(epoch_variable.numpy())}).")
-    initial_epoch = int(epoch_variable.numpy())
+    return model, epoch_variable, manager
 
-    codec = make_codec(model, config.data, config.eval.decode_method)
-    # What inference needs beside final.keras: the keypoints and the target scale.
+
+def write_run_settings(workdir, config, spec, codec):
+    """config.json, and what inference needs beside final.keras: the keypoints and the target scale."""
     write_json(
         os.path.join(workdir, RUN_SETTINGS_FILE),
         {"spec": spec_to_dict(spec), "codec": {"sigma": codec.sigma, "peak": codec.peak}},
     )
     write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
-    # A resumed run continues with fresh (still reproducible) augmentation draws.
-    seed = config.train.seed + 1_000_003 * initial_epoch
-    train_ds, val_ds, test_ds = build_datasets(config, sources, codec, seed)
-    flip_permutation = spec.flip_permutation() if config.eval.flip_test else None
-    predictor = evaluator.DatasetPredictor(model, codec, flip_permutation)
 
-    state = RunState()
+
+def make_callbacks(config, workdir, predictor, val_ds, spec, manager, epoch_variable, state):
+    """Validation, CSV, TensorBoard, checkpoints, NaN stop, time budget and the plateau schedule."""
     log_dir = os.path.join(workdir, "tensorboard")
     callbacks = [
         StopOnNaN(state),
@@ -356,6 +403,72 @@ def train_and_evaluate(config, workdir: str) -> dict:
                 verbose=1,
             )
         )
+    return callbacks
+
+
+def save_and_score_final_model(
+    workdir, model, predictor, spec, val_ds, test_ds, train_seconds, epochs_completed
+):
+    """Writes final.keras, scores it on the held-out data (test, else validation) and writes results.json."""
+    atomic_save(model.save, os.path.join(workdir, "final.keras"), suffix=".keras")
+    final_ds = test_ds if test_ds is not None else val_ds
+    predictions = predictor(final_ds, progress=True)
+    result = evaluator.score(spec, predictions)
+    name = evaluator.metric_name(spec)
+    results = {
+        "metric": name,
+        "score": result["total"],
+        "per_joint": dict(zip(spec.keypoint_names, np.round(result["per_joint"], 2).tolist(), strict=True)),
+        "num_persons": int(len(predictions.keypoints)),
+        "evaluated_on": "test" if test_ds is not None else "val",
+        "train_seconds_this_run": round(train_seconds, 1),
+        "epochs_completed": epochs_completed,
+    }
+    write_json(os.path.join(workdir, "results.json"), results)
+    print(
+        f"{name} = {result['total']:.1f}%  ({results['num_persons']} held-out people, flip test "
+        f"{'on' if predictor.flip_permutation is not None else 'off'}; model: "
+        f"{os.path.join(workdir, 'final.keras')})"
+    )
+    return results
+
+
+def train_and_evaluate(config, workdir: str) -> dict | None:
+    """Trains as ``config`` says, evaluates, and returns the final scores.
+
+    Re-running with the same workdir resumes from the last completed epoch.
+    Under ``runtime.strategy="multi_worker"`` only the chief returns scores;
+    the other workers return None.
+    """
+    validate_config(config)
+    os.makedirs(workdir, exist_ok=True)
+    keras.config.set_dtype_policy(config.runtime.precision)
+    strategy = make_strategy(config.runtime)
+    print(
+        f"Strategy {config.runtime.strategy!r} ({type(strategy).__name__}): "
+        f"{strategy.num_replicas_in_sync} replica(s) in sync."
+    )
+    # ----- multi_worker: the custom loop, since Keras 3 model.fit fails there (keras-team/keras#20585)
+    if config.runtime.strategy == "multi_worker":
+        from tf_hourglass.training import custom_loop  # imported here: it builds on this module
+
+        return custom_loop.train_and_evaluate_multi_worker(config, workdir, strategy)
+    # ----- every other strategy: model.fit
+    sources = load_sources(config.data)
+    spec = sources.spec
+    model, epoch_variable, manager = build_model(
+        config, strategy, spec.num_keypoints, os.path.join(workdir, "checkpoints")
+    )
+    initial_epoch = int(epoch_variable.numpy())
+
+    codec = make_codec(model, config.data, config.eval.decode_method)
+    write_run_settings(workdir, config, spec, codec)
+    train_ds, val_ds, test_ds = build_datasets(config, sources, codec, initial_epoch)
+    flip_permutation = spec.flip_permutation() if config.eval.flip_test else None
+    predictor = evaluator.DatasetPredictor(model, codec, flip_permutation)
+
+    state = RunState()
+    callbacks = make_callbacks(config, workdir, predictor, val_ds, spec, manager, epoch_variable, state)
 
     start = time.monotonic()
     if initial_epoch < config.train.epochs:
@@ -371,24 +484,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
     train_seconds = time.monotonic() - start
     if state.failed_reason:
         raise FloatingPointError(f"Training failed: {state.failed_reason}")
-
-    atomic_save(model.save, os.path.join(workdir, "final.keras"), suffix=".keras")
-    final_ds = test_ds if test_ds is not None else val_ds
-    predictions = predictor(final_ds, progress=True)
-    result = evaluator.score(spec, predictions)
-    name = evaluator.metric_name(spec)
-    results = {
-        "metric": name,
-        "score": result["total"],
-        "per_joint": dict(zip(spec.keypoint_names, np.round(result["per_joint"], 2).tolist(), strict=True)),
-        "num_persons": int(len(predictions.keypoints)),
-        "evaluated_on": "test" if test_ds is not None else "val",
-        "train_seconds_this_run": round(train_seconds, 1),
-        "epochs_completed": int(epoch_variable.numpy()),
-    }
-    write_json(os.path.join(workdir, "results.json"), results)
-    print(
-        f"{name} = {result['total']:.1f}%  ({results['num_persons']} held-out people, flip test "
-        f"{'on' if flip_permutation is not None else 'off'}; model: {os.path.join(workdir, 'final.keras')})"
+    return save_and_score_final_model(
+        workdir, model, predictor, spec, val_ds, test_ds, train_seconds, int(epoch_variable.numpy())
     )
-    return results

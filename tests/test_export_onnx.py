@@ -1,0 +1,113 @@
+"""ONNX export checked with ONNX Runtime; TensorRT / TF-TRT without a GPU; output safety (--overwrite, temp files)."""
+
+import os
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+from export_helpers import run_export_cli, tiny_model, tiny_model_path
+
+from tf_hourglass.export import VerificationError, __main__, export_model, exporter, verify
+from tf_hourglass.model import as_stack_list
+
+
+@pytest.fixture(scope="module")
+def onnx_export(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("onnx") / "tiny.onnx")
+    return export_model(tiny_model_path(), path, "onnx", log=lambda line: None)
+
+
+def test_onnx_graph_is_valid_with_opset_17_and_a_dynamic_batch(onnx_export):
+    proto = onnx.load(onnx_export.path)
+    onnx.checker.check_model(proto, full_check=True)
+    assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    (image_input,) = proto.graph.input
+    (output,) = proto.graph.output
+    assert image_input.name == "images" and output.name == "heatmaps"
+    dims = [d.dim_param or d.dim_value for d in image_input.type.tensor_type.shape.dim]
+    assert dims == ["batch", 64, 64, 3]
+    assert [d.dim_param or d.dim_value for d in output.type.tensor_type.shape.dim] == ["batch", 16, 16, 16]
+
+
+def test_onnx_runtime_matches_keras_at_any_batch_size(onnx_export):
+    assert onnx_export.parity.relative_heatmap_error <= verify.TOLERANCES["float32"].heatmap
+    session = onnxruntime.InferenceSession(onnx_export.path, providers=["CPUExecutionProvider"])
+    crops = np.random.default_rng(0).random((5, 64, 64, 3), dtype=np.float32)
+    expected = as_stack_list(tiny_model()(crops, training=False))[-1].numpy()
+    for batch in (1, 5):
+        (heatmaps,) = session.run(None, {"images": crops[:batch]})
+        assert heatmaps.shape == (batch, 16, 16, 16)
+        assert np.abs(heatmaps - expected[:batch]).max() <= 1e-4 * np.abs(expected).max()
+
+
+def test_tensorrt_without_gpu_exits_non_zero_naming_what_is_missing(tmp_path):
+    # What the engine would be built from is the ONNX export above, tested there.
+    output = tmp_path / "tiny.engine"
+    result = run_export_cli("--model", tiny_model_path(), "--format", "tensorrt", "--output", str(output))
+    assert result.returncode == 1, result.stderr
+    message = result.stderr
+    assert "Cannot build a TensorRT engine on this machine; missing:" in message
+    assert "tensorrt" in message and "NVIDIA GPU" in message
+    assert "--format onnx" in message  # the way forward
+    assert not output.exists() and not list(tmp_path.iterdir())
+
+
+def test_tftrt_names_the_removal_from_tensorflow_2_18(tmp_path, capsys):
+    output = tmp_path / "tftrt"
+    assert (
+        __main__.main(["export", "--model", tiny_model_path(), "--format", "tftrt", "--output", str(output)])
+        == 1
+    )
+    message = capsys.readouterr().err
+    assert "TF-TRT, which TensorFlow removed in 2.18" in message and "GPU" in message
+    assert not output.exists()
+
+
+def test_existing_output_is_kept_without_overwrite(onnx_export, capsys):
+    before = open(onnx_export.path, "rb").read()
+    with pytest.raises(FileExistsError, match="pass --overwrite"):
+        export_model(tiny_model_path(), onnx_export.path, "onnx")
+    argv = ["export", "--model", tiny_model_path(), "--format", "onnx", "--output", onnx_export.path]
+    assert __main__.main(argv) == 1
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert open(onnx_export.path, "rb").read() == before
+
+
+def test_failed_check_leaves_the_previous_output_and_no_temporary_files(onnx_export, monkeypatch):
+    before = os.stat(onnx_export.path).st_mtime_ns
+
+    def export_that_disagrees(model, codec, path, samples, data, options, log):
+        with open(path, "wb") as f:  # the temporary file, as a real export writes it
+            f.write(b"not the model")
+        return verify.Parity(mean_keypoint_distance=9.0, max_keypoint_distance=9.0, num_samples=1), None
+
+    monkeypatch.setitem(exporter._EXPORTERS, "onnx", export_that_disagrees)
+    with pytest.raises(VerificationError, match="FAILED"):
+        export_model(tiny_model_path(), onnx_export.path, "onnx", overwrite=True, log=lambda line: None)
+    assert os.stat(onnx_export.path).st_mtime_ns == before
+    assert os.listdir(os.path.dirname(onnx_export.path)) == ["tiny.onnx"]
+
+
+def test_overwrite_replaces_the_output(onnx_export, capsys):
+    before = os.stat(onnx_export.path).st_mtime_ns
+    argv = [
+        "export",
+        "--model",
+        tiny_model_path(),
+        "--format",
+        "onnx",
+        "--output",
+        onnx_export.path,
+        "--overwrite",
+    ]
+    assert __main__.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "parity onnx" in out and f"wrote {onnx_export.path}" in out
+    assert os.stat(onnx_export.path).st_mtime_ns != before
+    assert os.listdir(os.path.dirname(onnx_export.path)) == ["tiny.onnx"]
+
+
+def test_bad_flags_exit_2(capsys):
+    assert __main__.main(["export", "--model", "m.keras", "--format", "pdf", "--output", "x"]) == 2
+    assert "format" in capsys.readouterr().err

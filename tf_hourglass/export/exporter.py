@@ -1,0 +1,378 @@
+"""``export_model``: a trained model to a deployment format, checked against Keras, written atomically.
+
+The library behind ``python -m tf_hourglass.export``. Formats:
+
+==============  ==============================================  =====================================
+format          output                                          --quantize
+==============  ==============================================  =====================================
+saved_model     directory, TF Serving signatures (saved_model)  none
+tflite          .tflite, network, batch 1 (tflite)              none, float16, dynamic, int8, qat
+onnx            .onnx, network, dynamic batch (onnx)            none
+tensorrt        serialized engine from the ONNX (tensorrt)      none (FP32), float16, int8
+tftrt           SavedModel with TF-TRT segments, TF <= 2.17     none (FP32), float16, int8
+==============  ==============================================  =====================================
+
+Every export is written to ``OUTPUT.tmp-PID``, run on sample inputs and
+compared with the Keras model (``verify``), and only then renamed to
+``OUTPUT``; an existing ``OUTPUT`` is replaced only with ``overwrite=True``.
+Integer exports also compare PCK/PCKh with the float model on held-out data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_hourglass.data import transforms
+from tf_hourglass.data.codec import DECODE_METHODS, HeatmapCodec
+from tf_hourglass.export import calibration as calibration_lib
+from tf_hourglass.export import onnx, saved_model, tensorrt, tflite, verify
+from tf_hourglass.export.errors import VerificationError
+from tf_hourglass.inference import read_run_settings
+from tf_hourglass.model import as_stack_list
+
+FORMATS = ("saved_model", "tflite", "onnx", "tensorrt", "tftrt")
+QUANTIZE_MODES = {
+    "saved_model": ("none",),
+    "tflite": tflite.QUANTIZE_MODES,
+    "onnx": ("none",),
+    "tensorrt": tensorrt.PRECISIONS,
+    "tftrt": tensorrt.PRECISIONS,
+}
+# Exports that need calibration data: (format, quantize) pairs.
+NEEDS_CALIBRATION = {("tflite", "int8"), ("tflite", "qat"), ("tensorrt", "int8"), ("tftrt", "int8")}
+
+
+@dataclasses.dataclass
+class ExportResult:
+    path: str
+    format: str
+    quantize: str
+    size_bytes: int
+    parity: verify.Parity
+    accuracy: verify.AccuracyComparison | None
+    lines: list[str]  # what was reported
+
+
+def load_model(model) -> keras.Model:
+    """A Keras model, a ``.keras`` file, or a training workdir (its ``final.keras``)."""
+    if isinstance(model, keras.Model):
+        return model
+    path = os.fspath(model)
+    if os.path.isdir(path):
+        final = os.path.join(path, "final.keras")
+        if not os.path.exists(final):
+            raise FileNotFoundError(
+                f"{path!r} is a directory without final.keras; pass a .keras file or a finished training workdir."
+            )
+        path = final
+    elif not os.path.exists(path):
+        raise FileNotFoundError(f"Model not found: {path!r}.")
+    elif not path.endswith(".keras"):
+        raise ValueError(f"model must be a .keras file or a training workdir. Received: {path!r}")
+    # Importing tf_hourglass (done by this package) registers StackedHourglass.
+    return keras.saving.load_model(path, compile=False)
+
+
+def _check_arguments(format, quantize, calibration, max_pck_drop, decode_method) -> None:
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}. Received: format={format!r}")
+    if quantize not in QUANTIZE_MODES[format]:
+        raise ValueError(
+            f"quantize for format {format!r} must be one of {QUANTIZE_MODES[format]}. Received: quantize={quantize!r}"
+        )
+    if (format, quantize) in NEEDS_CALIBRATION and not calibration:
+        raise ValueError(
+            f"format={format!r} with quantize={quantize!r} needs calibration data: calibration='synthetic', "
+            f"'tfrecord:PATTERN' or 'FORMAT:ANNOTATIONS[:IMAGES_DIR]'. Received: calibration={calibration!r}"
+        )
+    if max_pck_drop < 0:
+        raise ValueError(f"max_pck_drop must be >= 0. Received: max_pck_drop={max_pck_drop}")
+    if decode_method not in DECODE_METHODS:
+        raise ValueError(
+            f"decode_method must be one of {DECODE_METHODS}. Received: decode_method={decode_method!r}"
+        )
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+def _sample_set(data, samples, input_size) -> verify.SampleSet:
+    """Parity inputs: held-out calibration crops, else photos, else synthetic figures."""
+    if data is not None:
+        return verify.crop_samples(
+            data.heldout_crops, f"{len(data.heldout_crops)} held-out crops of {data.name}"
+        )
+    directory = samples or verify.default_photo_dir()
+    if directory:
+        return verify.photo_samples(directory, input_size)
+    return verify.synthetic_samples(input_size)
+
+
+# ----- one function per format: write to ``path``, return (parity, runner) -----------------
+# ``runner`` (integer exports only) maps float crops to heatmaps, for the held-out accuracy check.
+
+
+def _verify_serving(path, model, codec, samples, full: bool) -> verify.Parity:
+    """Runs the serving signatures on the sample pictures.
+
+    ``full``: also the ``heatmaps``, ``serving_bytes`` and ``serving_float``
+    signatures (a TF-TRT SavedModel keeps ``serving_default`` only).
+    """
+    loaded = tf.saved_model.load(path)
+    serving_default = loaded.signatures["serving_default"]
+    crops, matrices, predicted = [], [], []
+    for image in samples.images:
+        crop, matrix = verify.whole_image_crop(image, codec.input_size)
+        crops.append(crop)
+        matrices.append(matrix)
+        predicted.append(serving_default(images=tf.constant(image[None]))["keypoints"].numpy()[0])
+    # Keypoints are compared in crop pixels, whatever the picture's size.
+    matrices = np.stack(matrices)
+    reference = codec.decode(verify.keras_heatmaps(model, np.stack(crops)))[0].numpy()
+    keypoints = transforms.apply_affine(matrices, np.stack(predicted)).numpy()
+    if not full:
+        return verify.keypoint_parity(reference, keypoints)
+
+    # All pictures in one request, each its own size: the same answers as one by one.
+    from_bytes = loaded.signatures["serving_bytes"](image_bytes=tf.constant(samples.encoded))["keypoints"]
+    if np.max(np.abs(from_bytes.numpy() - np.stack(predicted))) > 1e-3:
+        raise VerificationError("serving_bytes and serving_default disagree on the same pictures.")
+    image = samples.images[0]
+    from_float = loaded.signatures["serving_float"](
+        images=tf.constant(image[None] / 255.0, tf.float32), boxes=tf.zeros([1, 4])
+    )["keypoints"]
+    float_parity = verify.keypoint_parity(
+        keypoints[:1], transforms.apply_affine(matrices[:1], from_float).numpy()
+    )
+    if float_parity.mean_keypoint_distance > verify.TOLERANCES["float32"].keypoints:
+        raise VerificationError(f"serving_float and serving_default disagree: {float_parity.describe()}.")
+
+    heatmaps = loaded.signatures["heatmaps"](images=tf.constant(samples.crops))["heatmaps"].numpy()
+    return verify.heatmap_parity(
+        verify.keras_heatmaps(model, samples.crops),
+        heatmaps,
+        codec,
+        reference_keypoints=reference,
+        keypoints=keypoints,
+    )
+
+
+def _export_saved_model(model, codec, path, samples, data, options, log):
+    saved_model.export_saved_model(model, codec, path)
+    return _verify_serving(path, model, codec, samples, full=True), None
+
+
+def _export_tflite(model, codec, path, samples, data, options, log):
+    quantize = options["quantize"]
+    crops = None if data is None else data.crops
+    qat_options = {
+        "steps": options["qat_steps"],
+        "batch_size": options["qat_batch_size"],
+        "learning_rate": options["qat_learning_rate"],
+    }
+    names = tflite.export_tflite(model, path, quantize, crops, qat_options, log=log)
+    log(f"TFLite builtin ops only: {', '.join(names)}")
+    runner = tflite.TFLiteRunner(path)
+    for end, details in (("input", runner.input), ("output", runner.output)):
+        scale, zero_point = details["quantization"]
+        quantization = f", scale {scale:.6g}, zero point {zero_point}" if scale else ""
+        log(
+            f"TFLite {end} {details['name']!r}: {np.dtype(details['dtype']).name} "
+            f"{[int(s) for s in details['shape']]}{quantization}"
+        )
+    parity = verify.heatmap_parity(verify.keras_heatmaps(model, samples.crops), runner(samples.crops), codec)
+    return parity, runner if quantize in tflite.INTEGER_MODES else None
+
+
+def _export_onnx(model, codec, path, samples, data, options, log):
+    onnx.export_onnx(model, path, opset=options["opset"])
+    runner = onnx.OnnxRunner(path)
+    parity = verify.heatmap_parity(verify.keras_heatmaps(model, samples.crops), runner(samples.crops), codec)
+    return parity, None
+
+
+def _export_tensorrt(model, codec, path, samples, data, options, log):
+    quantize = options["quantize"]
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = os.path.join(tmp, "network.onnx")
+        onnx.export_onnx(model, onnx_path, opset=options["opset"])
+        tensorrt.build_engine(
+            onnx_path,
+            path,
+            codec.input_size,
+            precision=quantize,
+            calibration_crops=None if data is None else data.crops,
+            cache_path=f"{options['output']}.calibration.cache" if quantize == "int8" else None,
+            max_batch_size=options["max_batch_size"],
+        )
+    runner = tensorrt.TensorRTRunner(path)
+    parity = verify.heatmap_parity(verify.keras_heatmaps(model, samples.crops), runner(samples.crops), codec)
+    return parity, runner if quantize == "int8" else None
+
+
+def _export_tftrt(model, codec, path, samples, data, options, log):
+    with tempfile.TemporaryDirectory() as tmp:
+        serving_dir = os.path.join(tmp, "serving")
+        saved_model.export_saved_model(model, codec, serving_dir)
+        calibration_images = None if data is None else np.round(data.crops * 255.0).astype(np.uint8)
+        sample_images = np.round(samples.crops * 255.0).astype(np.uint8)
+        tensorrt.convert_tftrt(serving_dir, path, options["quantize"], calibration_images, sample_images)
+    return _verify_serving(path, model, codec, samples, full=False), None
+
+
+_EXPORTERS = {
+    "saved_model": _export_saved_model,
+    "tflite": _export_tflite,
+    "onnx": _export_onnx,
+    "tensorrt": _export_tensorrt,
+    "tftrt": _export_tftrt,
+}
+
+
+def _tolerance(format, quantize) -> verify.Tolerance:
+    if format == "tflite":
+        return verify.TOLERANCES[tflite.TOLERANCE_KIND[quantize]]
+    if format in ("tensorrt", "tftrt"):
+        return verify.TOLERANCES[tensorrt.TOLERANCE_KIND[quantize]]
+    return verify.TOLERANCES["float32"]
+
+
+# ----- the library entry point ---------------------------------------------------------------
+
+
+def export_model(
+    model,
+    output: str,
+    format: str,
+    *,
+    quantize: str = "none",
+    calibration: str | None = None,
+    overwrite: bool = False,
+    samples: str | None = None,
+    sigma: float | None = None,
+    peak: float | None = None,
+    decode_method: str = "quarter",
+    num_calibration: int = 200,
+    num_heldout: int = 200,
+    max_pck_drop: float = 1.0,
+    opset: int = onnx.DEFAULT_OPSET,
+    qat_steps: int = 300,
+    qat_batch_size: int = 8,
+    qat_learning_rate: float = 1e-5,
+    max_batch_size: int = 8,
+    log=print,
+) -> ExportResult:
+    """Exports ``model`` to ``output`` in ``format``, checks it and reports.
+
+    Args:
+        model: a Keras model, a ``.keras`` file or a training workdir.
+        output: the file (tflite, onnx, tensorrt) or directory (saved_model, tftrt) to write.
+        format: one of ``FORMATS``.
+        quantize: one of ``QUANTIZE_MODES[format]``.
+        calibration: data for int8/qat calibration and the held-out PCK check
+            (``calibration.py``: "synthetic", "tfrecord:PATTERN",
+            "FORMAT:ANNOTATIONS[:IMAGES_DIR]"); with it, parity runs on held-out crops.
+        overwrite: replace an existing ``output``.
+        samples: a folder of photos for the parity check (default: the
+            project's ``../shared/data/people`` when present, else synthetic figures).
+        sigma, peak, decode_method: the ``HeatmapCodec`` the SavedModel decodes
+            with; sigma and peak default to the training run's (``inference.json``
+            in its workdir), else 1, so that scores are near 1 for confident joints.
+        num_calibration, num_heldout: people used to calibrate / held out.
+        max_pck_drop: int8/qat fail when PCK drops by more points than this.
+        opset: ONNX opset (>= 17), for onnx and tensorrt.
+        qat_steps, qat_batch_size, qat_learning_rate: the QAT fine-tuning.
+        max_batch_size: largest batch of the TensorRT engine's profile.
+        log: where report lines go.
+
+    Raises:
+        ValueError: invalid arguments (the message repeats what was received).
+        FileExistsError: ``output`` exists and ``overwrite`` is False.
+        MissingRequirementError: tensorrt/tftrt without GPU or packages.
+        VerificationError: the export disagrees with the Keras model.
+    """
+    _check_arguments(format, quantize, calibration, max_pck_drop, decode_method)
+    output = os.fspath(output)
+    if os.path.lexists(output) and not overwrite:
+        raise FileExistsError(f"{output!r} exists; pass --overwrite (overwrite=True) to replace it.")
+    # GPU formats fail before any work when they cannot finish here.
+    if format == "tensorrt":
+        tensorrt.require(tensorrt.tensorrt_missing(quantize), "a TensorRT engine")
+    if format == "tftrt":
+        tensorrt.require(tensorrt.tftrt_missing(), "a TF-TRT SavedModel")
+
+    run_codec = read_run_settings(model).get("codec", {})
+    sigma = run_codec.get("sigma", 1.0) if sigma is None else sigma
+    peak = run_codec.get("peak", 1.0) if peak is None else peak
+    model = load_model(model)
+    input_size = saved_model.fixed_input_size(model)
+    heatmap_shape = as_stack_list(model.outputs)[-1].shape
+    codec = HeatmapCodec(
+        input_size=input_size,
+        heatmap_size=heatmap_shape[1:3],
+        sigma=sigma,
+        peak=peak,
+        decode_method=decode_method,
+    )
+    data = None
+    if calibration:
+        data = calibration_lib.load_calibration(
+            calibration, codec, int(heatmap_shape[-1]), num_calibration, num_heldout
+        )
+        log(
+            f"calibration data {data.name!r}: {len(data.crops)} people calibrate, {data.num_heldout} held out"
+        )
+    sample_set = _sample_set(data, samples, input_size)
+    options = {
+        "output": output,
+        "quantize": quantize,
+        "max_pck_drop": max_pck_drop,
+        "opset": opset,
+        "qat_steps": qat_steps,
+        "qat_batch_size": qat_batch_size,
+        "qat_learning_rate": qat_learning_rate,
+        "max_batch_size": max_batch_size,
+    }
+
+    lines = []
+
+    def report(line):
+        lines.append(line)
+        log(line)
+
+    parent = os.path.dirname(os.path.abspath(output))
+    os.makedirs(parent, exist_ok=True)
+    tmp = f"{output}.tmp-{os.getpid()}"
+    _remove(tmp)
+    label = format if quantize == "none" else f"{format}/{quantize}"
+    try:
+        parity, runner = _EXPORTERS[format](model, codec, tmp, sample_set, data, options, report)
+        report(
+            verify.check_parity(parity, _tolerance(format, quantize), f"{label} on {sample_set.description}")
+        )
+        accuracy = None
+        if runner is not None:
+            exported = verify.NumpyHeatmapModel(runner, (*codec.heatmap_size, data.spec.num_keypoints))
+            accuracy = verify.compare_accuracy(model, exported, data.heldout, codec, data.spec)
+            report(verify.check_accuracy(accuracy, max_pck_drop, label))
+        size = verify.size_on_disk(tmp)
+        if os.path.lexists(output):
+            if not overwrite:
+                raise FileExistsError(f"{output!r} appeared during the export; not replacing it.")
+            _remove(output)
+        os.replace(tmp, output)
+    finally:
+        _remove(tmp)
+    report(f"wrote {output} ({label}, {verify.format_size(size)} on disk)")
+    return ExportResult(output, format, quantize, size, parity, accuracy, lines)

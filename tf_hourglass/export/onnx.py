@@ -1,0 +1,50 @@
+"""ONNX: the network alone, for ONNX Runtime and for building TensorRT engines.
+
+Input ``images`` float32 [batch, H, W, 3] in [0, 1] (NHWC, as in TensorFlow;
+TensorRT handles the layout), dynamic batch named ``batch``. Output
+``heatmaps`` float32 [batch, H/4, W/4, K], the last stack. Converted by
+tf2onnx (opset 17 or later) from the same ``tf.function`` the TFLite export
+uses, and checked with ``onnx.checker``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tf_hourglass.export import saved_model
+
+DEFAULT_OPSET = 17
+MIN_OPSET = 17
+BATCH_DIMENSION = "batch"
+
+
+def export_onnx(model, path: str, opset: int = DEFAULT_OPSET) -> None:
+    """Writes the network as an ONNX file and checks it with ``onnx.checker``."""
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset must be >= {MIN_OPSET}. Received: opset={opset}")
+    import onnx
+    import tf2onnx
+
+    function = saved_model.network_function(model, batch_size=None)
+    proto, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature, opset=opset)
+    # tf2onnx names the unknown batch size "unk__123"; one clear name on both ends.
+    for value in (*proto.graph.input, *proto.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_param = BATCH_DIMENSION
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, path)
+
+
+class OnnxRunner:
+    """Runs an ONNX network with ONNX Runtime on the CPU."""
+
+    def __init__(self, path: str, num_threads: int = 2):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = num_threads
+        self.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, crops) -> np.ndarray:
+        """Heatmaps float32 [N, h, w, K] for crops float32 [N, H, W, 3] in [0, 1]."""
+        return self.session.run(None, {self.input_name: np.asarray(crops, np.float32)})[0]
