@@ -160,3 +160,17 @@ def test_resuming_with_an_incompatible_config_names_the_workdir(tmp_path):
     config.model.filters = 32
     with pytest.raises(ValueError, match="does not match this config"):
         trainer.train_and_evaluate(config, str(workdir))
+
+
+def test_the_recipe_trains_on_a_custom_format_dataset_written_elsewhere(tmp_path):
+    from tf_hourglass.data.synthetic import write_custom_dataset
+
+    train = write_custom_dataset(str(tmp_path / "train"), 24, seed=11, image_size=128)
+    val = write_custom_dataset(str(tmp_path / "val"), 8, seed=12, image_size=128)
+    config = load_config(tiny_config(tmp_path, epochs=1))
+    config.data.format = "custom"
+    config.data.train_annotations = train
+    config.data.val_annotations = val
+    results = trainer.train_and_evaluate(config, str(tmp_path / "run"))
+    assert results["metric"] == "PCKh@0.5"
+    assert results["evaluated_on"] == "val" and results["num_persons"] == 8
