@@ -19,9 +19,7 @@ command and the machine.
 from __future__ import annotations
 
 import os
-import platform
 import tempfile
-import time
 
 from absl import app, flags, logging
 
@@ -30,6 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from timing import describe_machine, time_call  # noqa: E402
 
 from tf_hourglass.data.codec import HeatmapCodec  # noqa: E402
 from tf_hourglass.export import calibration, onnx, saved_model, tflite, verify  # noqa: E402
@@ -53,32 +52,6 @@ _PEAK = flags.DEFINE_float("peak", 1.0, "Training target peak (scores only).")
 _QUICK = flags.DEFINE_bool(
     "quick", False, "Smoke mode: short timings, 32 calibration / held-out people, 10 QAT steps."
 )
-
-
-def time_call(fn, min_seconds, warmup=2):
-    """Median seconds per call of ``fn`` over at least ``min_seconds`` (and 3 calls)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    start = time.perf_counter()
-    while time.perf_counter() - start < min_seconds or len(times) < 3:
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
-
-
-def describe_machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, TensorFlow {tf.__version__}"
 
 
 def row(name, batch_size, seconds, size_bytes=None):

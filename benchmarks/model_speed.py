@@ -13,15 +13,13 @@ BENCHMARKS.md with the command and the machine.
 from __future__ import annotations
 
 import os
-import platform
-import time
 
 from absl import app, flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from timing import describe_machine, time_call  # noqa: E402
 
 from tf_hourglass.model import from_preset  # noqa: E402
 from tf_hourglass.model.complexity import count_multiply_adds, count_trainable_parameters  # noqa: E402
@@ -31,19 +29,6 @@ _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "8"], "Batch sizes.")
 _MIN_SECONDS = flags.DEFINE_float("min_seconds", 5.0, "Time each measurement at least this long.")
 
 
-def time_call(fn, min_seconds, warmup=2):
-    """Median seconds per call of ``fn`` over at least ``min_seconds``."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    start = time.perf_counter()
-    while time.perf_counter() - start < min_seconds or len(times) < 3:
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
-
-
 def matmul_flops_per_second(min_seconds):
     n = 2048
     a = tf.random.uniform((n, n))
@@ -51,19 +36,6 @@ def matmul_flops_per_second(min_seconds):
     matmul = tf.function(lambda: tf.matmul(a, b))
     seconds = time_call(lambda: matmul().numpy(), min_seconds)
     return 2 * n**3 / seconds
-
-
-def describe_machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, TensorFlow {tf.__version__}"
 
 
 def main(argv):

@@ -40,24 +40,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-MPII_JOINT_NAMES = (
-    "r_ankle",
-    "r_knee",
-    "r_hip",
-    "l_hip",
-    "l_knee",
-    "l_ankle",
-    "pelvis",
-    "thorax",
-    "upper_neck",
-    "head_top",
-    "r_wrist",
-    "r_elbow",
-    "r_shoulder",
-    "l_shoulder",
-    "l_elbow",
-    "l_wrist",
-)
+from tf_hourglass.data.keypoint_specs import MPII
+
+MPII_JOINT_NAMES = MPII.keypoint_names
 
 # The official table's per-part columns: each is the mean of these joints' PCKh
 # (0-based indices in MPII's joint order above).
