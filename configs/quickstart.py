@@ -6,7 +6,17 @@ Command (what `make quickstart` runs):
 
 Expected result: at most 15 minutes of training on a 2-core CPU, then the
 held-out score printed as ``PCKh@0.5 = NN.N%`` on 500 synthetic figures never
-seen in training (the learning curve is in BENCHMARKS.md).
+seen in training: 80.4% in a fresh clone on the project's 2-core machine (the
+learning curve is in BENCHMARKS.md).
+
+Why this recipe: targets with peak 10 (sigma 1 at 32x32, i.e. 2 at 64x64) make
+the all-zero output 100 times costlier than peak-1 targets, so training leaves
+that plateau at once; Adam at 2e-3 with warm-up and cosine decay makes fast
+progress in 2,000 steps where the paper's RMSprop at 2.5e-4 is tuned for days;
+128x128 crops and 64 features keep a step near half a second on 2 cores.
+The same recipe trains on a synthetic set written to disk elsewhere:
+``--config.data.format=custom --config.data.train_annotations=DIR/annotations.json
+--config.data.val_annotations=OTHER/annotations.json``.
 """
 
 from tf_hourglass.training.base_config import get_base_config
