@@ -174,3 +174,43 @@ def test_the_recipe_trains_on_a_custom_format_dataset_written_elsewhere(tmp_path
     results = trainer.train_and_evaluate(config, str(tmp_path / "run"))
     assert results["metric"] == "PCKh@0.5"
     assert results["evaluated_on"] == "val" and results["num_persons"] == 8
+
+
+def test_command_line_override_is_applied_and_checked_before_any_work(tmp_path):
+    workdir = tmp_path / "run"
+    process = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tf_hourglass.train",
+            f"--config={tiny_config(tmp_path)}",
+            f"--workdir={workdir}",
+            "--config.train.batch_size=0",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert process.returncode != 0
+    assert "config.train.batch_size must be an integer >= 1. Received: train.batch_size=0" in process.stderr
+    assert not workdir.exists()
+
+
+def test_mixed_bfloat16_with_xla_trains_and_keeps_float32_heatmaps(tmp_path):
+    config = load_config(tiny_config(tmp_path, epochs=1))
+    config.runtime.precision = "mixed_bfloat16"
+    config.runtime.jit_compile = True
+    try:
+        results = trainer.train_and_evaluate(config, str(tmp_path / "run"))
+        # The run set the global policy; the model it built computes in bfloat16.
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"
+        model = keras.saving.load_model(tmp_path / "run" / "final.keras")
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert 0.0 <= results["score"] <= 100.0
+    assert model.get_layer("stack1_heatmap_conv").compute_dtype == "bfloat16"
+    assert all(output.dtype == "float32" for output in model.outputs)
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    assert all(float(row["loss"]) > 0 for row in rows)
