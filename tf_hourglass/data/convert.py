@@ -30,6 +30,7 @@ import tensorflow as tf
 from absl import flags
 from tqdm import tqdm
 
+from tf_hourglass.cli import underscore_flag_names
 from tf_hourglass.data import readers, tfrecord
 from tf_hourglass.data.records import PIXELS_PER_SCALE, PoseRecord
 
@@ -325,17 +326,6 @@ for _name in ("format", "annotations", "output"):
     flags.mark_flag_as_required(_name, flag_values=_FLAGS)
 
 
-def _underscore_flag_names(argv: list[str]) -> list[str]:
-    """Accepts --num-shards as well as --num_shards (absl only knows the latter)."""
-    out = []
-    for arg in argv:
-        if arg.startswith("--") and len(arg) > 2:
-            name, sep, value = arg[2:].partition("=")
-            arg = "--" + name.replace("-", "_") + sep + value
-        out.append(arg)
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     """Parses the flags, runs ``convert_dataset`` and prints its summary.
 
@@ -348,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         _FLAGS.unparse_flags()
-        _FLAGS(_underscore_flag_names(argv))
+        _FLAGS(underscore_flag_names(argv))
         if _FLAGS["crop_margin"].present and _FLAGS.full_image:
             raise flags.Error("--crop-margin and --full-image are mutually exclusive.")
     except flags.Error as e:

@@ -21,6 +21,7 @@ import sys
 
 from absl import flags
 
+from tf_hourglass.cli import underscore_flag_names
 from tf_hourglass.data.codec import DECODE_METHODS
 from tf_hourglass.export import tflite
 from tf_hourglass.export.errors import ExportError
@@ -94,17 +95,6 @@ for _name in ("model", "format", "output"):
     flags.mark_flag_as_required(_name, flag_values=_FLAGS)
 
 
-def _underscore_flag_names(argv: list[str]) -> list[str]:
-    """Accepts --max-pck-drop as well as --max_pck_drop (absl only knows the latter)."""
-    out = []
-    for arg in argv:
-        if arg.startswith("--") and len(arg) > 2:
-            name, sep, value = arg[2:].partition("=")
-            arg = "--" + name.replace("-", "_") + sep + value
-        out.append(arg)
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     """Parses the flags and runs ``export_model``; returns the exit status."""
     argv = list(sys.argv if argv is None else argv)
@@ -113,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         _FLAGS.unparse_flags()
-        _FLAGS(_underscore_flag_names(argv))
+        _FLAGS(underscore_flag_names(argv))
     except flags.Error as e:
         print(f"error: {e}\nRun with --help for the flags.", file=sys.stderr)
         return 2
