@@ -6,7 +6,7 @@ Command (what `make quickstart` runs):
 
 Expected result: at most 15 minutes of training on a 2-core CPU, then the
 held-out score printed as ``PCKh@0.5 = NN.N%`` on 500 synthetic figures never
-seen in training: 80.4% in a fresh clone on the project's 2-core machine (the
+seen in training: 86.8% in a fresh clone on the project's 2-core machine (the
 learning curve is in BENCHMARKS.md).
 
 Why this recipe: targets with peak 10 (sigma 1 at 32x32, i.e. 2 at 64x64) make
