@@ -33,7 +33,7 @@ from timing import describe_machine, time_call  # noqa: E402
 from tf_hourglass.data.codec import HeatmapCodec  # noqa: E402
 from tf_hourglass.export import calibration, onnx, saved_model, tflite, verify  # noqa: E402
 from tf_hourglass.export.exporter import load_model  # noqa: E402
-from tf_hourglass.model import as_stack_list, from_preset  # noqa: E402
+from tf_hourglass.model import StackedHourglass, as_stack_list, from_preset, keypoint_heatmaps  # noqa: E402
 
 _MODEL = flags.DEFINE_string(
     "model", None, "A trained .keras file or workdir (default: --preset, random weights)."
@@ -95,7 +95,7 @@ def measure(model, codec, work, batch_sizes, min_seconds, threads, num_calibrati
     model.save(keras_path)
     keras_size = verify.size_on_disk(keras_path)
 
-    xla = tf.function(lambda x: as_stack_list(model(x, training=False))[-1], jit_compile=True)
+    xla = tf.function(lambda x: keypoint_heatmaps(model, x), jit_compile=True)
     for batch_size in batch_sizes:
         crops = tf.random.uniform((batch_size, height, width, 3))
         row("Keras, XLA", batch_size, time_call(lambda c=crops: xla(c).numpy(), min_seconds), keras_size)
@@ -122,7 +122,7 @@ def measure(model, codec, work, batch_sizes, min_seconds, threads, num_calibrati
     data = calibration.load_calibration(
         _CALIBRATION.value,
         codec,
-        int(as_stack_list(model.outputs)[-1].shape[-1]),
+        int(as_stack_list(model.outputs)[-1].shape[-1]) - int(getattr(model, "background_channel", False)),
         num_calibration,
         num_heldout,
     )
@@ -160,7 +160,7 @@ def measure(model, codec, work, batch_sizes, min_seconds, threads, num_calibrati
     )
     heatmap_dims = (*codec.heatmap_size, data.spec.num_keypoints)
     exported = {"int8": tflite_files["int8"]}
-    if qat_steps > 0:
+    if qat_steps > 0 and isinstance(model, StackedHourglass):  # QAT rebuilds hourglasses only
         qat_path = os.path.join(work, "model_qat.tflite")
         qat_options = {"steps": qat_steps, "batch_size": 8, "learning_rate": 1e-5}
         tflite.export_tflite(model, qat_path, "qat", data.crops, qat_options, log=lambda line: None)

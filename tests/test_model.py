@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tf_hourglass import StackedHourglass, from_preset
-from tf_hourglass.model import PRESET_PARAMETERS, PRESETS, as_stack_list
+from tf_hourglass.model import HOURGLASS_PRESETS, PRESET_PARAMETERS, as_stack_list
 
 
 def trainable_parameters(model):
@@ -67,11 +67,11 @@ def test_one_named_output_per_stack_at_quarter_resolution(kwargs, heatmap_hw):
     )
 
 
-@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("preset", sorted(HOURGLASS_PRESETS))
 def test_every_preset_has_its_pinned_parameter_count(preset):
     model = from_preset(preset)
     assert trainable_parameters(model) == PRESET_PARAMETERS[preset]
-    config = PRESETS[preset]
+    config = HOURGLASS_PRESETS[preset]
     assert PRESET_PARAMETERS[preset] == expected_parameters(
         config["num_stacks"], 16, config["filters"], config["depth"], 1
     )
@@ -188,5 +188,5 @@ def test_unknown_preset_names_the_known_ones():
 
 def test_preset_overrides_change_only_the_named_fields():
     model = from_preset("hg_tiny", num_keypoints=14)
-    assert model.num_keypoints == 14 and model.num_stacks == PRESETS["hg_tiny"]["num_stacks"]
+    assert model.num_keypoints == 14 and model.num_stacks == HOURGLASS_PRESETS["hg_tiny"]["num_stacks"]
     assert model.outputs[0].shape[-1] == 14

@@ -32,7 +32,7 @@ from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.data.readers import center_scale_from_box
 from tf_hourglass.data.records import KeypointSpec
 from tf_hourglass.evaluation.evaluator import predict_heatmaps
-from tf_hourglass.model import as_stack_list
+from tf_hourglass.model import as_stack_list, keypoint_heatmaps
 
 # Signatures tried, in order, in a SavedModel or .tflite file: a dedicated
 # "heatmaps" one (tf_hourglass.export), then the standard serving ones.
@@ -130,13 +130,19 @@ def _last_stack_output(names: Sequence[str], name: str) -> str:
 
 
 def keras_inference_model(model: keras.Model, name: str | None = None) -> InferenceModel:
-    """Wraps a Keras pose model (one heatmap output per stack; the last one is used)."""
+    """Wraps a Keras pose model (one heatmap output per stack; the last one is used).
+
+    A Convolutional Pose Machine gets its centre map from here and loses its
+    background map, so every model looks like images -> K heatmaps.
+    """
     name = name or model.name
     input_size = _static_size(model.inputs[0].shape[1:3], "input", name)
     heatmap_size, num_keypoints = _heatmap_shape(as_stack_list(model.outputs)[-1].shape, name)
+    if getattr(model, "background_channel", False):
+        num_keypoints -= 1  # a CPM's last map is the background
 
     def call(images):
-        return tf.cast(as_stack_list(model(images, training=False))[-1], tf.float32)
+        return keypoint_heatmaps(model, images)
 
     return InferenceModel(call, input_size, heatmap_size, num_keypoints, name, resources=model)
 

@@ -11,7 +11,10 @@ by ``h = (u + 0.5) / stride - 0.5`` (pixel *edges* line up, not centres).
 Targets. Each joint gets a Gaussian of standard deviation ``sigma`` heatmap
 pixels centred at its sub-pixel position, scaled to ``peak``. Its weight is 1
 when the joint has ground truth and lies inside the heatmap, else 0 (with an
-all-zero target), so it adds nothing to ``HeatmapLoss``.
+all-zero target), so it adds nothing to ``HeatmapLoss``. With
+``background_channel`` (Convolutional Pose Machines) one more map follows the
+K joints: ``peak`` minus the largest joint target at each pixel, weight 1.
+It is a training target only; decoding takes the K joint maps.
 
 Decoding. Per joint: the arg-max pixel, moved a quarter pixel toward the higher
 neighbour in x and in y (the standard refinement of the original code), or the
@@ -43,6 +46,7 @@ class HeatmapCodec:
         peak: value of the target at an exact joint position (1 in the paper;
             a larger peak helps a small model leave the all-zero plateau).
         decode_method: "quarter" (default), "dark" or "argmax".
+        background_channel: ``encode`` appends a background map (CPM).
     """
 
     input_size: tuple[int, int] = (256, 256)
@@ -50,6 +54,7 @@ class HeatmapCodec:
     sigma: float = 1.0
     peak: float = 1.0
     decode_method: str = "quarter"
+    background_channel: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "input_size", tuple(int(s) for s in self.input_size))
@@ -91,7 +96,8 @@ class HeatmapCodec:
             has_gt: (..., K) bool, joint is annotated.
 
         Returns:
-            heatmaps (..., Hh, Wh, K) float32 and weights (..., K) float32.
+            heatmaps (..., Hh, Wh, K) float32 and weights (..., K) float32;
+            K+1 of each with ``background_channel``.
         """
         keypoints = tf.convert_to_tensor(keypoints, tf.float32)
         has_gt = tf.convert_to_tensor(has_gt, tf.bool)
@@ -112,7 +118,12 @@ class HeatmapCodec:
         heatmaps = gy[..., :, None] * gx[..., None, :]  # (..., K, Hh, Wh)
         rank = len(heatmaps.shape)
         perm = list(range(rank - 3)) + [rank - 2, rank - 1, rank - 3]
-        return tf.transpose(heatmaps, perm), weights
+        heatmaps = tf.transpose(heatmaps, perm)
+        if self.background_channel:
+            background = tf.maximum(self.peak - tf.reduce_max(heatmaps, axis=-1, keepdims=True), 0.0)
+            heatmaps = tf.concat([heatmaps, background], axis=-1)
+            weights = tf.concat([weights, tf.ones_like(weights[..., :1])], axis=-1)
+        return heatmaps, weights
 
     # ----- decode ----------------------------------------------------------
 
@@ -120,7 +131,8 @@ class HeatmapCodec:
         """Keypoints in input pixels and per-joint scores.
 
         Args:
-            heatmaps: (N, Hh, Wh, K) float.
+            heatmaps: (N, Hh, Wh, K) float, the K joint maps (without a
+                background map: ``keypoint_heatmaps`` drops it).
             method: overrides ``decode_method``.
 
         Returns:

@@ -9,7 +9,9 @@ Per example, all in TensorFlow ops (no Python in the per-example path): decode
 centre/scale, random rotation, scale and mirror), warp the image with its
 inverse by ``ImageProjectiveTransformV3``, move the keypoints with it and swap
 left/right joints when mirrored, scale each colour channel. Per batch: the
-``HeatmapCodec`` turns keypoints into Gaussian targets and joint weights.
+``HeatmapCodec`` turns keypoints into Gaussian targets and joint weights, and
+for Convolutional Pose Machines the person centre, moved like the keypoints,
+into the Gaussian centre map the model takes beside the image.
 
 Randomness is stateless, seeded by (seed, position in the stream), so a seeded
 pipeline gives the same batches every time.
@@ -24,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_hourglass.data import transforms
+from tf_hourglass.data.center_map import gaussian_center_maps
 from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.data.records import KeypointSpec, PoseRecord
 from tf_hourglass.data.tfrecord import parse_example
@@ -223,6 +226,7 @@ def _make_example_fn(load, augment, seed, input_size, flip_permutation):
             "images": tf.ensure_shape(image, [*input_size, 3]),
             "input_keypoints": keypoints,
             "input_has_gt": has_gt,
+            "input_center": transforms.apply_affine(matrix, example["center"][None])[0],
         }
         if augment is None:
             # Everything evaluation needs to map predictions back and score them.
@@ -255,6 +259,7 @@ def make_dataset(
     drop_remainder: bool | None = None,
     input_context: tf.distribute.InputContext | None = None,
     with_metadata: bool = False,
+    center_map_sigma: float | None = None,
 ) -> tf.data.Dataset:
     """Batches for training or evaluation.
 
@@ -273,6 +278,9 @@ def make_dataset(
         with_metadata: yield dicts with everything evaluation needs (the
             original keypoints, normaliser, the crop matrix, ...) instead of
             ``(images, heatmaps, weights)`` tuples.
+        center_map_sigma: for models that take a centre map (CPM: its
+            ``center_map_sigma``), the Gaussian's sigma in input pixels; the
+            model inputs become ``{"images", "center_map"}``.
 
     Yields:
         ``(images (B, H, W, 3) float32 in [0, 1], heatmaps (B, Hh, Wh, K),
@@ -281,6 +289,9 @@ def make_dataset(
         keys ``images``, ``heatmaps``, ``weights``, ``input_keypoints`` and,
         without augmentation, ``matrix``, ``keypoints``, ``has_gt``,
         ``visible``, ``normalizer``, ``center``, ``scale``, ``record_id``.
+        With ``center_map_sigma`` the first element is the dict
+        ``{"images": ..., "center_map": (B, H, W, 1)}`` (and dicts get a
+        ``center_map`` key).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1. Received batch_size={batch_size}")
@@ -306,9 +317,16 @@ def make_dataset(
 
     def add_targets(batch):
         heatmaps, weights = codec.encode(batch["input_keypoints"], batch["input_has_gt"])
+        inputs = batch["images"]
+        extra = {}
+        if center_map_sigma is not None:
+            extra["center_map"] = gaussian_center_maps(
+                batch["input_center"], codec.input_size, center_map_sigma
+            )
+            inputs = {"images": inputs, **extra}
         if with_metadata:
-            return {**batch, "heatmaps": heatmaps, "weights": weights}
-        return batch["images"], heatmaps, weights
+            return {**batch, **extra, "heatmaps": heatmaps, "weights": weights}
+        return inputs, heatmaps, weights
 
     dataset = dataset.map(add_targets, num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)

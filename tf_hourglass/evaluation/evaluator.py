@@ -16,6 +16,7 @@ from tf_hourglass.data import transforms
 from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.data.records import KeypointSpec
 from tf_hourglass.evaluation import metrics
+from tf_hourglass.model.pose_model import keypoint_heatmaps
 
 
 def flip_heatmaps_back(heatmaps, flip_permutation):
@@ -29,12 +30,10 @@ def flip_heatmaps_back(heatmaps, flip_permutation):
 
 
 def predict_heatmaps(model, images, flip_permutation=None):
-    """The last stack's heatmaps; averaged with the mirrored image's when ``flip_permutation`` is given."""
-    outputs = model(images, training=False)
-    heatmaps = outputs[-1] if isinstance(outputs, (list, tuple)) else outputs
+    """The last stack's K keypoint heatmaps; averaged with the mirrored image's when ``flip_permutation`` is given."""
+    heatmaps = keypoint_heatmaps(model, images)
     if flip_permutation is not None:
-        flipped = model(tf.reverse(images, axis=[2]), training=False)
-        flipped = flipped[-1] if isinstance(flipped, (list, tuple)) else flipped
+        flipped = keypoint_heatmaps(model, tf.reverse(images, axis=[2]))
         heatmaps = 0.5 * (heatmaps + flip_heatmaps_back(flipped, flip_permutation))
     return heatmaps
 

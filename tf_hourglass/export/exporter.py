@@ -35,7 +35,7 @@ from tf_hourglass.export import calibration as calibration_lib
 from tf_hourglass.export import onnx, saved_model, tensorrt, tflite, verify
 from tf_hourglass.export.errors import VerificationError
 from tf_hourglass.inference import read_run_settings
-from tf_hourglass.model import as_stack_list
+from tf_hourglass.model import StackedHourglass, as_stack_list
 
 FORMATS = ("saved_model", "tflite", "onnx", "tensorrt", "tftrt")
 QUANTIZE_MODES = {
@@ -76,7 +76,7 @@ def load_model(model) -> keras.Model:
         raise FileNotFoundError(f"Model not found: {path!r}.")
     elif not path.endswith(".keras"):
         raise ValueError(f"model must be a .keras file or a training workdir. Received: {path!r}")
-    # Importing tf_hourglass (done by this package) registers StackedHourglass.
+    # Importing tf_hourglass (done by this package) registers both model classes.
     return keras.saving.load_model(path, compile=False)
 
 
@@ -316,8 +316,15 @@ def export_model(
     sigma = run_codec.get("sigma", 1.0) if sigma is None else sigma
     peak = run_codec.get("peak", 1.0) if peak is None else peak
     model = load_model(model)
+    if quantize == "qat" and not isinstance(model, StackedHourglass):
+        raise ValueError(
+            f"--quantize qat rebuilds Stacked Hourglass models in tf-keras; received a {type(model).__name__}. "
+            "Use --quantize int8 (post-training, checked against the float model in the same way)."
+        )
     input_size = saved_model.fixed_input_size(model)
     heatmap_shape = as_stack_list(model.outputs)[-1].shape
+    # A CPM's last map is its background, which exports drop.
+    num_keypoints = int(heatmap_shape[-1]) - int(getattr(model, "background_channel", False))
     codec = HeatmapCodec(
         input_size=input_size,
         heatmap_size=heatmap_shape[1:3],
@@ -328,7 +335,7 @@ def export_model(
     data = None
     if calibration:
         data = calibration_lib.load_calibration(
-            calibration, codec, int(heatmap_shape[-1]), num_calibration, num_heldout
+            calibration, codec, num_keypoints, num_calibration, num_heldout
         )
         log(
             f"calibration data {data.name!r}: {len(data.crops)} people calibrate, {data.num_heldout} held out"

@@ -49,7 +49,7 @@ from tf_hourglass.data import transforms
 from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.data.readers import BOX_MARGIN
 from tf_hourglass.data.records import PIXELS_PER_SCALE
-from tf_hourglass.model import as_stack_list
+from tf_hourglass.model import keypoint_heatmaps
 
 SERVING_SIGNATURES = ("serving_default", "serving_boxes", "serving_float", "serving_bytes", "heatmaps")
 
@@ -66,7 +66,10 @@ def fixed_input_size(model) -> tuple[int, int]:
 
 
 def network_function(model, batch_size: int | None = None) -> tf.function:
-    """``images [B, H, W, 3] float32 -> {"heatmaps": last stack}`` as a ``tf.function``.
+    """``images [B, H, W, 3] float32 -> {"heatmaps": last stack's K maps}`` as a ``tf.function``.
+
+    Models that take a centre map (CPM) get a centred one inside the graph,
+    and their background map is dropped, so exports take only images.
 
     ``autograph=False`` as in Keras' own exporter: autograph would turn the
     layers' Python ``training`` branches into graph conditionals that hold the
@@ -76,7 +79,7 @@ def network_function(model, batch_size: int | None = None) -> tf.function:
     spec = tf.TensorSpec([batch_size, height, width, 3], tf.float32, name="images")
 
     def heatmaps(images):
-        return {"heatmaps": as_stack_list(model(images, training=False))[-1]}
+        return {"heatmaps": keypoint_heatmaps(model, images)}
 
     return tf.function(heatmaps, input_signature=[spec], autograph=False)
 

@@ -44,7 +44,7 @@ from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.data.readers import center_scale_from_box
 from tf_hourglass.evaluation import evaluator
 from tf_hourglass.export.errors import VerificationError
-from tf_hourglass.model import as_stack_list
+from tf_hourglass.model import keypoint_heatmaps
 
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 DEFAULT_NUM_SAMPLES = 8
@@ -143,9 +143,9 @@ def synthetic_samples(input_size, limit: int = DEFAULT_NUM_SAMPLES) -> SampleSet
 
 
 def keras_heatmaps(model, crops, batch_size: int = 16) -> np.ndarray:
-    """The Keras model's last-stack heatmaps for float crops."""
+    """The Keras model's last-stack K keypoint heatmaps for float crops."""
     outputs = [
-        as_stack_list(model(crops[start : start + batch_size], training=False))[-1].numpy()
+        keypoint_heatmaps(model, tf.convert_to_tensor(crops[start : start + batch_size])).numpy()
         for start in range(0, len(crops), batch_size)
     ]
     return np.concatenate(outputs).astype(np.float32)

@@ -28,6 +28,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from tf_hourglass.model.pose_model import PoseModel, as_stack_list, output_name  # noqa: F401 (re-exported)
+
 # Torch7's BatchNormalization: eps 1e-5, running-average momentum 0.1, which is
 # Keras' momentum 0.9 (Keras weighs the old value).
 BN_EPSILON = 1e-5
@@ -41,16 +43,6 @@ def torch_conv_initializer():
     with scale 1/3 in fan_in mode.
     """
     return keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_in", distribution="uniform")
-
-
-def output_name(stack_index: int) -> str:
-    """Name of the heatmap output of stack ``stack_index`` (1-based)."""
-    return f"heatmaps_{stack_index}"
-
-
-def as_stack_list(outputs) -> list:
-    """The model's output(s) as a list with one heatmap tensor per stack."""
-    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
 
 def apply_conv(x, filters, kernel_size, name, strides=1, padding="same"):
@@ -141,7 +133,7 @@ def validate_arguments(num_stacks, num_keypoints, filters, depth, num_residual_m
 
 
 @keras.saving.register_keras_serializable(package="tf_hourglass")
-class StackedHourglass(keras.Model):
+class StackedHourglass(PoseModel):
     """Stacked Hourglass Network with one heatmap output per stack.
 
     Args:
@@ -199,11 +191,6 @@ class StackedHourglass(keras.Model):
         self.num_residual_modules = num_residual_modules
         self.image_shape = input_shape
 
-    @property
-    def heatmap_size(self):
-        """(height, width) of every heatmap output."""
-        return tuple(None if s is None else s // 4 for s in self.image_shape[:2])
-
     def get_config(self):
         return {
             "num_stacks": self.num_stacks,
@@ -215,16 +202,3 @@ class StackedHourglass(keras.Model):
             "name": self.name,
             "trainable": self.trainable,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        # Intermediate supervision: one target heatmap tensor supervises every
-        # stack, so users fit with (images, heatmaps[, joint_weights]) and no glue.
-        if isinstance(y_pred, (list, tuple)) and y is not None and not isinstance(y, (list, tuple, dict)):
-            y = [y] * len(y_pred)
-            if sample_weight is not None and not isinstance(sample_weight, (list, tuple, dict)):
-                sample_weight = [sample_weight] * len(y_pred)
-        return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)

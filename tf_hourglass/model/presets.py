@@ -1,14 +1,16 @@
-"""Named Stacked Hourglass configurations.
+"""Named configurations of both model families.
 
 Trainable parameter counts with 16 keypoints are pinned by tests; the hg1, hg2
-and hg8 counts equal the original Torch network's.
+and hg8 counts equal the original Torch network's, and cpm6 with 14 keypoints
+(LSP) has the released Caffe model's 31,219,866.
 """
 
 from __future__ import annotations
 
+from tf_hourglass.model.cpm import ConvolutionalPoseMachine
 from tf_hourglass.model.hourglass import StackedHourglass
 
-PRESETS = {
+HOURGLASS_PRESETS = {
     # The paper's networks: 256 features, order-4 hourglasses, 256x256 input.
     "hg1": dict(num_stacks=1, filters=256, depth=4, input_shape=(256, 256, 3)),
     "hg2": dict(num_stacks=2, filters=256, depth=4, input_shape=(256, 256, 3)),
@@ -20,6 +22,18 @@ PRESETS = {
     "hg_tiny": dict(num_stacks=2, filters=16, depth=2, input_shape=(64, 64, 3)),
 }
 
+CPM_PRESETS = {
+    # The paper's network: 6 stages, 128 channels, 11x11 stage kernels, 368x368 input.
+    "cpm6": dict(num_stages=6, filters=128, stage_kernel_size=11, input_shape=(368, 368, 3)),
+    # A CPU-sized CPM for the CPM quick start: 3 stages, 32 channels, 7x7 stage
+    # kernels (as the paper's MPII model) on 16x16 maps of a 128x128 input.
+    "cpm_small": dict(num_stages=3, filters=32, stage_kernel_size=7, input_shape=(128, 128, 3)),
+    # A tiny CPM for tests.
+    "cpm_tiny": dict(num_stages=2, filters=8, stage_kernel_size=3, input_shape=(64, 64, 3)),
+}
+
+PRESETS = {**HOURGLASS_PRESETS, **CPM_PRESETS}
+
 # Trainable parameters of each preset with 16 keypoints.
 PRESET_PARAMETERS = {
     "hg1": 3_426_448,
@@ -28,14 +42,22 @@ PRESET_PARAMETERS = {
     "hg8": 25_434_112,
     "hg2_small": 545_248,
     "hg_tiny": 142_384,
+    "cpm6": 31_377_062,
+    "cpm_small": 754_187,
+    "cpm_tiny": 35_150,
 }
 
 
-def from_preset(preset: str, **overrides) -> StackedHourglass:
+def preset_class(preset: str):
+    """The model class a preset builds."""
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}. Known presets: {sorted(PRESETS)}")
+    return StackedHourglass if preset in HOURGLASS_PRESETS else ConvolutionalPoseMachine
+
+
+def from_preset(preset: str, **overrides):
     """Builds a named configuration; keyword arguments override its fields.
 
     Example: ``from_preset("hg8", num_keypoints=14)`` for LSP.
     """
-    if preset not in PRESETS:
-        raise ValueError(f"Unknown preset {preset!r}. Known presets: {sorted(PRESETS)}")
-    return StackedHourglass(**{**PRESETS[preset], **overrides})
+    return preset_class(preset)(**{**PRESETS[preset], **overrides})

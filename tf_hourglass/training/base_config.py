@@ -44,15 +44,16 @@ def get_base_config():
     config.data.center_jitter = 0.0
 
     config.model = ml_collections.ConfigDict()
-    config.model.preset = "hg8"
+    config.model.preset = "hg8"  # hg1, hg2, hg4, hg8, hg2_small, hg_tiny; cpm6, cpm_small, cpm_tiny
     # Overrides of the preset; 0 keeps the preset's value.
-    config.model.num_stacks = 0
+    config.model.num_stacks = 0  # hourglass presets
+    config.model.num_stages = 0  # CPM presets
     config.model.filters = 0
     config.model.depth = 0
     config.model.input_size = 0
 
     config.train = ml_collections.ConfigDict()
-    config.train.optimizer = "rmsprop"  # rmsprop | adam
+    config.train.optimizer = "rmsprop"  # rmsprop | adam | sgd (momentum 0.9)
     config.train.learning_rate = 2.5e-4
     # constant | plateau (divide by plateau_factor when the validation metric
     # stalls for plateau_patience epochs) | cosine (to 0 over all steps)

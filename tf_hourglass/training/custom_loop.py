@@ -63,7 +63,9 @@ def train_and_evaluate_multi_worker(config, workdir, strategy) -> dict | None:
 
     codec = trainer.make_codec(model, config.data, config.eval.decode_method)
     train_ds = strategy.distribute_datasets_from_function(
-        lambda input_context: trainer.train_dataset(config, sources, codec, initial_epoch, input_context)
+        lambda input_context: trainer.train_dataset(
+            config, sources, codec, initial_epoch, input_context, center_map_sigma=model.center_map_sigma
+        )
     )
     state = trainer.RunState()
     if chief:
@@ -179,14 +181,14 @@ def make_train_step(strategy, model, optimizer, global_batch_size, jit_compile):
     variables = model.trainable_variables
     loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
-    def losses_and_gradients(images, heatmaps, weights):
+    def losses_and_gradients(inputs, heatmaps, weights):
         """This replica's share of every stack's loss, and the gradients of their (loss-scaled) sum."""
         with tf.GradientTape() as tape:
             stack_losses = [
                 tf.nn.compute_average_loss(
                     per_example_heatmap_loss(heatmaps, outputs, weights), global_batch_size=global_batch_size
                 )
-                for outputs in as_stack_list(model(images, training=True))
+                for outputs in as_stack_list(model(inputs, training=True))
             ]
             scaled_loss = optimizer.scale_loss(tf.add_n(stack_losses))
         return stack_losses, tape.gradient(scaled_loss, variables)

@@ -55,15 +55,15 @@ from tf_hourglass.data.keypoint_specs import spec_to_dict
 from tf_hourglass.data.pipeline import make_dataset
 from tf_hourglass.evaluation import evaluator
 from tf_hourglass.inference import RUN_SETTINGS_FILE
-from tf_hourglass.model import from_preset
-from tf_hourglass.model.presets import PRESETS
+from tf_hourglass.model import ConvolutionalPoseMachine, StackedHourglass, from_preset
+from tf_hourglass.model.presets import PRESETS, preset_class
 from tf_hourglass.training.data_sources import augment_from_config, load_sources
 from tf_hourglass.training.losses import HeatmapLoss
 from tf_hourglass.visualization import draw_skeleton, image_grid
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-OPTIMIZERS = ("rmsprop", "adam")
+OPTIMIZERS = ("rmsprop", "adam", "sgd")
 SCHEDULES = ("constant", "plateau", "cosine")
 DATA_FORMATS = ("synthetic", "tfrecord", "mpii_h5", "mpii_json", "lsp", "lspet", "flic", "coco", "custom")
 VAL_METRIC = "val_pck"
@@ -100,6 +100,7 @@ def validate_config(config) -> None:
     check(0 < data.scale_min <= data.scale_max, "data.scale_min", data.scale_min, "> 0 and <= data.scale_max")
     check(0 <= data.flip_probability <= 1, "data.flip_probability", data.flip_probability, "in [0, 1]")
     check(model.preset in PRESETS, "model.preset", model.preset, f"one of {sorted(PRESETS)}")
+    model_kwargs(model, num_keypoints=1)  # overrides that do not fit the preset's family
     check(train.optimizer in OPTIMIZERS, "train.optimizer", train.optimizer, f"one of {OPTIMIZERS}")
     check(train.schedule in SCHEDULES, "train.schedule", train.schedule, f"one of {SCHEDULES}")
     check(train.learning_rate > 0, "train.learning_rate", train.learning_rate, "> 0")
@@ -135,9 +136,22 @@ def make_strategy(runtime_config) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
+# Config fields that override a preset's, by model family (0 keeps the preset's).
+OVERRIDES = {
+    StackedHourglass: ("num_stacks", "filters", "depth"),
+    ConvolutionalPoseMachine: ("num_stages", "filters"),
+}
+
+
 def model_kwargs(model_config, num_keypoints) -> dict:
     kwargs = {"num_keypoints": num_keypoints}
-    for field in ("num_stacks", "filters", "depth"):
+    family = preset_class(model_config.preset)
+    for field in ("num_stacks", "num_stages", "filters", "depth"):
+        if model_config[field] and field not in OVERRIDES[family]:
+            raise ValueError(
+                f"model.{field}={model_config[field]} does not apply to preset {model_config.preset!r} "
+                f"({family.__name__}); it takes {', '.join(OVERRIDES[family])}."
+            )
         if model_config[field]:
             kwargs[field] = model_config[field]
     if model_config.input_size:
@@ -152,6 +166,7 @@ def make_codec(model, data_config, decode_method="quarter") -> HeatmapCodec:
         sigma=data_config.sigma,
         peak=data_config.target_peak,
         decode_method=decode_method,
+        background_channel=model.background_channel,
     )
 
 
@@ -168,6 +183,9 @@ def make_optimizer(train_config):
         )
     if train_config.optimizer == "adam":
         return keras.optimizers.Adam(learning_rate)
+    if train_config.optimizer == "sgd":
+        # The CPM paper's optimizer, with Caffe's momentum.
+        return keras.optimizers.SGD(learning_rate, momentum=0.9)
     # The paper's optimizer, with Torch's rmsprop defaults (alpha 0.99, eps 1e-8).
     return keras.optimizers.RMSprop(learning_rate, rho=0.99, epsilon=1e-8)
 
@@ -304,7 +322,7 @@ def read_json(path):
 # ----- the run ---------------------------------------------------------------
 
 
-def train_dataset(config, sources, codec, initial_epoch, input_context=None):
+def train_dataset(config, sources, codec, initial_epoch, input_context=None, center_map_sigma=None):
     """Shuffled, augmented, endless training batches of ``train.batch_size``.
 
     With ``input_context`` (``strategy.distribute_datasets_from_function``):
@@ -327,6 +345,7 @@ def train_dataset(config, sources, codec, initial_epoch, input_context=None):
         seed=seed,
         shuffle_buffer=config.data.shuffle_buffer,
         input_context=input_context,
+        center_map_sigma=center_map_sigma,
     )
 
 
@@ -337,11 +356,15 @@ def evaluation_dataset(config, spec, codec, source):
     )
 
 
-def build_datasets(config, sources, codec, initial_epoch):
-    """Training, validation and (None unless the source has one) test datasets."""
+def build_datasets(config, sources, codec, initial_epoch, center_map_sigma=None):
+    """Training, validation and (None unless the source has one) test datasets.
+
+    ``center_map_sigma``: the model's, when it takes a centre map (CPM); only
+    training batches carry one (predictors build centred maps themselves).
+    """
     test = evaluation_dataset(config, sources.spec, codec, sources.test) if sources.test is not None else None
     return (
-        train_dataset(config, sources, codec, initial_epoch),
+        train_dataset(config, sources, codec, initial_epoch, center_map_sigma=center_map_sigma),
         evaluation_dataset(config, sources.spec, codec, sources.val),
         test,
     )
@@ -463,7 +486,9 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
 
     codec = make_codec(model, config.data, config.eval.decode_method)
     write_run_settings(workdir, config, spec, codec)
-    train_ds, val_ds, test_ds = build_datasets(config, sources, codec, initial_epoch)
+    train_ds, val_ds, test_ds = build_datasets(
+        config, sources, codec, initial_epoch, center_map_sigma=model.center_map_sigma
+    )
     flip_permutation = spec.flip_permutation() if config.eval.flip_test else None
     predictor = evaluator.DatasetPredictor(model, codec, flip_permutation)
 
