@@ -54,6 +54,24 @@ def test_warped_image_and_moved_keypoints_agree_and_mirroring_swaps_left_and_rig
             assert colour[CHANNEL[expected[joint]]] > 0.5, (joint, point, colour)
 
 
+@pytest.mark.parametrize(
+    "image_shape, rotation, flip, scale",
+    [((622, 622, 3), 17.0, True, 3.11), ((480, 640, 3), -30.0, False, 1.5), ((97, 131, 3), 5.0, False, 4.0)],
+)
+def test_xla_warp_equals_the_portable_warp_including_the_fill_outside_the_image(
+    image_shape, rotation, flip, scale
+):
+    image = np.random.default_rng(3).integers(0, 256, image_shape, dtype=np.uint8)
+    center = tf.constant([image_shape[1] * 0.6, image_shape[0] * 0.45])
+    matrix = transforms.crop_matrix(center, scale, (256, 192), rotation, flip)
+    portable = transforms.warp_image(image, matrix, (256, 192), fill_value=7.0).numpy()
+    fast = transforms.warp_image_xla(image, matrix, (256, 192), fill_value=7.0).numpy()
+    assert fast.shape == (256, 192, 3) and fast.dtype == np.float32
+    np.testing.assert_allclose(fast, portable, atol=0.05)
+    if scale == 4.0:  # the crop reaches past the small image: filled, identically
+        assert (portable == 7.0).mean() > 0.2
+
+
 def test_evaluation_mode_matrix_maps_input_keypoints_back_to_the_original():
     records, images = dot_records(5)
     dataset = make_dataset(

@@ -7,7 +7,7 @@ with decoded images such as synthetic figures).
 Per example, all in TensorFlow ops (no Python in the per-example path): decode
 (for JPEG only the window the warp reads), build one affine matrix (crop around
 centre/scale, random rotation, scale and mirror), warp the image with its
-inverse by ``ImageProjectiveTransformV3``, move the keypoints with it and swap
+inverse (bilinear gathers compiled by XLA, ``transforms.warp_image_xla``), move the keypoints with it and swap
 left/right joints when mirrored, scale each colour channel. Per batch: the
 ``HeatmapCodec`` turns keypoints into Gaussian targets and joint weights, and
 for Convolutional Pose Machines the person centre, moved like the keypoints,
@@ -212,7 +212,7 @@ def _make_example_fn(load, augment, seed, input_size, flip_permutation):
         example = _sanitize(load(example))
         matrix, flip = _random_transform(example, augment, seed, index, input_size)
         image, image_matrix = _decode_for_warp(example, matrix, input_size)
-        image = transforms.warp_image(image, image_matrix, input_size) / 255.0
+        image = transforms.warp_image_xla(image, image_matrix, input_size) / 255.0
         keypoints = transforms.apply_affine(matrix, example["keypoints"])
         has_gt = example["has_gt"]
         if augment is not None:
