@@ -15,16 +15,24 @@ Expected result: PCK@0.2 in the mid 80s on LSP (the paper reports 84.3 when
 trained on LSP and LSPET, and 90.5 with MPII added).
 """
 
+from configs.lsp_hg8 import get_config as get_lsp_hg8_config
 from configs.mpii_cpm import get_config as get_mpii_cpm_config
+
+# Where the data comes from, as for the hourglass on LSP.
+LSP_DATA_FIELDS = (
+    "format",
+    "train_annotations",
+    "images_dir",
+    "val_format",
+    "val_annotations",
+    "val_images_dir",
+)
 
 
 def get_config():
     config = get_mpii_cpm_config()
-    config.data.format = "lspet"
-    config.data.train_annotations = "data/lspet/joints.mat"
-    config.data.images_dir = "data/lspet/images"
-    config.data.val_format = "lsp"
-    config.data.val_annotations = "data/lsp/joints.mat"
-    config.data.val_images_dir = "data/lsp/images"
+    lsp_data = get_lsp_hg8_config().data
+    for field in LSP_DATA_FIELDS:
+        config.data[field] = lsp_data[field]
     config.train.steps_per_epoch = 1000
     return config

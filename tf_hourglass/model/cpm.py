@@ -33,7 +33,14 @@ import keras
 from keras import layers
 
 from tf_hourglass.data.center_map import center_map_sigma
-from tf_hourglass.model.pose_model import CENTER_MAP_INPUT, IMAGES_INPUT, PoseModel, output_name
+from tf_hourglass.model.pose_model import (
+    CENTER_MAP_INPUT,
+    IMAGES_INPUT,
+    PoseModel,
+    check_image_shape,
+    check_integers,
+    output_name,
+)
 
 
 def relu_conv_initializer():
@@ -70,20 +77,17 @@ def apply_belief_head(x, filters, num_maps, kernel_sizes, name):
 
 
 def validate_arguments(num_stages, num_keypoints, filters, stage_kernel_size, input_shape):
-    for arg_name, value, minimum in (
+    check_integers(
         ("num_stages", num_stages, 1),
         ("num_keypoints", num_keypoints, 1),
         ("filters", filters, 4),
         ("stage_kernel_size", stage_kernel_size, 1),
-    ):
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise ValueError(f"`{arg_name}` must be an integer >= {minimum}. Received: {arg_name}={value!r}")
+    )
     if filters % 4:
         raise ValueError(
             f"`filters` must be a multiple of 4 (stages use filters/4). Received: filters={filters}"
         )
-    if len(input_shape) != 3 or input_shape[-1] != 3:
-        raise ValueError(f"`input_shape` must be (height, width, 3). Received: input_shape={input_shape}")
+    check_image_shape(input_shape)
     for size in input_shape[:2]:
         if not isinstance(size, int) or size <= 0 or size % 8:
             raise ValueError(

@@ -28,7 +28,13 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from tf_hourglass.model.pose_model import PoseModel, as_stack_list, output_name  # noqa: F401 (re-exported)
+from tf_hourglass.model.pose_model import (  # noqa: F401 (as_stack_list re-exported)
+    PoseModel,
+    as_stack_list,
+    check_image_shape,
+    check_integers,
+    output_name,
+)
 
 # Torch7's BatchNormalization: eps 1e-5, running-average momentum 0.1, which is
 # Keras' momentum 0.9 (Keras weighs the old value).
@@ -108,21 +114,18 @@ def apply_stem(x, filters):
 
 
 def validate_arguments(num_stacks, num_keypoints, filters, depth, num_residual_modules, input_shape):
-    for arg_name, value, minimum in (
+    check_integers(
         ("num_stacks", num_stacks, 1),
         ("num_keypoints", num_keypoints, 1),
         ("filters", filters, 2),
         ("depth", depth, 1),
         ("num_residual_modules", num_residual_modules, 1),
-    ):
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise ValueError(f"`{arg_name}` must be an integer >= {minimum}. Received: {arg_name}={value!r}")
+    )
     if filters % 2:
         raise ValueError(
             f"`filters` must be even (the bottleneck uses filters/2). Received: filters={filters}"
         )
-    if len(input_shape) != 3 or input_shape[-1] != 3:
-        raise ValueError(f"`input_shape` must be (height, width, 3). Received: input_shape={input_shape}")
+    check_image_shape(input_shape)
     divisor = 4 * 2**depth
     for size in input_shape[:2]:
         if size is not None and (not isinstance(size, int) or size <= 0 or size % divisor):

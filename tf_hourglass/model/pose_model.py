@@ -69,6 +69,18 @@ class PoseModel(keras.Model):
         return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
 
 
+def check_integers(*checks) -> None:
+    """Raises a ValueError repeating the value for each ``(name, value, minimum)`` that is no integer >= minimum."""
+    for name, value, minimum in checks:
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}")
+
+
+def check_image_shape(input_shape) -> None:
+    if len(input_shape) != 3 or input_shape[-1] != 3:
+        raise ValueError(f"`input_shape` must be (height, width, 3). Received: input_shape={input_shape}")
+
+
 def uses_center_map(model) -> bool:
     return getattr(model, "center_map_sigma", None) is not None
 
