@@ -1,5 +1,7 @@
 """The tf.data input pipeline: warps agree with keypoints, flips swap joints, seeds reproduce."""
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -156,3 +158,37 @@ def test_bad_records_are_skipped_or_masked_and_targets_stay_finite(tmp_path):
     assert batch["weights"].numpy().tolist() == [[1, 1, 1], [1, 0, 1]]
     assert np.isfinite(batch["heatmaps"].numpy()).all()
     assert batch["images"].shape == (2, 128, 128, 3)
+
+
+def _wavy_photo(shift=0.0):
+    """A 1280x720 photo of smooth waves (period 80 px): misplacing it by a pixel changes every crop."""
+    y, x = np.mgrid[0:720, 0:1280].astype(np.float32)
+    x = x - shift
+    red = 128 + 90 * np.sin(2 * np.pi * x / 80)
+    green = 128 + 90 * np.sin(2 * np.pi * (x + y) / 112)
+    blue = 128 + 90 * np.cos(2 * np.pi * y / 80)
+    return np.clip(np.stack([red, green, blue], axis=-1), 0, 255).astype(np.uint8)
+
+
+def _first_training_crop(path, scale, jpeg_downscale):
+    record = PoseRecord(path, (640, 360), scale, np.full((3, 2), 600.0, np.float32), [1, 1, 1], [1, 1, 1])
+    augment = AugmentConfig(scale_range=(1.0, 1.0), flip_probability=0.0, color_scale_range=(1.0, 1.0))
+    augment = dataclasses.replace(augment, jpeg_downscale=jpeg_downscale)
+    dataset = make_dataset(
+        InMemorySource([record]), SPEC, CODEC, batch_size=1, training=True, augment=augment
+    )
+    return next(iter(dataset))[0][0].numpy()
+
+
+@pytest.mark.parametrize("scale", [1.5, 3.0])  # the warp shrinks the photo 2.3x and 4.7x: 1/2 and 1/4 decodes
+def test_downscaled_jpeg_decode_gives_the_full_decodes_crop(tmp_path, scale):
+    path, shifted = str(tmp_path / "photo.jpg"), str(tmp_path / "shifted.jpg")
+    cv2.imwrite(path, _wavy_photo()[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 98])
+    cv2.imwrite(shifted, _wavy_photo(shift=1.0)[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 98])
+    full = _first_training_crop(path, scale, jpeg_downscale=False)
+    fast = _first_training_crop(path, scale, jpeg_downscale=True)
+    one_pixel_off = _first_training_crop(shifted, scale, jpeg_downscale=False)
+    # The same (rotated) crop: what differs is the blur of averaging, less than
+    # three quarters of what misplacing the photo by one source pixel does
+    # (forgetting the (r - 1) / 2 centre offset of a 1/r decode would fail).
+    assert np.abs(fast - full).mean() < 0.75 * np.abs(one_pixel_off - full).mean()

@@ -48,6 +48,11 @@ class AugmentConfig:
             range, then clipped to [0, 1].
         center_jitter: crop centre moved by up to this fraction of the crop
             side along x and y (0 = as annotated).
+        jpeg_downscale: decode a JPEG window at 1/2 or 1/4 of its size
+            (libjpeg's DCT scaling) when the warp shrinks it at least that
+            much: the same crop, antialiased, in about 60% of the decode time
+            for a person who fills a 720p photo. Evaluation always decodes at
+            full size, as the exported signatures do.
     """
 
     rotation_degrees: float = 30.0
@@ -56,6 +61,7 @@ class AugmentConfig:
     flip_probability: float = 0.5
     color_scale_range: tuple[float, float] = (0.8, 1.2)
     center_jitter: float = 0.0
+    jpeg_downscale: bool = True
 
 
 class InMemorySource:
@@ -180,11 +186,13 @@ def _random_transform(example, augment, seed, index, input_size):
     return transforms.crop_matrix(center + jitter, scale, input_size, rotation, flip), flip
 
 
-def _decode_for_warp(example, matrix, input_size):
+def _decode_for_warp(example, matrix, input_size, jpeg_downscale=False):
     """Decoded image and the matrix from ITS pixels to input pixels.
 
     A stored crop starts at ``crop_offset`` of the original; for JPEG bytes only
-    the window the warp reads is decoded (much cheaper for large photos).
+    the window the warp reads is decoded (much cheaper for large photos), and
+    with ``jpeg_downscale`` at the coarsest of 1/1, 1/2, 1/4 that the warp
+    still shrinks.
     """
     offset = example["image/crop_offset"]
     matrix = tf.matmul(matrix, transforms.translation_matrix(offset[0], offset[1]))
@@ -192,17 +200,31 @@ def _decode_for_warp(example, matrix, input_size):
         return example["image"], matrix
     encoded = example["image/encoded"]
 
-    def decode_jpeg_window():
+    def decode_jpeg_window(ratio):
         shape = tf.io.extract_jpeg_shape(encoded)
-        y0, x0, h, w = transforms.source_window(matrix, input_size, shape[0], shape[1])
-        image = tf.io.decode_and_crop_jpeg(encoded, tf.stack([y0, x0, h, w]), channels=3)
-        return image, tf.matmul(matrix, transforms.translation_matrix(x0, y0))
+        # libjpeg's 1/r decode averages r x r blocks: scaled pixel i covers
+        # source pixels r*i .. r*i + r - 1 and its centre is r*i + (r - 1) / 2.
+        half = (ratio - 1) / 2.0
+        scaled = tf.matmul(matrix, transforms.translation_matrix(half, half))
+        scaled = tf.matmul(scaled, tf.linalg.diag(tf.constant([ratio, ratio, 1.0])))
+        height, width = (shape[0] + ratio - 1) // ratio, (shape[1] + ratio - 1) // ratio
+        y0, x0, h, w = transforms.source_window(scaled, input_size, height, width)
+        image = tf.io.decode_and_crop_jpeg(encoded, tf.stack([y0, x0, h, w]), channels=3, ratio=ratio)
+        return image, tf.matmul(scaled, transforms.translation_matrix(x0, y0))
+
+    def decode_jpeg():
+        if not jpeg_downscale:
+            return decode_jpeg_window(1)
+        # Source pixels per output pixel along each axis (the warp's inverse scale).
+        shrink = tf.sqrt(tf.abs(tf.linalg.det(transforms.invert_affine(matrix)[:2, :2])))
+        branch = tf.cast(shrink >= 2.0, tf.int32) + tf.cast(shrink >= 4.0, tf.int32)
+        return tf.switch_case(branch, [lambda r=r: decode_jpeg_window(r) for r in (1, 2, 4)])
 
     def decode_any():
         image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
         return image, matrix
 
-    image, matrix = tf.cond(tf.io.is_jpeg(encoded), decode_jpeg_window, decode_any)
+    image, matrix = tf.cond(tf.io.is_jpeg(encoded), decode_jpeg, decode_any)
     image.set_shape([None, None, 3])
     return image, matrix
 
@@ -211,7 +233,8 @@ def _make_example_fn(load, augment, seed, input_size, flip_permutation):
     def prepare(index, example):
         example = _sanitize(load(example))
         matrix, flip = _random_transform(example, augment, seed, index, input_size)
-        image, image_matrix = _decode_for_warp(example, matrix, input_size)
+        jpeg_downscale = augment is not None and augment.jpeg_downscale
+        image, image_matrix = _decode_for_warp(example, matrix, input_size, jpeg_downscale)
         image = transforms.warp_image_xla(image, image_matrix, input_size) / 255.0
         keypoints = transforms.apply_affine(matrix, example["keypoints"])
         has_gt = example["has_gt"]

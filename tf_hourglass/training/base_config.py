@@ -42,6 +42,8 @@ def get_base_config():
     config.data.color_scale_min = 0.8
     config.data.color_scale_max = 1.2
     config.data.center_jitter = 0.0
+    # Training decodes large JPEG windows at 1/2 or 1/4 when the crop shrinks them that much.
+    config.data.jpeg_downscale = True
 
     config.model = ml_collections.ConfigDict()
     config.model.preset = "hg8"  # hg1, hg2, hg4, hg8, hg2_small, hg_tiny; cpm6, cpm_small, cpm_tiny

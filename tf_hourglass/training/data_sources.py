@@ -35,6 +35,7 @@ def augment_from_config(data_config) -> AugmentConfig:
         flip_probability=data_config.flip_probability,
         color_scale_range=(data_config.color_scale_min, data_config.color_scale_max),
         center_jitter=data_config.center_jitter,
+        jpeg_downscale=data_config.jpeg_downscale,
     )
 
 
