@@ -50,7 +50,7 @@ class AugmentConfig:
             side along x and y (0 = as annotated).
         jpeg_downscale: decode a JPEG window at 1/2 or 1/4 of its size
             (libjpeg's DCT scaling) when the warp shrinks it at least that
-            much: the same crop, antialiased, in about 60% of the decode time
+            much: the same crop, antialiased, in about 70% of the decode time
             for a person who fills a 720p photo. Evaluation always decodes at
             full size, as the exported signatures do.
     """
