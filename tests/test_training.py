@@ -1,12 +1,12 @@
-"""Training runs: config checks, workdir contents, resuming after SIGKILL, NaN handling."""
+"""Training runs: config checks, workdir contents, custom data, overrides, mixed precision.
+
+Interrupted and failed runs are in tests/test_training_resume.py."""
 
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import keras
@@ -15,7 +15,6 @@ from training_helpers import load_config, tensorboard_tags, write_tiny_config
 
 from tf_hourglass.inference import PoseEstimator
 from tf_hourglass.training import trainer
-from tf_hourglass.training.losses import HeatmapLoss
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.py"))
@@ -89,77 +88,6 @@ def test_training_run_writes_checkpoints_logs_metrics_and_final_model(tmp_path):
     # Keras writes val_* metrics to the validation run without the prefix.
     assert {"epoch_heatmaps_1_loss", "epoch_heatmaps_2_loss", "epoch_pck", "epoch_learning_rate"} <= tags
     assert "predicted_skeletons" in tags
-
-
-def run_training(config_path, workdir):
-    return subprocess.Popen(
-        [sys.executable, "-m", "tf_hourglass.train", f"--config={config_path}", f"--workdir={workdir}"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-
-
-def saved_epochs(workdir):
-    state = workdir / "checkpoints" / "checkpoint"
-    if not state.exists():
-        return 0
-    line = state.read_text().splitlines()[0]  # model_checkpoint_path: "ckpt-N"
-    return int(line.rsplit("-", 1)[1].rstrip('"'))
-
-
-def test_sigkilled_run_resumes_from_the_last_saved_epoch(tmp_path):
-    config_path = tiny_config(tmp_path, epochs=40)
-    workdir = tmp_path / "run"
-    process = run_training(config_path, workdir)
-    deadline = time.monotonic() + 240
-    while saved_epochs(workdir) < 2 and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    killed_at = saved_epochs(workdir)
-    assert 2 <= killed_at < 40, "the run should have been killed mid-training"
-
-    finish = tiny_config(tmp_path, epochs=killed_at + 2)
-    # Same config but two more epochs, so the resumed run is short.
-    process = run_training(finish, workdir)
-    output, _ = process.communicate(timeout=300)
-    assert process.returncode == 0, output
-    assert f"(epoch {killed_at})" in output
-    assert f"Epoch {killed_at + 1}/{killed_at + 2}" in output
-    assert "Epoch 1/" not in output
-    results = json.loads((workdir / "results.json").read_text())
-    assert results["epochs_completed"] == killed_at + 2
-
-
-class NaNLoss(HeatmapLoss):
-    """A loss that diverges at once, as a run with a bad learning rate would."""
-
-    def call(self, y_true, y_pred):
-        return super().call(y_true, y_pred) * float("nan")
-
-
-def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoints(tmp_path, monkeypatch):
-    workdir = tmp_path / "run"
-    trainer.train_and_evaluate(load_config(tiny_config(tmp_path, epochs=1)), str(workdir))
-    before = {name: (workdir / name).read_bytes() for name in ("best.weights.h5", "best.json", "final.keras")}
-
-    monkeypatch.setattr(trainer, "HeatmapLoss", NaNLoss)
-    with pytest.raises(FloatingPointError, match="training loss became nan at batch 0"):
-        trainer.train_and_evaluate(load_config(tiny_config(tmp_path, epochs=3)), str(workdir))
-    assert {name: (workdir / name).read_bytes() for name in before} == before
-    assert saved_epochs(workdir) == 1
-
-
-def test_resuming_with_an_incompatible_config_names_the_workdir(tmp_path):
-    workdir = tmp_path / "run"
-    trainer.train_and_evaluate(load_config(tiny_config(tmp_path, epochs=1)), str(workdir))
-    config = load_config(tiny_config(tmp_path, epochs=2))
-    config.model.filters = 32
-    with pytest.raises(ValueError, match="does not match this config"):
-        trainer.train_and_evaluate(config, str(workdir))
 
 
 def test_the_recipe_trains_on_a_custom_format_dataset_written_elsewhere(tmp_path):
