@@ -20,10 +20,6 @@ from tf_hourglass.training.losses import HeatmapLoss
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tiny_config(tmp_path, epochs=2):
-    return write_tiny_config(tmp_path, epochs)
-
-
 def run_training(config_path, workdir):
     return subprocess.Popen(
         [sys.executable, "-m", "tf_hourglass.train", f"--config={config_path}", f"--workdir={workdir}"],
@@ -44,7 +40,7 @@ def saved_epochs(workdir):
 
 
 def test_sigkilled_run_resumes_from_the_last_saved_epoch(tmp_path):
-    config_path = tiny_config(tmp_path, epochs=40)
+    config_path = write_tiny_config(tmp_path, epochs=40)
     workdir = tmp_path / "run"
     process = run_training(config_path, workdir)
     deadline = time.monotonic() + 240
@@ -55,7 +51,7 @@ def test_sigkilled_run_resumes_from_the_last_saved_epoch(tmp_path):
     killed_at = saved_epochs(workdir)
     assert 2 <= killed_at < 40, "the run should have been killed mid-training"
 
-    finish = tiny_config(tmp_path, epochs=killed_at + 2)
+    finish = write_tiny_config(tmp_path, epochs=killed_at + 2)
     # Same config but two more epochs, so the resumed run is short.
     process = run_training(finish, workdir)
     output, _ = process.communicate(timeout=300)
@@ -76,20 +72,20 @@ class NaNLoss(HeatmapLoss):
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoints(tmp_path, monkeypatch):
     workdir = tmp_path / "run"
-    trainer.train_and_evaluate(load_config(tiny_config(tmp_path, epochs=1)), str(workdir))
+    trainer.train_and_evaluate(load_config(write_tiny_config(tmp_path, epochs=1)), str(workdir))
     before = {name: (workdir / name).read_bytes() for name in ("best.weights.h5", "best.json", "final.keras")}
 
     monkeypatch.setattr(trainer, "HeatmapLoss", NaNLoss)
     with pytest.raises(FloatingPointError, match="training loss became nan at batch 0"):
-        trainer.train_and_evaluate(load_config(tiny_config(tmp_path, epochs=3)), str(workdir))
+        trainer.train_and_evaluate(load_config(write_tiny_config(tmp_path, epochs=3)), str(workdir))
     assert {name: (workdir / name).read_bytes() for name in before} == before
     assert saved_epochs(workdir) == 1
 
 
 def test_resuming_with_an_incompatible_config_names_the_workdir(tmp_path):
     workdir = tmp_path / "run"
-    trainer.train_and_evaluate(load_config(tiny_config(tmp_path, epochs=1)), str(workdir))
-    config = load_config(tiny_config(tmp_path, epochs=2))
+    trainer.train_and_evaluate(load_config(write_tiny_config(tmp_path, epochs=1)), str(workdir))
+    config = load_config(write_tiny_config(tmp_path, epochs=2))
     config.model.filters = 32
     with pytest.raises(ValueError, match="does not match this config"):
         trainer.train_and_evaluate(config, str(workdir))
