@@ -74,6 +74,17 @@ def test_xla_warp_equals_the_portable_warp_including_the_fill_outside_the_image(
         assert (portable == 7.0).mean() > 0.2
 
 
+def test_xla_warp_scales_each_channel_then_clips_in_the_same_pass():
+    image = np.random.default_rng(4).integers(0, 256, (300, 200, 3), dtype=np.uint8)
+    matrix = transforms.crop_matrix(tf.constant([100.0, 150.0]), 1.2, (64, 64), 12.0)
+    gains = np.array([0.5, 1.0, 1.3], np.float32) / 255.0
+    portable = transforms.warp_image(image, matrix, (64, 64)).numpy()
+    fast = transforms.warp_image_xla(image, matrix, (64, 64), channel_scale=gains, clip_range=(0.0, 1.0))
+    np.testing.assert_allclose(fast.numpy(), np.clip(portable * gains, 0.0, 1.0), atol=2e-4)
+    assert fast.numpy()[..., 2].max() == 1.0  # bright blue pixels scaled past 1 are clipped
+    assert 0.45 < fast.numpy()[..., 0].max() <= 0.5
+
+
 def test_evaluation_mode_matrix_maps_input_keypoints_back_to_the_original():
     records, images = dot_records(5)
     dataset = make_dataset(

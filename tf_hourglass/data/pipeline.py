@@ -7,8 +7,9 @@ with decoded images such as synthetic figures).
 Per example, all in TensorFlow ops (no Python in the per-example path): decode
 (for JPEG only the window the warp reads), build one affine matrix (crop around
 centre/scale, random rotation, scale and mirror), warp the image with its
-inverse (bilinear gathers compiled by XLA, ``transforms.warp_image_xla``), move the keypoints with it and swap
-left/right joints when mirrored, scale each colour channel. Per batch: the
+inverse (bilinear gathers compiled by XLA, ``transforms.warp_image_xla``, which
+also maps pixels to [0, 1] and scales each colour channel in the same pass),
+move the keypoints with it and swap left/right joints when mirrored. Per batch: the
 ``HeatmapCodec`` turns keypoints into Gaussian targets and joint weights, and
 for Convolutional Pose Machines the person centre, moved like the keypoints,
 into the Gaussian centre map the model takes beside the image.
@@ -235,16 +236,20 @@ def _make_example_fn(load, augment, seed, input_size, flip_permutation):
         matrix, flip = _random_transform(example, augment, seed, index, input_size)
         jpeg_downscale = augment is not None and augment.jpeg_downscale
         image, image_matrix = _decode_for_warp(example, matrix, input_size, jpeg_downscale)
-        image = transforms.warp_image_xla(image, image_matrix, input_size) / 255.0
         keypoints = transforms.apply_affine(matrix, example["keypoints"])
         has_gt = example["has_gt"]
+        channel_scale = tf.fill([3], 1.0 / 255.0)
         if augment is not None:
             # After a mirror the person's left joints appear where the right were.
             keypoints = tf.where(flip, tf.gather(keypoints, flip_permutation), keypoints)
             has_gt = tf.where(flip, tf.gather(has_gt, flip_permutation), has_gt)
             low, high = augment.color_scale_range
             u = tf.random.stateless_uniform([3], seed=tf.stack([tf.cast(seed, tf.int64) + 1, index]))
-            image = tf.clip_by_value(image * (low + (high - low) * u), 0.0, 1.0)
+            channel_scale = channel_scale * (low + (high - low) * u)
+        # Pixels to [0, 1] and colour scaling inside the warp's compiled loop.
+        image = transforms.warp_image_xla(
+            image, image_matrix, input_size, channel_scale=channel_scale, clip_range=(0.0, 1.0)
+        )
         out = {
             "images": tf.ensure_shape(image, [*input_size, 3]),
             "input_keypoints": keypoints,

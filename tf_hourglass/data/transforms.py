@@ -106,13 +106,18 @@ def warp_image(image, matrix, output_size, fill_value=0.0):
     return warped[0]
 
 
-def warp_image_xla(image, matrix, output_size, fill_value=0.0):
+def warp_image_xla(image, matrix, output_size, fill_value=0.0, channel_scale=1.0, clip_range=None):
     """``warp_image`` as bilinear gathers compiled by XLA: equal within float rounding, ~5x faster on a CPU.
+
+    ``channel_scale`` (a scalar or one factor per channel) multiplies the
+    warped pixels and ``clip_range`` (low, high) then clips them, in the same
+    compiled loop: the pipeline's /255 and colour scaling cost no extra pass
+    over the crop.
 
     ``ImageProjectiveTransformV3`` spends ~5 ms per 256x256x3 output on this
     machine whatever the interpolation; these gathers take ~0.8 ms. XLA
-    compiles one program per input size, so the image is padded to a
-    power-of-two number of pixels: a handful of programs for any mix of image
+    compiles one program per input size, so the flattened image is padded
+    to a power-of-two number of pixels: a handful of programs for any mix of image
     sizes. For in-process use (the input pipeline); exports keep the single
     portable op.
     """
@@ -122,15 +127,27 @@ def warp_image_xla(image, matrix, output_size, fill_value=0.0):
     log2_pixels = tf.math.log(tf.cast(tf.maximum(num_pixels, 2), tf.float32)) / math.log(2.0)
     bucket = tf.bitwise.left_shift(1, tf.cast(tf.math.ceil(log2_pixels), tf.int32))
     bucket = tf.maximum(bucket, num_pixels)  # guards against rounding in the logarithm
-    flat = tf.reshape(image, [num_pixels, image.shape[-1]])
-    flat = tf.pad(flat, [[0, bucket - num_pixels], [0, 0]])
+    channels = image.shape[-1]
+    # One flat vector and a concat (a memcpy): half the time of tf.pad on (pixels, channels).
+    flat = tf.reshape(image, [-1])
+    flat = tf.concat([flat, tf.zeros([(bucket - num_pixels) * channels], flat.dtype)], 0)
+    channel_scale = tf.broadcast_to(tf.cast(channel_scale, tf.float32), [channels])
+    low, high = (-math.inf, math.inf) if clip_range is None else (float(v) for v in clip_range)
     return _bilinear_gather(
-        flat, shape[0], shape[1], invert_affine(matrix), tuple(int(s) for s in output_size), float(fill_value)
+        flat,
+        shape[0],
+        shape[1],
+        invert_affine(matrix),
+        tuple(int(s) for s in output_size),
+        float(fill_value),
+        channel_scale,
+        low,
+        high,
     )
 
 
 @functools.partial(tf.function, jit_compile=True, reduce_retracing=True)
-def _bilinear_gather(flat, height, width, inverse, output_size, fill_value):
+def _bilinear_gather(flat, height, width, inverse, output_size, fill_value, channel_scale, low, high):
     out_height, out_width = output_size
     xs = tf.range(out_width, dtype=tf.float32)[None, :]
     ys = tf.range(out_height, dtype=tf.float32)[:, None]
@@ -142,16 +159,18 @@ def _bilinear_gather(flat, height, width, inverse, output_size, fill_value):
     fy = (source_y - y0)[..., None]
     x0 = tf.cast(x0, tf.int32)
     y0 = tf.cast(y0, tf.int32)
+    channels = channel_scale.shape[0]
+    channel = tf.range(channels)
 
     def tap(y, x):
         inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
-        index = tf.clip_by_value(y, 0, height - 1) * width + tf.clip_by_value(x, 0, width - 1)
-        values = tf.cast(tf.gather(flat, index), tf.float32)
+        pixel = tf.clip_by_value(y, 0, height - 1) * width + tf.clip_by_value(x, 0, width - 1)
+        values = tf.cast(tf.gather(flat, pixel[..., None] * channels + channel), tf.float32)
         return tf.where(inside[..., None], values, fill_value)
 
     top = tap(y0, x0) * (1.0 - fx) + tap(y0, x0 + 1) * fx
     bottom = tap(y0 + 1, x0) * (1.0 - fx) + tap(y0 + 1, x0 + 1) * fx
-    return top * (1.0 - fy) + bottom * fy
+    return tf.clip_by_value((top * (1.0 - fy) + bottom * fy) * channel_scale, low, high)
 
 
 def source_window(matrix, output_size, image_height, image_width):
