@@ -82,6 +82,18 @@ def test_only_builtin_ops(exports, quantize):
     assert not [name for name in names if name.startswith("Flex")]
 
 
+@pytest.mark.parametrize("quantize", ["none", "int8"])
+def test_xnnpack_takes_the_whole_network_as_one_partition(exports, quantize):
+    # An op XNNPACK cannot run (the TILE ops of Keras' UpSampling2D were such)
+    # splits the graph and runs between delegated parts on TFLite's own kernels.
+    interpreter = Interpreter(model_path=exports[quantize].path, num_threads=2)
+    interpreter.allocate_tensors()
+    names = [op["op_name"] for op in interpreter._get_ops_details()]
+    assert "TILE" not in names
+    # The list holds the model's nodes, then one DELEGATE node per delegated part.
+    assert names.count("DELEGATE") == 1, names
+
+
 def test_flex_ops_are_rejected():
     @tf.function(input_signature=[tf.TensorSpec([1, 8, 8, 3], tf.float32)])
     def warp(images):

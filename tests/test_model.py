@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from tf_hourglass import StackedHourglass, from_preset
 from tf_hourglass.model import HOURGLASS_PRESETS, PRESET_PARAMETERS, as_stack_list
+from tf_hourglass.model.hourglass import NearestUpsampling2D
 
 
 def trainable_parameters(model):
@@ -190,3 +191,15 @@ def test_preset_overrides_change_only_the_named_fields():
     model = from_preset("hg_tiny", num_keypoints=14)
     assert model.num_keypoints == 14 and model.num_stacks == HOURGLASS_PRESETS["hg_tiny"]["num_stacks"]
     assert model.outputs[0].shape[-1] == 14
+
+
+@pytest.mark.parametrize("input_shape", [(1, 6, 10, 4), (3, 5, 7, 2)])
+def test_nearest_upsampling_repeats_every_pixel_along_rows_and_columns(input_shape):
+    x = np.random.default_rng(0).random(input_shape).astype(np.float32)
+    layer = NearestUpsampling2D()
+    np.testing.assert_array_equal(layer(x).numpy(), np.repeat(np.repeat(x, 2, axis=1), 2, axis=2))
+    # Also when height and width are only known at run time.
+    inputs = keras.Input((None, None, input_shape[-1]))
+    model = keras.Model(inputs, NearestUpsampling2D()(inputs))
+    assert model.output_shape == (None, None, None, input_shape[-1])
+    np.testing.assert_array_equal(model(x).numpy(), np.repeat(np.repeat(x, 2, axis=1), 2, axis=2))

@@ -88,6 +88,8 @@ def _tf_keras_layer(layer):
         )
     if kind == "UpSampling2D":
         return layers.UpSampling2D(layer.size, interpolation=layer.interpolation, name=layer.name)
+    if kind == "NearestUpsampling2D":  # the same values; tf-keras resizes without TILE ops
+        return layers.UpSampling2D(2, interpolation="nearest", name=layer.name)
     if kind == "ZeroPadding2D":
         return layers.ZeroPadding2D(layer.padding, name=layer.name)
     raise ValueError(f"Layer {layer.name!r} of type {kind} has no tf-keras counterpart here.")

@@ -81,6 +81,29 @@ def apply_residual(x, filters, name):
     return layers.Add(name=f"{name}_add")([skip, y])
 
 
+@keras.saving.register_keras_serializable(package="tf_hourglass")
+class NearestUpsampling2D(layers.Layer):
+    """x2 nearest-neighbour upsampling written as two concatenations and reshapes.
+
+    The same values as ``UpSampling2D(2, interpolation="nearest")``, whose
+    repeat becomes TILE ops in TFLite: XNNPACK does not take those, so the
+    graph splits into a delegated part per upsampling. Concatenation and
+    reshape are delegated by XNNPACK and plain in ONNX and TensorRT.
+    """
+
+    def call(self, x):
+        dynamic = keras.ops.shape(x)
+        height, width = (x.shape[i] if x.shape[i] is not None else dynamic[i] for i in (1, 2))
+        channels = x.shape[-1]
+        # (.., W, 2C) read as (.., 2W, C) repeats each column; the same on rows.
+        x = keras.ops.reshape(keras.ops.concatenate([x, x], axis=-1), (-1, height, 2 * width, channels))
+        return keras.ops.reshape(keras.ops.concatenate([x, x], axis=2), (-1, 2 * height, 2 * width, channels))
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        return (batch, None if height is None else 2 * height, None if width is None else 2 * width, channels)
+
+
 def apply_residual_stack(x, filters, num_modules, name):
     for i in range(1, num_modules + 1):
         x = apply_residual(x, filters, f"{name}_res{i}")
@@ -97,7 +120,7 @@ def apply_hourglass(x, order, filters, num_residual_modules, name):
     else:
         lower = apply_residual_stack(lower, filters, num_residual_modules, f"{name}_bottom")
     lower = apply_residual_stack(lower, filters, num_residual_modules, f"{name}_low3")
-    lower = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_upsample")(lower)
+    lower = NearestUpsampling2D(name=f"{name}_upsample")(lower)
     return layers.Add(name=f"{name}_add")([upper, lower])
 
 
