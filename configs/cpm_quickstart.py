@@ -4,10 +4,10 @@ Command:
 
     python -m tf_hourglass.train --config configs/cpm_quickstart.py --workdir runs/cpm_quickstart
 
-Expected result: 20 minutes of training on a 2-core CPU (about 1,550 steps
-of 16), then ``PCKh@0.5 = 47.6%`` on the same 500 held-out synthetic figures
-as the hourglass quick start (measured 2026-12-01; the hourglass reaches
-86.8% in 15 minutes). The learning curve is in BENCHMARKS.md.
+Expected result: 2,000 steps of 16 in about 15 minutes on a 2-core CPU
+(capped at 20), then ``PCKh@0.5 = 49.5%`` on the same 500 held-out synthetic
+figures as the hourglass quick start (measured 2026-12-02 in graph mode; the
+hourglass reaches 85-87% in 15 minutes). The learning curve is in BENCHMARKS.md.
 
 Model: ``cpm_small``, the paper's topology (two 9x9 image trunks, a centre
 map, K+1 belief maps at stride 8, every stage supervised) with 32 channels,
@@ -41,5 +41,7 @@ def get_config():
     config.train.max_train_minutes = 20.0
 
     config.eval.flip_test = True
-    config.runtime.jit_compile = True
+    # Graph mode: XLA's training steps are twice as slow here (cpm_small,
+    # batch 16, B-type Xeon: 0.43 s graph against 0.85 s XLA).
+    config.runtime.jit_compile = False
     return config
