@@ -23,11 +23,12 @@ def residual_parameters(c_in, c_out):
     return bn + convs + skip
 
 
-def expected_parameters(num_stacks, num_keypoints, filters, depth, num_residual_modules):
-    """Trainable parameters of the original network, counted independently of Keras."""
+def expected_parameters(num_stacks, num_keypoints, filters, depth, num_residual_modules, stem="original"):
+    """Trainable parameters of the original network (or bearpaw's), counted independently of Keras."""
     f, k, m = filters, num_keypoints, num_residual_modules
+    widths = (64, 128, 128, f) if stem == "original" else (64, 128, 256, f)
     stem = (7 * 7 * 3 * 64 + 64) + 2 * 64
-    stem += residual_parameters(64, 128) + residual_parameters(128, 128) + residual_parameters(128, f)
+    stem += sum(residual_parameters(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
     # Each hourglass level: upper, lower-before and lower-after branches; plus the bottom.
     hourglass = (3 * depth + 1) * m * residual_parameters(f, f)
     head = m * residual_parameters(f, f) + (f * f + f) + 2 * f + (f * k + k)
@@ -74,7 +75,7 @@ def test_every_preset_has_its_pinned_parameter_count(preset):
     assert trainable_parameters(model) == PRESET_PARAMETERS[preset]
     config = HOURGLASS_PRESETS[preset]
     assert PRESET_PARAMETERS[preset] == expected_parameters(
-        config["num_stacks"], 16, config["filters"], config["depth"], 1
+        config["num_stacks"], 16, config["filters"], config["depth"], 1, config.get("stem", "original")
     )
 
 

@@ -394,6 +394,15 @@ def resolve_spec(spec, num_keypoints: int, model_name: str = "the model") -> Key
 RUN_SETTINGS_FILE = "inference.json"
 
 
+def run_settings_text(spec: KeypointSpec, sigma: float, peak: float) -> str:
+    """The contents of ``inference.json``: the keypoints and the training targets' scale."""
+    settings = {
+        "spec": keypoint_specs.spec_to_dict(spec),
+        "codec": {"sigma": float(sigma), "peak": float(peak)},
+    }
+    return json.dumps(settings, indent=2) + "\n"
+
+
 def read_run_settings(model) -> dict:
     """The keypoint spec and codec settings a training run wrote next to its model, if any.
 

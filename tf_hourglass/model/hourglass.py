@@ -12,7 +12,8 @@ outputs match it:
   residual modules at the bottom), residual modules, nearest x2 upsampling;
   the two branches added;
 * stem: 7x7 stride-2 conv to 64 + BN + ReLU, residual 64->128, max-pool,
-  residual 128->128, residual 128->filters;
+  residual 128->128, residual 128->filters (``stem="bearpaw"``: 128->256,
+  256->filters, as bearpaw/pytorch-pose);
 * head of each stack: residual modules, 1x1 conv + BN + ReLU, 1x1 conv to K
   heatmaps; the next stack's input is x + 1x1conv(features) + 1x1conv(heatmaps).
 
@@ -124,7 +125,17 @@ def apply_hourglass(x, order, filters, num_residual_modules, name):
     return layers.Add(name=f"{name}_add")([upper, lower])
 
 
-def apply_stem(x, filters):
+# Output channels of the stem's residual modules after the max-pool ("filters"
+# stands for the hourglass width). "original": the Torch code and the official
+# PyTorch port (princeton-vl); "bearpaw": bearpaw/pytorch-pose, whose second
+# module always widens to 256 (its width is fixed at 256).
+STEMS = {
+    "original": (128, "filters"),
+    "bearpaw": (256, "filters"),
+}
+
+
+def apply_stem(x, filters, stem="original"):
     # The original pads the 7x7 stride-2 convolution by 3 on every side; Keras'
     # "same" would pad 2 before and 3 after, shifting every heatmap by a pixel.
     x = layers.ZeroPadding2D(3, name="stem_pad")(x)
@@ -132,11 +143,14 @@ def apply_stem(x, filters):
     x = apply_bn_relu(x, "stem")
     x = apply_residual(x, 128, "stem_res1")
     x = layers.MaxPooling2D(2, strides=2, name="stem_pool")(x)
-    x = apply_residual(x, 128, "stem_res2")
-    return apply_residual(x, filters, "stem_res3")
+    for i, width in enumerate(STEMS[stem], start=2):
+        x = apply_residual(x, filters if width == "filters" else width, f"stem_res{i}")
+    return x
 
 
-def validate_arguments(num_stacks, num_keypoints, filters, depth, num_residual_modules, input_shape):
+def validate_arguments(num_stacks, num_keypoints, filters, depth, num_residual_modules, input_shape, stem):
+    if stem not in STEMS:
+        raise ValueError(f"`stem` must be one of {sorted(STEMS)}. Received: stem={stem!r}")
     check_integers(
         ("num_stacks", num_stacks, 1),
         ("num_keypoints", num_keypoints, 1),
@@ -170,6 +184,10 @@ class StackedHourglass(PoseModel):
         num_residual_modules: residual modules per branch (1 in the paper).
         input_shape: (height, width, 3); height and width multiples of
             4 * 2**depth, or None for any such size.
+        stem: "original" (the Torch code and the official PyTorch port:
+            residual modules 128->128 then 128->filters after the max-pool) or
+            "bearpaw" (bearpaw/pytorch-pose: 128->256 then 256->filters), so
+            that both projects' weights load exactly.
 
     Outputs a list of ``num_stacks`` float32 tensors of shape
     (batch, height/4, width/4, num_keypoints), named ``heatmaps_1`` ...
@@ -185,14 +203,15 @@ class StackedHourglass(PoseModel):
         depth=4,
         num_residual_modules=1,
         input_shape=(256, 256, 3),
+        stem="original",
         name="stacked_hourglass",
         **kwargs,
     ):
         input_shape = tuple(input_shape)
-        validate_arguments(num_stacks, num_keypoints, filters, depth, num_residual_modules, input_shape)
+        validate_arguments(num_stacks, num_keypoints, filters, depth, num_residual_modules, input_shape, stem)
 
         images = keras.Input(shape=input_shape, name="images")
-        x = apply_stem(images, filters)
+        x = apply_stem(images, filters, stem)
         outputs = []
         for i in range(1, num_stacks + 1):
             prefix = f"stack{i}"
@@ -216,6 +235,7 @@ class StackedHourglass(PoseModel):
         self.depth = depth
         self.num_residual_modules = num_residual_modules
         self.image_shape = input_shape
+        self.stem = stem
 
     def get_config(self):
         return {
@@ -225,6 +245,7 @@ class StackedHourglass(PoseModel):
             "depth": self.depth,
             "num_residual_modules": self.num_residual_modules,
             "input_shape": self.image_shape,
+            "stem": self.stem,
             "name": self.name,
             "trainable": self.trainable,
         }

@@ -16,6 +16,9 @@ HOURGLASS_PRESETS = {
     "hg2": dict(num_stacks=2, filters=256, depth=4, input_shape=(256, 256, 3)),
     "hg4": dict(num_stacks=4, filters=256, depth=4, input_shape=(256, 256, 3)),
     "hg8": dict(num_stacks=8, filters=256, depth=4, input_shape=(256, 256, 3)),
+    # bearpaw/pytorch-pose's networks (their stem widens one module earlier), for its weights.
+    "hg2_bearpaw": dict(num_stacks=2, filters=256, depth=4, input_shape=(256, 256, 3), stem="bearpaw"),
+    "hg8_bearpaw": dict(num_stacks=8, filters=256, depth=4, input_shape=(256, 256, 3), stem="bearpaw"),
     # A CPU-sized network for the quick start: 128x128 input, 64 features.
     "hg2_small": dict(num_stacks=2, filters=64, depth=4, input_shape=(128, 128, 3)),
     # A tiny network for tests: builds and runs in well under a second.
@@ -40,6 +43,8 @@ PRESET_PARAMETERS = {
     "hg2": 6_570_400,
     "hg4": 12_858_304,
     "hg8": 25_434_112,
+    "hg2_bearpaw": 6_730_912,
+    "hg8_bearpaw": 25_594_624,
     "hg2_small": 545_248,
     "hg_tiny": 142_384,
     "cpm6": 31_377_062,

@@ -51,10 +51,9 @@ import numpy as np
 import tensorflow as tf
 
 from tf_hourglass.data.codec import HeatmapCodec
-from tf_hourglass.data.keypoint_specs import spec_to_dict
 from tf_hourglass.data.pipeline import make_dataset
 from tf_hourglass.evaluation import evaluator
-from tf_hourglass.inference import RUN_SETTINGS_FILE
+from tf_hourglass.inference import RUN_SETTINGS_FILE, run_settings_text
 from tf_hourglass.model import ConvolutionalPoseMachine, StackedHourglass, from_preset
 from tf_hourglass.model.presets import PRESETS, preset_class
 from tf_hourglass.training.data_sources import augment_from_config, load_sources
@@ -398,10 +397,8 @@ def build_model(config, strategy, num_keypoints, checkpoint_dir):
 
 def write_run_settings(workdir, config, spec, codec):
     """config.json, and what inference needs beside final.keras: the keypoints and the target scale."""
-    write_json(
-        os.path.join(workdir, RUN_SETTINGS_FILE),
-        {"spec": spec_to_dict(spec), "codec": {"sigma": codec.sigma, "peak": codec.peak}},
-    )
+    text = run_settings_text(spec, codec.sigma, codec.peak)
+    atomic_save(lambda tmp: open(tmp, "w").write(text), os.path.join(workdir, RUN_SETTINGS_FILE))
     write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
 
 

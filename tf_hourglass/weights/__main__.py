@@ -1,0 +1,69 @@
+"""Official PyTorch hourglass weights as a Keras model: ``python -m tf_hourglass.weights``.
+
+    python -m tf_hourglass.weights --source pv --checkpoint checkpoint.pt --output hg8_pv.keras
+    python -m tf_hourglass.weights --source bp --checkpoint model_best.pth.tar --output runs/hg2_bp
+
+--source pv: princeton-vl/pytorch_stacked_hourglass (checkpoint.pt);
+--source bp: bearpaw/pytorch-pose (checkpoint.pth.tar, model_best.pth.tar).
+The checkpoint is read without torch and without running code from it. The
+number of stacks, residual modules and keypoints comes from the checkpoint.
+--output is a .keras file (inference.json is written beside it) or a folder
+(final.keras and inference.json), which evaluate, predict and export accept
+as --model. Exit status: 0 done, 1 the checkpoint could not be converted (the
+message says why), 2 bad flags.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import flags
+
+from tf_hourglass.cli import underscore_flag_names
+from tf_hourglass.weights.pytorch_hourglass import SOURCES
+
+_FLAGS = flags.FlagValues()
+flags.DEFINE_enum("source", None, list(SOURCES), "pv (princeton-vl) or bp (bearpaw).", flag_values=_FLAGS)
+flags.DEFINE_string("checkpoint", None, "The PyTorch checkpoint file.", flag_values=_FLAGS)
+flags.DEFINE_string("output", None, "MODEL.keras, or a folder to hold final.keras.", flag_values=_FLAGS)
+flags.DEFINE_bool("overwrite", False, "Replace an existing model and inference.json.", flag_values=_FLAGS)
+flags.DEFINE_string(
+    "spec", "mpii", "Keypoints of the checkpoint, in channel order (mpii, lsp, ...).", flag_values=_FLAGS
+)
+flags.DEFINE_integer("input_size", 256, "Square input side in pixels.", lower_bound=16, flag_values=_FLAGS)
+for _name in ("source", "checkpoint", "output"):
+    flags.mark_flag_as_required(_name, flag_values=_FLAGS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parses the flags and runs ``convert_checkpoint``; returns the exit status."""
+    argv = list(sys.argv if argv is None else argv)
+    if any(a in ("-h", "--help", "--helpfull") for a in argv[1:]):
+        print(__doc__ + "\nFlags (--a-b and --a_b are the same flag):\n" + _FLAGS.get_help())
+        return 0
+    try:
+        _FLAGS.unparse_flags()
+        _FLAGS(underscore_flag_names(argv))
+    except flags.Error as e:
+        print(f"error: {e}\nRun with --help for the flags.", file=sys.stderr)
+        return 2
+    from tf_hourglass.weights.convert import convert_checkpoint
+
+    try:
+        model_path = convert_checkpoint(
+            _FLAGS.checkpoint,
+            _FLAGS.output,
+            _FLAGS.source,
+            spec=_FLAGS.spec,
+            input_size=_FLAGS.input_size,
+            overwrite=_FLAGS.overwrite,
+        )
+    except (FileExistsError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"Wrote {model_path} ({SOURCES[_FLAGS.source]} weights) and its inference.json.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Converts a PyTorch hourglass checkpoint into a ``.keras`` model that every command takes.
+
+The model goes where ``output`` says: a ``.keras`` path, or a folder that
+becomes a workdir holding ``final.keras``. Beside it, ``inference.json`` gives
+the keypoint order and the training targets' scale (MPII's 16 joints, r-ankle
+... l-wrist, Gaussians of sigma 1 heatmap pixel at 64x64 with peak 1, as both
+PyTorch projects train), so ``evaluate``, ``predict``, ``PoseEstimator`` and
+``export`` decode it as they decode a model trained here.
+"""
+
+from __future__ import annotations
+
+import os
+
+from tf_hourglass.data import keypoint_specs
+from tf_hourglass.data.records import KeypointSpec
+from tf_hourglass.inference import RUN_SETTINGS_FILE, run_settings_text
+from tf_hourglass.training.trainer import atomic_save
+from tf_hourglass.weights.pytorch_hourglass import load_pytorch_checkpoint
+
+MODEL_FILE = "final.keras"  # the name a workdir's model has
+# Both projects render MPII targets as Gaussians of sigma 1 at 64x64 with peak 1.
+TARGET_SIGMA = 1.0
+TARGET_PEAK = 1.0
+
+
+def output_paths(output: str) -> tuple[str, str]:
+    """(model path, inference.json path) for an output that is a .keras file or a workdir."""
+    output = os.fspath(output)
+    folder = os.path.dirname(output) if output.endswith(".keras") else output
+    model_path = output if output.endswith(".keras") else os.path.join(output, MODEL_FILE)
+    return model_path, os.path.join(folder or ".", RUN_SETTINGS_FILE)
+
+
+def convert_checkpoint(
+    checkpoint,
+    output,
+    source: str,
+    spec: str | KeypointSpec = "mpii",
+    input_size: int = 256,
+    overwrite: bool = False,
+) -> str:
+    """Writes the checkpoint's model as ``.keras`` with its ``inference.json``; returns the model path.
+
+    Args:
+        checkpoint: a PV ``checkpoint.pt`` or BP ``*.pth.tar`` file.
+        output: ``MODEL.keras`` (``inference.json`` goes beside it) or a folder
+            (it gets ``final.keras`` and ``inference.json``).
+        source: "pv" or "bp" (see ``tf_hourglass.weights.SOURCES``).
+        spec: the keypoints the checkpoint predicts, in its channel order.
+        input_size: square input side in pixels (both projects use 256).
+        overwrite: replace an existing model file and ``inference.json``.
+
+    Raises ``FileExistsError`` rather than replace existing files without
+    ``overwrite``, and ``ValueError`` (``CheckpointError``) for a checkpoint
+    that cannot be read or does not fit; nothing is written then.
+    """
+    spec = keypoint_specs.get_spec(spec) if isinstance(spec, str) else spec
+    model_path, settings_path = output_paths(output)
+    if os.path.exists(output) and output.endswith(".keras") and os.path.isdir(output):
+        raise FileExistsError(f"{output} is a directory; give a .keras file path or a workdir folder.")
+    settings = run_settings_text(spec, TARGET_SIGMA, TARGET_PEAK)
+    existing = [path for path in (model_path, settings_path) if os.path.exists(path)]
+    if os.path.exists(settings_path):
+        with open(settings_path) as f:
+            if f.read() == settings:
+                existing.remove(settings_path)  # the same settings: nothing would change
+    if existing and not overwrite:
+        raise FileExistsError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace.")
+
+    model = load_pytorch_checkpoint(checkpoint, source, input_shape=(input_size, input_size, 3))
+    if model.num_keypoints != spec.num_keypoints:
+        raise ValueError(
+            f"{checkpoint}: the model predicts {model.num_keypoints} keypoints but the spec {spec.name!r} has "
+            f"{spec.num_keypoints}; pass the spec the checkpoint was trained with."
+        )
+    os.makedirs(os.path.dirname(model_path) or ".", exist_ok=True)
+    atomic_save(model.save, model_path, suffix=".keras")
+    atomic_save(lambda tmp: open(tmp, "w").write(settings), settings_path)
+    return model_path

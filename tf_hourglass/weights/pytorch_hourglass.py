@@ -1,0 +1,262 @@
+"""PyTorch Stacked Hourglass weights in our Keras model, layer for layer.
+
+Two public PyTorch projects publish hourglass checkpoints:
+
+* ``pv``: princeton-vl/pytorch_stacked_hourglass, the authors' port
+  (``checkpoint.pt``: ``{'state_dict', 'optimizer', 'epoch'}``, keys prefixed
+  ``model.module.``). Its network is the original one, so it loads into
+  ``StackedHourglass`` with the default stem.
+* ``bp``: bearpaw/pytorch-pose (``checkpoint.pth.tar`` / ``model_best.pth.tar``:
+  ``{'epoch', 'arch', 'state_dict', 'best_acc', 'optimizer'}``, keys prefixed
+  ``module.``). Its stem widens one residual module earlier:
+  ``StackedHourglass(stem="bearpaw")``.
+
+The architecture (stacks, width, depth, residual modules per branch,
+keypoints) is read from the tensor names and shapes. Each Keras layer gets its
+PyTorch module's tensors: convolution kernels go from PyTorch's OIHW to Keras'
+HWIO layout, BatchNorm layers take weight, bias, running mean and running
+variance (epsilon is 1e-5 in both). The converted model is checked to have
+received every weight it has.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+
+import numpy as np
+
+from tf_hourglass.model.hourglass import StackedHourglass
+from tf_hourglass.weights.torch_checkpoint import CheckpointError, read_torch_checkpoint
+
+SOURCES = {
+    "pv": "princeton-vl/pytorch_stacked_hourglass",
+    "bp": "bearpaw/pytorch-pose",
+}
+# nn.DataParallel (and PV's trainer wrapper, "model.") put these in front of every key.
+KEY_PREFIXES = ("model.module.", "module.", "model.")
+# A key each source's state dicts always have, to tell one from the other.
+MARKER_KEYS = {"pv": "outs.0.conv.weight", "bp": "score.0.weight"}
+STEMS = {"pv": "original", "bp": "bearpaw"}
+
+BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
+CONV_TENSORS = ("weight", "bias")
+
+
+def _residual(keras_name: str, torch_name: str, source: str, has_skip: bool):
+    """(Keras layer, PyTorch module, kind) of one residual module."""
+    conv = ".conv" if source == "pv" else ""  # PV wraps each nn.Conv2d in its own Conv module
+    yield f"{keras_name}_1_bn", f"{torch_name}.bn1", "bn"
+    yield f"{keras_name}_1_conv", f"{torch_name}.conv1{conv}", "conv"
+    yield f"{keras_name}_2_bn", f"{torch_name}.bn2", "bn"
+    yield f"{keras_name}_2_conv", f"{torch_name}.conv2{conv}", "conv"
+    yield f"{keras_name}_3_bn", f"{torch_name}.bn3", "bn"
+    yield f"{keras_name}_3_conv", f"{torch_name}.conv3{conv}", "conv"
+    if has_skip:
+        skip = "skip_layer.conv" if source == "pv" else "downsample.0"
+        yield f"{keras_name}_skip_conv", f"{torch_name}.{skip}", "conv"
+
+
+def _pv_hourglass(keras_name, torch_name, order):
+    # PV's Hourglass: up1, low1, low2 (the next hourglass, or a residual at the bottom), low3.
+    yield f"{keras_name}_up_res1", f"{torch_name}.up1"
+    yield f"{keras_name}_low1_res1", f"{torch_name}.low1"
+    if order > 1:
+        yield from _pv_hourglass(f"{keras_name}_inner", f"{torch_name}.low2", order - 1)
+    else:
+        yield f"{keras_name}_bottom_res1", f"{torch_name}.low2"
+    yield f"{keras_name}_low3_res1", f"{torch_name}.low3"
+
+
+def _bp_hourglass(keras_name, torch_name, order, num_modules):
+    # BP's Hourglass keeps level n at hg[n-1]: branches 0 upper, 1 before, 2 after, 3 bottom.
+    level = f"{torch_name}.hg.{order - 1}"
+    branches = [("up", 0), ("low1", 1)] + ([("bottom", 3)] if order == 1 else []) + [("low3", 2)]
+    for keras_branch, index in branches:
+        for j in range(num_modules):
+            yield f"{keras_name}_{keras_branch}_res{j + 1}", f"{level}.{index}.{j}"
+        if keras_branch == "low1" and order > 1:
+            yield from _bp_hourglass(f"{keras_name}_inner", torch_name, order - 1, num_modules)
+
+
+def layer_map(model: StackedHourglass, source: str) -> Iterator[tuple[str, str, str]]:
+    """(Keras layer name, PyTorch module name, "conv" | "bn") for every weighted layer of ``model``."""
+    layer_names = {layer.name for layer in model.layers}
+    pv = source == "pv"
+    residuals = []  # (Keras residual prefix, PyTorch module)
+
+    yield "stem_conv", "pre.0.conv" if pv else "conv1", "conv"
+    yield "stem_bn", "pre.0.bn" if pv else "bn1", "bn"
+    stem_modules = ("pre.1", "pre.3", "pre.4") if pv else ("layer1.0", "layer2.0", "layer3.0")
+    residuals += [(f"stem_res{i}", module) for i, module in enumerate(stem_modules, start=1)]
+    for i in range(1, model.num_stacks + 1):
+        s = i - 1
+        if pv:
+            residuals += list(_pv_hourglass(f"stack{i}_hg", f"hgs.{s}.0", model.depth))
+            residuals.append((f"stack{i}_head_res1", f"features.{s}.0"))
+        else:
+            residuals += list(
+                _bp_hourglass(f"stack{i}_hg", f"hg.{s}", model.depth, model.num_residual_modules)
+            )
+            residuals += [
+                (f"stack{i}_head_res{j + 1}", f"res.{s}.{j}") for j in range(model.num_residual_modules)
+            ]
+    for keras_name, torch_name in residuals:
+        yield from _residual(keras_name, torch_name, source, f"{keras_name}_skip_conv" in layer_names)
+
+    for i in range(1, model.num_stacks + 1):
+        s = i - 1
+        yield f"stack{i}_lin_conv", f"features.{s}.1.conv" if pv else f"fc.{s}.0", "conv"
+        yield f"stack{i}_lin_bn", f"features.{s}.1.bn" if pv else f"fc.{s}.1", "bn"
+        yield f"stack{i}_heatmap_conv", f"outs.{s}.conv" if pv else f"score.{s}", "conv"
+        if i < model.num_stacks:
+            yield (
+                f"stack{i}_features_back_conv",
+                f"merge_features.{s}.conv.conv" if pv else f"fc_.{s}",
+                "conv",
+            )
+            yield (
+                f"stack{i}_heatmaps_back_conv",
+                f"merge_preds.{s}.conv.conv" if pv else f"score_.{s}",
+                "conv",
+            )
+
+
+def _ignored(key: str, source: str) -> bool:
+    # BatchNorm's step counter is not a weight; PV builds a skip convolution in
+    # every residual module and uses it only where channels change.
+    return key.endswith(".num_batches_tracked") or (source == "pv" and ".skip_layer." in key)
+
+
+def state_dict_of(checkpoint, path: str) -> dict[str, np.ndarray]:
+    """The model's tensors from a loaded checkpoint, without the DataParallel prefix."""
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict) or not state:
+        found = sorted(checkpoint)[:5] if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise CheckpointError(f"{path}: no 'state_dict' of tensors in the checkpoint (found {found}).")
+    for prefix in KEY_PREFIXES:  # longest first: "model.module." before "module."
+        if all(str(key).startswith(prefix) for key in state):
+            state = {str(key)[len(prefix) :]: value for key, value in state.items()}
+            break
+    tensors = {str(key): value for key, value in state.items() if isinstance(value, np.ndarray)}
+    if len(tensors) != len(state):
+        bad = next(str(key) for key, value in state.items() if not isinstance(value, np.ndarray))
+        raise CheckpointError(f"{path}: state_dict entry {bad!r} is not a tensor.")
+    return tensors
+
+
+def _count(state: dict, pattern: str) -> int:
+    """How many distinct values the (\\d+) group in ``pattern`` takes over the keys."""
+    regex = re.compile(pattern)
+    return len({match.group(1) for key in state if (match := regex.match(key))})
+
+
+def architecture_of(state: dict, source: str, path: str) -> dict:
+    """StackedHourglass arguments that fit a state dict of ``source``'s layout."""
+    marker = MARKER_KEYS[source]
+    if marker not in state:
+        other = next((s for s, key in MARKER_KEYS.items() if s != source and key in state), None)
+        hint = f"; it looks like a {other!r} checkpoint: pass source={other!r}" if other else ""
+        raise CheckpointError(
+            f"{path}: not a {source!r} ({SOURCES[source]}) hourglass state dict: it has no "
+            f"{marker!r}{hint}. Found keys such as {sorted(state)[:4]}."
+        )
+    num_keypoints, filters = state[marker].shape[:2]
+    if source == "pv":
+        depth = 1
+        while f"hgs.0.0.{'low2.' * depth}up1.bn1.weight" in state:
+            depth += 1
+        arguments = dict(num_stacks=_count(state, r"hgs\.(\d+)\."), depth=depth, num_residual_modules=1)
+    else:
+        arguments = dict(
+            num_stacks=_count(state, r"hg\.(\d+)\."),
+            depth=_count(state, r"hg\.0\.hg\.(\d+)\."),
+            num_residual_modules=_count(state, r"hg\.0\.hg\.0\.0\.(\d+)\."),
+        )
+    return dict(arguments, num_keypoints=int(num_keypoints), filters=int(filters), stem=STEMS[source])
+
+
+def _describe(arguments: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in arguments.items())
+
+
+def copy_weights(model: StackedHourglass, state: dict, source: str, path: str) -> None:
+    """Sets every weight of ``model`` from ``state``; raises naming every key that does not fit."""
+    assignments, expected_keys, mismatches = [], set(), []
+    for layer_name, module, kind in layer_map(model, source):
+        layer = model.get_layer(layer_name)
+        names = CONV_TENSORS if kind == "conv" else BN_TENSORS
+        keys = [f"{module}.{name}" for name in names]
+        expected_keys.update(keys)
+        if not all(key in state for key in keys):
+            continue
+        values = [np.asarray(state[key], np.float32) for key in keys]
+        if kind == "conv":
+            values[0] = values[0].transpose(2, 3, 1, 0)  # OIHW -> HWIO
+        for key, value, weight in zip(keys, values, layer.get_weights(), strict=True):
+            if value.shape != weight.shape:
+                torch_shape = state[key].shape
+                mismatches.append(
+                    f"{key} has shape {tuple(torch_shape)}, expected {_torch_shape(weight, kind)}"
+                )
+        assignments.append((layer, values))
+    missing = sorted(expected_keys - set(state))
+    unexpected = sorted(key for key in set(state) - expected_keys if not _ignored(key, source))
+    if missing or unexpected or mismatches:
+        problems = []
+        if missing:
+            problems.append(f"{len(missing)} missing tensors (e.g. {missing[:3]})")
+        if unexpected:
+            problems.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[:3]})")
+        if mismatches:
+            problems.append(f"{len(mismatches)} of another shape (e.g. {'; '.join(mismatches[:3])})")
+        raise CheckpointError(
+            f"{path}: the {source!r} checkpoint does not fit StackedHourglass({_describe(model.get_config())}): "
+            + ", ".join(problems)
+            + "."
+        )
+    covered = {layer.name for layer, _ in assignments}
+    uncovered = [layer.name for layer in model.layers if layer.weights and layer.name not in covered]
+    if uncovered:  # a model layer no checkpoint tensor maps to: a bug in layer_map, never the user's
+        raise AssertionError(f"layers without PyTorch weights: {uncovered[:5]}")
+    for layer, values in assignments:
+        layer.set_weights(values)
+
+
+def _torch_shape(weight: np.ndarray, kind: str) -> tuple:
+    return (
+        tuple(np.transpose(weight, (3, 2, 0, 1)).shape)
+        if kind == "conv" and weight.ndim == 4
+        else weight.shape
+    )
+
+
+def load_pytorch_checkpoint(path, source: str, input_shape=(256, 256, 3)) -> StackedHourglass:
+    """A ``StackedHourglass`` holding the weights of a PyTorch hourglass checkpoint.
+
+    Args:
+        path: ``checkpoint.pt`` (``source="pv"``) or ``checkpoint.pth.tar`` /
+            ``model_best.pth.tar`` (``source="bp"``), in torch's zip or legacy
+            format. Read without torch and without running code from the file.
+        source: "pv" (princeton-vl/pytorch_stacked_hourglass) or "bp"
+            (bearpaw/pytorch-pose).
+        input_shape: the model's input; both projects train at 256x256.
+
+    The number of stacks, residual modules, hourglass depth and keypoints come
+    from the checkpoint. Raises ``CheckpointError`` (a ``ValueError``) naming
+    the file and what did not fit.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {sorted(SOURCES)}; received {source!r}.")
+    path = os.fspath(path)
+    state = state_dict_of(read_torch_checkpoint(path), path)
+    arguments = architecture_of(state, source, path)
+    try:
+        model = StackedHourglass(**arguments, input_shape=tuple(input_shape), name=f"hourglass_{source}")
+    except ValueError as e:
+        raise CheckpointError(
+            f"{path}: the checkpoint's architecture ({_describe(arguments)}) is not buildable: {e}"
+        ) from e
+    copy_weights(model, state, source, path)
+    return model

@@ -1,0 +1,303 @@
+"""Reads PyTorch checkpoint files without torch, and without running their code.
+
+``torch.save`` writes a pickle whose tensors point at raw storages kept
+beside it. Two layouts exist:
+
+* zip (torch >= 1.6): ``<name>/data.pkl`` holds the pickle, ``<name>/data/<key>``
+  each storage's raw bytes, ``<name>/byteorder`` "little" or "big";
+* legacy (torch < 1.6, or ``_use_new_zipfile_serialization=False``): one
+  stream of five pickles (magic number, protocol version, system info, the
+  object, the list of storage keys) followed by each storage as an int64
+  element count and its bytes, in the order of that list.
+
+A pickle can call any importable function, so a checkpoint is untrusted input:
+``read_torch_checkpoint`` unpickles with an allow-list that rebuilds only
+containers, tensors and numbers (the rebuild functions are ours, never torch's
+or anyone's), and refuses anything else before calling it. Tensors come back as
+NumPy arrays.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import os
+import pickle
+import struct
+import zipfile
+
+import numpy as np
+
+LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
+LEGACY_PROTOCOL_VERSION = 1001
+
+# torch storage classes -> NumPy element types ("bfloat16" is widened to float32).
+STORAGE_DTYPES = {
+    "DoubleStorage": np.dtype("<f8"),
+    "FloatStorage": np.dtype("<f4"),
+    "HalfStorage": np.dtype("<f2"),
+    "BFloat16Storage": np.dtype("<u2"),
+    "LongStorage": np.dtype("<i8"),
+    "IntStorage": np.dtype("<i4"),
+    "ShortStorage": np.dtype("<i2"),
+    "CharStorage": np.dtype("i1"),
+    "ByteStorage": np.dtype("u1"),
+    "BoolStorage": np.dtype("?"),
+}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read, or that asks for more than weights."""
+
+
+class _StorageType:
+    """Stands for ``torch.FloatStorage`` etc. inside the pickle; never called."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.dtype = STORAGE_DTYPES[name]
+
+
+class _Storage:
+    """One storage's elements; ``array`` is filled when its bytes are read."""
+
+    def __init__(self, storage_type: _StorageType, key: str, numel: int):
+        self.storage_type = storage_type
+        self.key = key
+        self.numel = numel
+        self.array: np.ndarray | None = None
+
+
+class _PendingTensor:
+    """A tensor whose storage may not be read yet (legacy files keep storages after the pickle)."""
+
+    def __init__(self, storage: _Storage, offset: int, size: tuple, stride: tuple):
+        self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
+
+    def to_numpy(self, path: str) -> np.ndarray:
+        array = self.storage.array
+        if array is None:
+            raise CheckpointError(f"{path}: storage {self.storage.key!r} of a tensor is missing.")
+        # The last element the view reaches must lie inside the storage.
+        last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride, strict=True))
+        if any(n == 0 for n in self.size):
+            return np.zeros(self.size, array.dtype)
+        count = int(np.prod(self.size, dtype=np.int64))
+        if self.offset < 0 or any(s < 0 for s in self.stride) or last >= array.size or count > array.size:
+            raise CheckpointError(
+                f"{path}: a tensor of size {self.size} (offset {self.offset}, stride {self.stride}) "
+                f"reaches past its storage of {array.size} elements."
+            )
+        itemsize = array.dtype.itemsize
+        view = np.lib.stride_tricks.as_strided(
+            array[self.offset :], shape=self.size, strides=[s * itemsize for s in self.stride]
+        )
+        out = np.array(view, dtype=array.dtype.newbyteorder("="))
+        if self.storage.storage_type.name == "BFloat16Storage":
+            out = (out.astype(np.uint32) << 16).view(np.float32)
+        return out
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
+    # torch._utils._rebuild_tensor(_v2): (storage, offset, size, stride[, requires_grad, hooks, ...]).
+    if not isinstance(storage, _Storage):
+        raise CheckpointError("a tensor is rebuilt from something that is not a storage")
+    return _PendingTensor(storage, int(storage_offset), size, stride)
+
+
+def _rebuild_parameter(data, requires_grad, backward_hooks, *unused):
+    return data
+
+
+def _ordered_dict(*args):
+    return collections.OrderedDict(*args)
+
+
+def _numpy_scalar(dtype, data=None):
+    # numpy.core.multiarray.scalar: a NumPy number (e.g. a best accuracy stored as np.float64).
+    if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(data, bytes):
+        raise CheckpointError("a NumPy scalar of an unsupported kind")
+    return np.frombuffer(data, dtype, count=1)[0]
+
+
+def _numpy_dtype(name, align=False, copy=True):
+    dtype = np.dtype(name)
+    if dtype.hasobject:
+        raise CheckpointError("a NumPy dtype that holds Python objects")
+    return dtype
+
+
+def _encode_bytes(text, encoding="utf-8"):
+    # Protocol-2 pickles write bytes as _codecs.encode(text, "latin1").
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1", "utf-8"):
+        raise CheckpointError("a byte string of an unsupported form")
+    return text.encode(encoding)
+
+
+# (module, name) in the pickle -> what this reader does for it. Nothing else is looked up.
+_ALLOWED = {
+    ("collections", "OrderedDict"): _ordered_dict,
+    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy", "dtype"): _numpy_dtype,
+    ("_codecs", "encode"): _encode_bytes,
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, file, path: str, read_storage):
+        super().__init__(file, encoding="utf-8")
+        self._path = path
+        self._read_storage = read_storage
+        self.storages: dict[str, _Storage] = {}
+
+    def find_class(self, module, name):
+        if module == "torch" and name in STORAGE_DTYPES:
+            return _StorageType(name)  # a new one each time: the pickle may not alter shared state
+        allowed = _ALLOWED.get((module, name))
+        if allowed is None:
+            raise CheckpointError(
+                f"{self._path}: refusing to load: the checkpoint asks for {module}.{name}, which a "
+                "weights file never needs (only tensors, numbers and containers are rebuilt)."
+            )
+        return allowed
+
+    def persistent_load(self, pid):
+        # zip: ('storage', type, key, location, numel); legacy adds view_metadata.
+        if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"):
+            raise CheckpointError(f"{self._path}: unknown persistent reference {str(pid)[:80]!r}.")
+        storage_type, key, _location, numel = pid[1:5]
+        if not isinstance(storage_type, _StorageType):
+            raise CheckpointError(f"{self._path}: a storage of unknown type {storage_type!r}.")
+        if len(pid) == 6 and pid[5] is not None:
+            raise CheckpointError(f"{self._path}: storage views (torch < 0.4 files) are not supported.")
+        key = str(key)
+        storage = self.storages.get(key)
+        if storage is None:
+            storage = _Storage(storage_type, key, int(numel))
+            self.storages[key] = storage
+            self._read_storage(storage)
+        return storage
+
+
+def _materialise(obj, path):
+    """The unpickled object with every pending tensor turned into a NumPy array."""
+    if isinstance(obj, _PendingTensor):
+        return obj.to_numpy(path)
+    if isinstance(obj, dict):
+        return type(obj)((k, _materialise(v, path)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_materialise(v, path) for v in obj)
+    return obj
+
+
+def _frombuffer(data: bytes, storage: _Storage, byteorder: str, path: str) -> np.ndarray:
+    dtype = storage.storage_type.dtype.newbyteorder("<" if byteorder == "little" else ">")
+    if len(data) != storage.numel * dtype.itemsize:
+        raise CheckpointError(
+            f"{path}: storage {storage.key!r} has {len(data)} bytes, expected "
+            f"{storage.numel} x {dtype.itemsize} (the file is truncated or damaged)."
+        )
+    return np.frombuffer(data, dtype)
+
+
+def _read_zip(path: str):
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        pickles = [n for n in names if n.endswith("data.pkl") and n.count("/") == 1]
+        if len(pickles) != 1:
+            raise CheckpointError(f"{path}: a zip file without one <name>/data.pkl; not a torch checkpoint.")
+        root = pickles[0].split("/")[0]
+        byteorder_name = f"{root}/byteorder"
+        byteorder = archive.read(byteorder_name).decode().strip() if byteorder_name in names else "little"
+
+        def read_storage(storage):
+            member = f"{root}/data/{storage.key}"
+            if member not in names:
+                raise CheckpointError(f"{path}: storage {member} is missing from the archive.")
+            storage.array = _frombuffer(archive.read(member), storage, byteorder, path)
+
+        unpickler = _RestrictedUnpickler(io.BytesIO(archive.read(pickles[0])), path, read_storage)
+        return _materialise(unpickler.load(), path)
+
+
+def _read_legacy(path: str, f):
+    header = [
+        _load_plain_pickle(f, path, what) for what in ("magic number", "protocol version", "system info")
+    ]
+    magic, protocol, sys_info = header
+    if magic != LEGACY_MAGIC_NUMBER:
+        raise CheckpointError(f"{path}: not a torch checkpoint (wrong magic number).")
+    if protocol != LEGACY_PROTOCOL_VERSION:
+        raise CheckpointError(f"{path}: unsupported legacy torch protocol version {protocol!r}.")
+    byteorder = "little" if not isinstance(sys_info, dict) or sys_info.get("little_endian", True) else "big"
+    unpickler = _RestrictedUnpickler(f, path, read_storage=lambda storage: None)
+    obj = unpickler.load()
+    keys = _load_plain_pickle(f, path, "storage key list")
+    if not isinstance(keys, list):
+        raise CheckpointError(f"{path}: the storage key list is damaged.")
+    for key in keys:
+        storage = unpickler.storages.get(str(key))
+        if storage is None:
+            raise CheckpointError(f"{path}: the file stores data for unknown storage {key!r}.")
+        count = f.read(8)
+        if len(count) != 8:
+            raise CheckpointError(f"{path}: truncated before storage {key!r}.")
+        (numel,) = struct.unpack("<q" if byteorder == "little" else ">q", count)
+        if numel != storage.numel:
+            raise CheckpointError(
+                f"{path}: storage {key!r} holds {numel} elements, expected {storage.numel}."
+            )
+        storage.array = _frombuffer(
+            f.read(numel * storage.storage_type.dtype.itemsize), storage, byteorder, path
+        )
+    return _materialise(obj, path)
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """For the legacy header pickles: plain values only."""
+
+    def __init__(self, file, path: str, what: str):
+        super().__init__(file, encoding="utf-8")
+        self._where = f"{path}: the {what}"
+
+    def find_class(self, module, name):
+        raise CheckpointError(f"{self._where} asks for {module}.{name}; refusing to load.")
+
+    def persistent_load(self, pid):
+        raise CheckpointError(f"{self._where} holds a persistent reference; refusing to load.")
+
+
+def _load_plain_pickle(f, path: str, what: str):
+    try:
+        return _PlainUnpickler(f, path, what).load()
+    except CheckpointError:
+        raise
+    except Exception as e:  # any malformed pickle: the file is not a checkpoint
+        raise CheckpointError(f"{path}: not a torch checkpoint ({what} unreadable: {e}).") from e
+
+
+def read_torch_checkpoint(path) -> object:
+    """The object a ``torch.save`` file holds, with tensors as NumPy arrays.
+
+    Reads both the zip format (torch >= 1.6) and the legacy format. Raises
+    ``CheckpointError`` naming the file for anything that is not a checkpoint,
+    is truncated, or asks to call anything but the allowed rebuild functions.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such checkpoint file.")
+    try:
+        if zipfile.is_zipfile(path):
+            return _read_zip(path)
+        with open(path, "rb") as f:
+            return _read_legacy(path, f)
+    except CheckpointError:
+        raise
+    except Exception as e:  # a damaged or truncated file fails in many ways; all are bad input
+        raise CheckpointError(
+            f"{path}: not a readable torch checkpoint, or damaged ({type(e).__name__}: {e})."
+        ) from e
