@@ -39,7 +39,34 @@ def test_quickstart_notebook_runs_top_to_bottom_at_a_tiny_size(monkeypatch):
     assert len(images) == 3  # examples, loss curves, predicted skeletons
 
 
-@pytest.mark.parametrize("name", ["quickstart.ipynb", "train_mpii.ipynb"])
+def test_pretrained_weights_notebook_converts_a_checkpoint_and_draws_a_photo(monkeypatch, tmp_path, shared_data):
+    from pytorch_reference import random_state_dict, write_torch_checkpoint
+
+    state = random_state_dict("pv", num_stacks=2, filters=16, num_keypoints=16, depth=2)
+    checkpoint = tmp_path / "checkpoint.pt"
+    write_torch_checkpoint(checkpoint, {"state_dict": {f"model.module.{k}": v for k, v in state.items()}})
+    photo = next((shared_data / "people").glob("*.jpg"))
+    for name, value in {
+        "PRETRAINED_CHECKPOINT": str(checkpoint),
+        "PRETRAINED_PHOTO": str(photo),
+        "PRETRAINED_INPUT_SIZE": "64",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }.items():
+        monkeypatch.setenv(name, value)
+    notebook = nbformat.read(COLAB / "pretrained_weights.ipynb", as_version=4)
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    outputs = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
+    assert f"Converted {checkpoint} -> pretrained/hourglass.keras" in outputs
+    assert "r_ankle: x=" in outputs and "l_wrist: x=" in outputs
+    assert (tmp_path / "pretrained" / "hourglass.keras").exists()
+    assert (tmp_path / "pretrained" / "inference.json").exists()
+    images = [o for cell in notebook.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) == 1
+
+
+@pytest.mark.parametrize("name", ["quickstart.ipynb", "train_mpii.ipynb", "pretrained_weights.ipynb"])
 def test_notebook_code_cells_are_valid_python(name):
     notebook = nbformat.read(COLAB / name, as_version=4)
     nbformat.validate(notebook)

@@ -292,3 +292,27 @@ def test_real_torch_files_read_the_same(tmp_path):
         loaded = read_torch_checkpoint(path)["state_dict"]
         for key, tensor in state.items():
             np.testing.assert_array_equal(loaded[key], tensor.numpy())
+
+
+def test_real_pytorch_posenet_saved_by_torch_converts_exactly(tmp_path):
+    """With torch installed (optional): the official PoseNet, torch.save in both formats, same outputs."""
+    torch = pytest.importorskip("torch")
+    from benchmarks.pytorch_posenet import PoseNet
+
+    torch.manual_seed(0)
+    net = PoseNet(nstack=2, inp_dim=32, oup_dim=16).eval()
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.3, 0.3)
+                module.running_var.uniform_(0.5, 2.0)
+    state = {f"model.module.{k}": v for k, v in net.state_dict().items()}
+    assert set(net.state_dict()) == set(random_state_dict("pv", num_stacks=2, filters=32, num_keypoints=16))
+    batch = images(64)
+    with torch.no_grad():
+        reference = net(torch.from_numpy(batch)).numpy()
+    for legacy in (False, True):
+        path = tmp_path / f"checkpoint_{legacy}.pt"
+        torch.save({"state_dict": state, "epoch": 1}, path, _use_new_zipfile_serialization=not legacy)
+        model = load_pytorch_checkpoint(path, "pv", (64, 64, 3))
+        assert_every_stack_matches(model, [reference[:, i] for i in range(2)], batch)
