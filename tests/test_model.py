@@ -204,3 +204,36 @@ def test_nearest_upsampling_repeats_every_pixel_along_rows_and_columns(input_sha
     model = keras.Model(inputs, NearestUpsampling2D()(inputs))
     assert model.output_shape == (None, None, None, input_shape[-1])
     np.testing.assert_array_equal(model(x).numpy(), np.repeat(np.repeat(x, 2, axis=1), 2, axis=2))
+
+
+def test_fused_batchnorm_trains_like_keras_and_keeps_torchs_unbiased_moving_variance():
+    from tf_hourglass.model.hourglass import FusedBatchNormalization
+
+    x = np.random.default_rng(0).normal(2.0, 3.0, size=(4, 5, 6, 7)).astype("float32")
+    keras_bn = keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9)
+    fused_bn = FusedBatchNormalization(epsilon=1e-5, momentum=0.9)
+    gamma = np.random.default_rng(1).uniform(0.5, 1.5, 7).astype("float32")
+    for layer in (keras_bn, fused_bn):
+        layer.build(x.shape)
+        layer.gamma.assign(gamma)
+        layer.beta.assign(gamma - 1.0)
+    gradients = []
+    for layer in (keras_bn, fused_bn):
+        with tf.GradientTape() as tape:
+            outputs = layer(x, training=True)
+            loss = tf.reduce_sum(outputs**3)
+        gradients.append([g.numpy() for g in tape.gradient(loss, [layer.gamma, layer.beta])])
+        layer.outputs_seen = outputs.numpy()
+    np.testing.assert_allclose(fused_bn.outputs_seen, keras_bn.outputs_seen, atol=1e-5)
+    for fused, plain in zip(gradients[1], gradients[0], strict=True):
+        np.testing.assert_allclose(fused, plain, rtol=1e-4)
+    np.testing.assert_allclose(fused_bn.moving_mean.numpy(), 0.1 * x.mean(axis=(0, 1, 2)), rtol=1e-5)
+    unbiased = x.reshape(-1, 7).var(axis=0, ddof=1)
+    np.testing.assert_allclose(fused_bn.moving_variance.numpy(), 0.9 + 0.1 * unbiased, rtol=1e-5)
+    # Inference is Keras' own code: the moving statistics, epsilon 1e-5.
+    expected = (
+        (x - fused_bn.moving_mean.numpy()) / np.sqrt(fused_bn.moving_variance.numpy() + 1e-5) * gamma
+        + gamma
+        - 1
+    )
+    np.testing.assert_allclose(fused_bn(x, training=False).numpy(), expected, atol=1e-4)

@@ -65,7 +65,7 @@ def _tf_keras_layer(layer):
             activation=tf_keras.activations.get(_activation_name(layer.activation)),
             name=layer.name,
         )
-    if kind == "BatchNormalization":
+    if kind in ("BatchNormalization", "FusedBatchNormalization"):  # the same layer at inference
         return layers.BatchNormalization(
             axis=layer.axis,
             momentum=layer.momentum,

@@ -1,0 +1,109 @@
+"""Where a training step's time goes: TensorFlow profiler trace of ours, summed per phase and op.
+
+    .venv/bin/python benchmarks/profile_train_step.py --preset hg2 --batch_size 8
+
+Traces ``--steps`` training steps (graph mode: XLA fuses ops into clusters that
+carry no layer names) of the same step as benchmarks/train_step_vs_pytorch.py
+and sums the TensorFlow op events of the trace. Op time is CPU time of the op
+kernels, on all threads, so the phases add up to more than the step's wall time
+when ops run side by side. Phases come from the op's name: the optimizer's
+update ops, gradient ops (backward), the loss, and the rest (forward);
+BatchNorm is every op of a BatchNormalization layer, forward and backward.
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+import os
+import re
+import tempfile
+import time
+
+from absl import app, flags
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
+from timing import describe_machine  # noqa: E402
+
+# Its flags (--preset, --batch_size, --threads, ...) are this script's too.
+from train_step_vs_pytorch import _BATCH_SIZE, _PRESET, _THREADS, keras_step  # noqa: E402
+
+_STEPS = flags.DEFINE_integer("steps", 3, "Traced steps (after 2 warm-up steps).")
+_TOP = flags.DEFINE_integer("top", 15, "Op types listed.")
+
+
+def op_events(logdir):
+    """(op name, op type, seconds) of every TensorFlow op in the trace under ``logdir``."""
+    path = sorted(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True))[-1]
+    space = xplane_pb2.XSpace()
+    with open(path, "rb") as f:
+        space.ParseFromString(f.read())
+    for plane in space.planes:
+        metadata = plane.event_metadata
+        for line in plane.lines:
+            for event in line.events:
+                name = metadata[event.metadata_id].name
+                # Op events are "<scope>/<op name>:<OpType>"; runtime events have no "/...:".
+                if ":" not in name or "/" not in name.split(":", 1)[0] or "::" in name:
+                    continue
+                op_name, op_type = name.rsplit(":", 1)
+                yield op_name, op_type, event.duration_ps * 1e-12
+
+
+def phase(op_name, op_type):
+    lowered = op_name.lower()
+    if "/rm_sprop/" in lowered or "/adam/" in lowered or "optimizer" in lowered:
+        return "optimizer update"
+    if "gradient" in lowered or op_type.endswith(("Grad", "Backprop", "BackpropInput", "BackpropFilter")):
+        return "backward"
+    if "loss" in lowered:
+        return "loss"
+    return "forward"
+
+
+def main(argv):
+    del argv
+    tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
+    tf.config.threading.set_inter_op_parallelism_threads(_THREADS.value)
+    step = keras_step(_PRESET.value, _BATCH_SIZE.value, jit_compile=False)
+    for _ in range(2):
+        step()
+    logdir = tempfile.mkdtemp(prefix="profile_")
+    tf.profiler.experimental.start(logdir)
+    start = time.perf_counter()
+    for _ in range(_STEPS.value):
+        step()
+    wall = (time.perf_counter() - start) / _STEPS.value
+    tf.profiler.experimental.stop()
+
+    phases, types, batch_norm = collections.Counter(), collections.Counter(), 0.0
+    for op_name, op_type, seconds in op_events(logdir):
+        phases[phase(op_name, op_type)] += seconds
+        types[op_type] += seconds
+        # Our BatchNormalization layers are named *_bn (their ops *_bn_1/... inside a call).
+        if re.search(r"_bn(_\d+)?/", op_name) or op_type.startswith("FusedBatchNorm"):
+            batch_norm += seconds
+    total = sum(phases.values())
+    per_step = lambda s: 1e3 * s / _STEPS.value  # noqa: E731
+    print(f"machine: {describe_machine()}, {_THREADS.value} threads")
+    print(f"{_PRESET.value}, batch {_BATCH_SIZE.value}, graph mode: {wall * 1e3:.0f} ms per step (wall)")
+    print(f"op time {per_step(total):.0f} ms per step (CPU time of op kernels, all threads)\n")
+    print(f"{'phase':20} {'ms/step':>8} {'share':>6}")
+    for name, seconds in phases.most_common():
+        print(f"{name:20} {per_step(seconds):8.0f} {100 * seconds / total:5.1f}%")
+    print(f"{'(BatchNorm, fwd+bwd)':20} {per_step(batch_norm):8.0f} {100 * batch_norm / total:5.1f}%\n")
+    print(f"{'op type':28} {'ms/step':>8} {'share':>6}")
+    for op_type, seconds in types.most_common(_TOP.value):
+        print(f"{op_type:28} {per_step(seconds):8.0f} {100 * seconds / total:5.1f}%")
+    print(
+        f"(trace: {logdir}; np.sum of the rest: {per_step(total - sum(s for _, s in types.most_common(_TOP.value))):.0f} ms)"
+    )
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=3)
+    app.run(main)
