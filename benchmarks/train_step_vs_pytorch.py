@@ -8,11 +8,14 @@ One training step = forward, MSE on every stack (intermediate supervision),
 backward, RMSprop(2.5e-4) update, on a fixed batch in memory (the input
 pipeline is measured by pipeline_speed.py). Ours runs through Keras'
 ``train_function`` (what ``model.fit`` runs each step), in graph mode and with
-XLA (``jit_compile=True``). The PyTorch side is ``benchmarks/pytorch_posenet.py``
+XLA (``jit_compile=True``), optionally under the mixed_bfloat16 policy (fast on
+CPUs with AVX512-BF16 or AMX, emulated and slow elsewhere). The PyTorch side is ``benchmarks/pytorch_posenet.py``
 (princeton-vl's architecture) in eager mode, run when torch is installed
 (``pip install torch``). Both use the same number of threads. The runs are
 interleaved (one step of each in turn) so that a change in the machine's speed
-affects both; the figures are medians after warm-up steps, in ms per image.
+affects both, with a pause before each step so that one framework's
+spin-waiting threads do not slow the other; the figures are medians after
+warm-up steps, in ms per image.
 """
 
 from __future__ import annotations
@@ -37,12 +40,15 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Images per step.")
 _THREADS = flags.DEFINE_integer("threads", 2, "Threads for each framework.")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps first.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed steps; the median is reported.")
-_MODES = flags.DEFINE_list("modes", ["graph", "xla"], "Our modes: graph, xla.")
+_MODES = flags.DEFINE_list(
+    "modes", ["graph", "xla"], "Our modes: graph, xla, graph-bf16, xla-bf16 (-bf16: mixed_bfloat16 policy)."
+)
 _PYTORCH = flags.DEFINE_bool("pytorch", True, "Also time the PyTorch PoseNet (needs torch).")
 
 
-def keras_step(preset, batch_size, jit_compile):
+def keras_step(preset, batch_size, jit_compile, precision="float32"):
     """A function running one training step of ours (as model.fit does)."""
+    keras.config.set_dtype_policy(precision)
     model = from_preset(preset)
     model.compile(optimizer=keras.optimizers.RMSprop(2.5e-4), loss=HeatmapLoss(), jit_compile=jit_compile)
     rng = np.random.default_rng(0)
@@ -51,6 +57,7 @@ def keras_step(preset, batch_size, jit_compile):
     iterator = iter(tf.data.Dataset.from_tensors((images, heatmaps)).repeat())
     model.make_train_function()
     train_function = model.train_function
+    keras.config.set_dtype_policy("float32")
 
     def step():
         logs = train_function(iterator)
@@ -104,6 +111,7 @@ def main(argv):
     times = {name: [] for name in steps}
     for _ in range(_REPEATS.value):
         for name, step in steps.items():
+            time.sleep(0.5)  # lets the other framework's spinning worker threads go to sleep
             start = time.perf_counter()
             step()
             times[name].append(time.perf_counter() - start)
