@@ -39,7 +39,9 @@ def test_quickstart_notebook_runs_top_to_bottom_at_a_tiny_size(monkeypatch):
     assert len(images) == 3  # examples, loss curves, predicted skeletons
 
 
-def test_pretrained_weights_notebook_converts_a_checkpoint_and_draws_a_photo(monkeypatch, tmp_path, shared_data):
+def test_pretrained_weights_notebook_converts_a_checkpoint_and_draws_a_photo(
+    monkeypatch, tmp_path, shared_data
+):
     from pytorch_reference import random_state_dict, write_torch_checkpoint
 
     state = random_state_dict("pv", num_stacks=2, filters=16, num_keypoints=16, depth=2)
@@ -62,7 +64,9 @@ def test_pretrained_weights_notebook_converts_a_checkpoint_and_draws_a_photo(mon
     assert "r_ankle: x=" in outputs and "l_wrist: x=" in outputs
     assert (tmp_path / "pretrained" / "hourglass.keras").exists()
     assert (tmp_path / "pretrained" / "inference.json").exists()
-    images = [o for cell in notebook.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+    images = [
+        o for cell in notebook.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})
+    ]
     assert len(images) == 1
 
 

@@ -17,6 +17,7 @@ from tf_hourglass.evaluation import run
 from tf_hourglass.model import as_stack_list
 from tf_hourglass.weights import CheckpointError, load_pytorch_checkpoint, read_torch_checkpoint
 from tf_hourglass.weights.__main__ import main as weights_main
+from tf_hourglass.weights.pytorch_hourglass import INPUT_MEANS, read_mean_file
 
 PV_PREFIX, BP_PREFIX = "model.module.", "module."
 
@@ -86,9 +87,23 @@ def test_bp_checkpoint_gives_the_pytorch_outputs_on_every_stack(tmp_path, num_bl
         "bearpaw",
     )
     batch = images(32)
-    assert_every_stack_matches(
-        model, bp_forward(Params(state), batch.transpose(0, 3, 1, 2), **architecture), batch
+    # bearpaw feeds mean-subtracted images; the converted model subtracts the mean itself.
+    centred = (batch - np.float32(INPUT_MEANS["bp"])).transpose(0, 3, 1, 2)
+    assert_every_stack_matches(model, bp_forward(Params(state), centred, **architecture), batch)
+
+
+def test_bp_mean_file_sets_what_the_model_subtracts(tmp_path):
+    mean_file = tmp_path / "mean.pth.tar"  # as bearpaw's dataset code caches it
+    write_torch_checkpoint(mean_file, {"mean": np.float32([0.5, 0.25, 0.125]), "std": np.ones(3, np.float32)})
+    mean = read_mean_file(mean_file)
+    assert mean == (0.5, 0.25, 0.125)
+    state = random_state_dict("bp", num_stacks=1, num_keypoints=4, depth=1)
+    model = load_pytorch_checkpoint(
+        bp_checkpoint(tmp_path / "c.pth.tar", state), "bp", (16, 16, 3), input_mean=mean
     )
+    batch = images(16)
+    reference = bp_forward(Params(state), (batch - np.float32(mean)).transpose(0, 3, 1, 2), 1, 4, depth=1)
+    assert_every_stack_matches(model, reference, batch)
 
 
 def test_full_size_bp_two_stack_checkpoint_has_bearpaws_parameter_count(tmp_path):

@@ -232,6 +232,9 @@ class StackedHourglass(PoseModel):
         num_residual_modules: residual modules per branch (1 in the paper).
         input_shape: (height, width, 3); height and width multiples of
             4 * 2**depth, or None for any such size.
+        input_mean: None, or a per-channel (R, G, B) value the model subtracts
+            from its [0, 1] input first (bearpaw/pytorch-pose trains on
+            mean-subtracted images); None for the original network.
         stem: "original" (the Torch code and the official PyTorch port:
             residual modules 128->128 then 128->filters after the max-pool) or
             "bearpaw" (bearpaw/pytorch-pose: 128->256 then 256->filters), so
@@ -252,6 +255,7 @@ class StackedHourglass(PoseModel):
         num_residual_modules=1,
         input_shape=(256, 256, 3),
         stem="original",
+        input_mean=None,
         name="stacked_hourglass",
         **kwargs,
     ):
@@ -259,7 +263,17 @@ class StackedHourglass(PoseModel):
         validate_arguments(num_stacks, num_keypoints, filters, depth, num_residual_modules, input_shape, stem)
 
         images = keras.Input(shape=input_shape, name="images")
-        x = apply_stem(images, filters, stem)
+        x = images
+        if input_mean is not None:
+            input_mean = [float(v) for v in input_mean]
+            if len(input_mean) != input_shape[-1]:
+                raise ValueError(
+                    f"`input_mean` needs one value per input channel ({input_shape[-1]}). "
+                    f"Received: input_mean={input_mean}"
+                )
+            # Variance 1: an exact subtraction, exported as one Sub (and a Div by 1).
+            x = layers.Normalization(mean=input_mean, variance=[1.0] * len(input_mean), name="input_mean")(x)
+        x = apply_stem(x, filters, stem)
         outputs = []
         for i in range(1, num_stacks + 1):
             prefix = f"stack{i}"
@@ -284,6 +298,7 @@ class StackedHourglass(PoseModel):
         self.num_residual_modules = num_residual_modules
         self.image_shape = input_shape
         self.stem = stem
+        self.input_mean = input_mean
 
     def get_config(self):
         return {
@@ -294,6 +309,7 @@ class StackedHourglass(PoseModel):
             "num_residual_modules": self.num_residual_modules,
             "input_shape": self.image_shape,
             "stem": self.stem,
+            "input_mean": self.input_mean,
             "name": self.name,
             "trainable": self.trainable,
         }

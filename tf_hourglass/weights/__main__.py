@@ -4,7 +4,9 @@
     python -m tf_hourglass.weights --source bp --checkpoint model_best.pth.tar --output runs/hg2_bp
 
 --source pv: princeton-vl/pytorch_stacked_hourglass (checkpoint.pt);
---source bp: bearpaw/pytorch-pose (checkpoint.pth.tar, model_best.pth.tar).
+--source bp: bearpaw/pytorch-pose (checkpoint.pth.tar, model_best.pth.tar);
+bearpaw trains on mean-subtracted images, so its model subtracts the MPII mean
+(or --mean-file's) from the [0, 1] input every other model takes.
 The checkpoint is read without torch and without running code from it. The
 number of stacks, residual modules and keypoints comes from the checkpoint.
 --output is a .keras file (inference.json is written beside it) or a folder
@@ -31,6 +33,12 @@ flags.DEFINE_string(
     "spec", "mpii", "Keypoints of the checkpoint, in channel order (mpii, lsp, ...).", flag_values=_FLAGS
 )
 flags.DEFINE_integer("input_size", 256, "Square input side in pixels.", lower_bound=16, flag_values=_FLAGS)
+flags.DEFINE_string(
+    "mean_file",
+    None,
+    "bp: the mean.pth.tar its dataset code cached (data/mpii/mean.pth.tar) instead of the published MPII mean.",
+    flag_values=_FLAGS,
+)
 for _name in ("source", "checkpoint", "output"):
     flags.mark_flag_as_required(_name, flag_values=_FLAGS)
 
@@ -48,14 +56,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}\nRun with --help for the flags.", file=sys.stderr)
         return 2
     from tf_hourglass.weights.convert import convert_checkpoint
+    from tf_hourglass.weights.pytorch_hourglass import read_mean_file
 
     try:
+        input_mean = read_mean_file(_FLAGS.mean_file) if _FLAGS.mean_file else "source"
         model_path = convert_checkpoint(
             _FLAGS.checkpoint,
             _FLAGS.output,
             _FLAGS.source,
             spec=_FLAGS.spec,
             input_size=_FLAGS.input_size,
+            input_mean=input_mean,
             overwrite=_FLAGS.overwrite,
         )
     except (FileExistsError, FileNotFoundError, ValueError) as e:

@@ -38,6 +38,7 @@ def convert_checkpoint(
     source: str,
     spec: str | KeypointSpec = "mpii",
     input_size: int = 256,
+    input_mean="source",
     overwrite: bool = False,
 ) -> str:
     """Writes the checkpoint's model as ``.keras`` with its ``inference.json``; returns the model path.
@@ -49,6 +50,8 @@ def convert_checkpoint(
         source: "pv" or "bp" (see ``tf_hourglass.weights.SOURCES``).
         spec: the keypoints the checkpoint predicts, in its channel order.
         input_size: square input side in pixels (both projects use 256).
+        input_mean: what the model subtracts from its input (see
+            ``load_pytorch_checkpoint``); "source" for the project's.
         overwrite: replace an existing model file and ``inference.json``.
 
     Raises ``FileExistsError`` rather than replace existing files without
@@ -68,7 +71,9 @@ def convert_checkpoint(
     if existing and not overwrite:
         raise FileExistsError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace.")
 
-    model = load_pytorch_checkpoint(checkpoint, source, input_shape=(input_size, input_size, 3))
+    model = load_pytorch_checkpoint(
+        checkpoint, source, input_shape=(input_size, input_size, 3), input_mean=input_mean
+    )
     if model.num_keypoints != spec.num_keypoints:
         raise ValueError(
             f"{checkpoint}: the model predicts {model.num_keypoints} keypoints but the spec {spec.name!r} has "

@@ -39,6 +39,11 @@ KEY_PREFIXES = ("model.module.", "module.", "model.")
 # A key each source's state dicts always have, to tell one from the other.
 MARKER_KEYS = {"pv": "outs.0.conv.weight", "bp": "score.0.weight"}
 STEMS = {"pv": "original", "bp": "bearpaw"}
+# What each project subtracts from its [0, 1] RGB input. bearpaw subtracts its
+# MPII training set's mean (computed by its dataset code and cached in
+# data/mpii/mean.pth.tar; ``read_mean_file`` reads that file). These values are
+# the ones code derived from bearpaw's publishes for MPII.
+INPUT_MEANS = {"pv": None, "bp": (0.4404, 0.4440, 0.4327)}
 
 BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
 CONV_TENSORS = ("weight", "bias")
@@ -232,7 +237,19 @@ def _torch_shape(weight: np.ndarray, kind: str) -> tuple:
     )
 
 
-def load_pytorch_checkpoint(path, source: str, input_shape=(256, 256, 3)) -> StackedHourglass:
+def read_mean_file(path) -> tuple[float, float, float]:
+    """The RGB mean in bearpaw's cached ``mean.pth.tar`` (``{'mean': tensor, 'std': tensor}``)."""
+    path = os.fspath(path)
+    data = read_torch_checkpoint(path)
+    mean = data.get("mean") if isinstance(data, dict) else None
+    if not isinstance(mean, np.ndarray) or mean.shape != (3,):
+        raise CheckpointError(f"{path}: expected {{'mean': a tensor of 3 values}} (bearpaw's mean.pth.tar).")
+    return tuple(float(v) for v in mean)
+
+
+def load_pytorch_checkpoint(
+    path, source: str, input_shape=(256, 256, 3), input_mean="source"
+) -> StackedHourglass:
     """A ``StackedHourglass`` holding the weights of a PyTorch hourglass checkpoint.
 
     Args:
@@ -242,6 +259,9 @@ def load_pytorch_checkpoint(path, source: str, input_shape=(256, 256, 3)) -> Sta
         source: "pv" (princeton-vl/pytorch_stacked_hourglass) or "bp"
             (bearpaw/pytorch-pose).
         input_shape: the model's input; both projects train at 256x256.
+        input_mean: RGB values the model subtracts from its [0, 1] input:
+            "source" for the project's (none for pv; bearpaw's MPII mean for
+            bp, see ``INPUT_MEANS`` and ``read_mean_file``), None for none.
 
     The number of stacks, residual modules, hourglass depth and keypoints come
     from the checkpoint. Raises ``CheckpointError`` (a ``ValueError``) naming
@@ -252,6 +272,9 @@ def load_pytorch_checkpoint(path, source: str, input_shape=(256, 256, 3)) -> Sta
     path = os.fspath(path)
     state = state_dict_of(read_torch_checkpoint(path), path)
     arguments = architecture_of(state, source, path)
+    arguments["input_mean"] = (
+        INPUT_MEANS[source] if isinstance(input_mean, str) and input_mean == "source" else input_mean
+    )
     try:
         model = StackedHourglass(**arguments, input_shape=tuple(input_shape), name=f"hourglass_{source}")
     except ValueError as e:
