@@ -331,3 +331,29 @@ def test_real_pytorch_posenet_saved_by_torch_converts_exactly(tmp_path):
         torch.save({"state_dict": state, "epoch": 1}, path, _use_new_zipfile_serialization=not legacy)
         model = load_pytorch_checkpoint(path, "pv", (64, 64, 3))
         assert_every_stack_matches(model, [reference[:, i] for i in range(2)], batch)
+
+
+def test_converted_bearpaw_workdir_exports_to_every_format_and_predicts_files(tmp_path, shared_data):
+    """The bearpaw model (its stem and the mean it subtracts) through every exporter and predict."""
+    from tf_hourglass.export.exporter import export_model
+    from tf_hourglass.predict_files import predict_path
+    from tf_hourglass.weights.convert import convert_checkpoint
+
+    state = random_state_dict("bp", num_stacks=2, num_keypoints=16, depth=1, seed=5)
+    workdir = tmp_path / "hg_bp"
+    convert_checkpoint(
+        bp_checkpoint(tmp_path / "model_best.pth.tar", state), str(workdir), "bp", input_size=32
+    )
+    assert sorted(os.listdir(workdir)) == ["final.keras", "inference.json"]
+    samples = str(shared_data / "people")
+    for format, name in (("saved_model", "saved_model"), ("tflite", "model.tflite"), ("onnx", "model.onnx")):
+        export_model(str(workdir), str(tmp_path / name), format, samples=samples)  # each checks itself
+        assert (tmp_path / name).exists()
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for photo in sorted((shared_data / "people").glob("*.jpg"))[:2]:
+        (photos / photo.name).write_bytes(photo.read_bytes())
+    summary = predict_path(
+        PoseEstimator(str(tmp_path / "model.tflite")), str(photos), str(tmp_path / "out"), progress=False
+    )
+    assert len(list((tmp_path / "out").glob("*.json"))) == 2, summary

@@ -153,6 +153,26 @@ class NearestUpsampling2D(layers.Layer):
         return (batch, None if height is None else 2 * height, None if width is None else 2 * width, channels)
 
 
+@keras.saving.register_keras_serializable(package="tf_hourglass")
+class SubtractMean(layers.Layer):
+    """Subtracts a per-channel constant (a dataset mean) from the input.
+
+    The mean is a constant made inside ``call``, so every export holds it in
+    the graph (Keras' Normalization keeps it outside, which ONNX turns into
+    extra required inputs).
+    """
+
+    def __init__(self, mean, **kwargs):
+        super().__init__(**kwargs)
+        self.mean = [float(v) for v in mean]
+
+    def call(self, x):
+        return x - keras.ops.cast(keras.ops.convert_to_tensor(self.mean), x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean}
+
+
 def apply_residual_stack(x, filters, num_modules, name):
     for i in range(1, num_modules + 1):
         x = apply_residual(x, filters, f"{name}_res{i}")
@@ -271,8 +291,7 @@ class StackedHourglass(PoseModel):
                     f"`input_mean` needs one value per input channel ({input_shape[-1]}). "
                     f"Received: input_mean={input_mean}"
                 )
-            # Variance 1: an exact subtraction, exported as one Sub (and a Div by 1).
-            x = layers.Normalization(mean=input_mean, variance=[1.0] * len(input_mean), name="input_mean")(x)
+            x = SubtractMean(input_mean, name="input_mean")(x)
         x = apply_stem(x, filters, stem)
         outputs = []
         for i in range(1, num_stacks + 1):
