@@ -46,6 +46,7 @@ def test_every_shipped_config_is_valid_and_documents_its_command(path):
         ("model.preset", "hg3", "Received: model.preset='hg3'"),
         ("train.schedule", "linear", "Received: train.schedule='linear'"),
         ("runtime.precision", "float16", "Received: runtime.precision='float16'"),
+        ("runtime.jit_compile", "yes", "Received: runtime.jit_compile='yes'"),
     ],
 )
 def test_invalid_config_fails_before_any_work_naming_the_field(tmp_path, field, value, message):

@@ -78,7 +78,12 @@ def get_base_config():
     config.runtime = ml_collections.ConfigDict()
     config.runtime.strategy = "default"  # default | mirrored | multi_worker | tpu
     config.runtime.precision = "float32"  # float32 | mixed_float16 | mixed_bfloat16
-    config.runtime.jit_compile = False
+    # XLA per device: "auto" (Keras') compiles on a GPU or TPU and not on CPUs,
+    # where XLA builds its convolutions from Eigen instead of TensorFlow's
+    # oneDNN kernels and a training step is 1.3-1.6x slower (BENCHMARKS.md,
+    # "Training step against PyTorch"); also off under a distribution strategy.
+    # True or False force it.
+    config.runtime.jit_compile = ml_collections.FieldReference("auto", field_type=object)
     config.runtime.tpu_address = ""
     config.runtime.verbose = 1  # Keras progress bar: 1 = bar, 2 = one line per epoch
 

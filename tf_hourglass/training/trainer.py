@@ -114,6 +114,12 @@ def validate_config(config) -> None:
     check(runtime.strategy in STRATEGIES, "runtime.strategy", runtime.strategy, f"one of {STRATEGIES}")
     check(runtime.precision in PRECISIONS, "runtime.precision", runtime.precision, f"one of {PRECISIONS}")
     check(
+        runtime.jit_compile is True or runtime.jit_compile is False or runtime.jit_compile == "auto",
+        "runtime.jit_compile",
+        runtime.jit_compile,
+        'True, False or "auto"',
+    )
+    check(
         config.eval.decode_method in ("argmax", "quarter", "dark"),
         "eval.decode_method",
         config.eval.decode_method,
