@@ -167,6 +167,10 @@ def architecture_of(state: dict, source: str, path: str) -> dict:
             f"{path}: not a {source!r} ({SOURCES[source]}) hourglass state dict: it has no "
             f"{marker!r}{hint}. Found keys such as {sorted(state)[:4]}."
         )
+    if state[marker].ndim != 4:
+        raise CheckpointError(
+            f"{path}: {marker!r} has shape {state[marker].shape}, not a convolution kernel's."
+        )
     num_keypoints, filters = state[marker].shape[:2]
     if source == "pv":
         depth = 1
