@@ -89,3 +89,19 @@ def test_resuming_with_an_incompatible_config_names_the_workdir(tmp_path):
     config.model.filters = 32
     with pytest.raises(ValueError, match="does not match this config"):
         trainer.train_and_evaluate(config, str(workdir))
+
+
+def test_a_second_run_into_a_busy_workdir_fails_at_once_and_writes_nothing(tmp_path):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    config = load_config(write_tiny_config(tmp_path, epochs=1))
+    with trainer.workdir_lock(str(workdir)):  # the first run, still training
+        with pytest.raises(trainer.WorkdirInUseError, match=f"{workdir}.* in use by another training run"):
+            trainer.train_and_evaluate(config, str(workdir))
+    assert sorted(os.listdir(workdir)) == ["train.lock"]
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path):
+    (tmp_path / "train.lock").write_text("999999\n")  # no live process holds it
+    with trainer.workdir_lock(str(tmp_path)):
+        assert (tmp_path / "train.lock").read_text() == f"{os.getpid()}\n"

@@ -41,6 +41,8 @@ the same with ``"index": 1``)::
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
@@ -308,6 +310,37 @@ def atomic_save(save_fn, path, suffix=""):
     os.replace(tmp, path)
 
 
+class WorkdirInUseError(OSError):
+    """Another live training run holds the workdir."""
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir):
+    """Holds ``WORKDIR/train.lock`` for one run, so two runs never mix their files.
+
+    flock, not the file's existence, is the lock: the kernel releases it when the
+    holder dies, so a run killed with SIGKILL leaves a lock the next run takes over.
+    The file keeps the holder's pid for the message.
+    """
+    path = os.path.join(workdir, "train.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise WorkdirInUseError(
+            f"{workdir!r} is in use by another training run (pid {holder}); "
+            "wait for it to finish or choose another --workdir."
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def write_json(path, data):
     atomic_save(lambda tmp: open(tmp, "w").write(json.dumps(data, indent=2) + "\n"), path)
 
@@ -464,6 +497,8 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
     the other workers return None.
     """
     validate_config(config)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise NotADirectoryError(f"--workdir {workdir!r} is a file, not a directory.")
     os.makedirs(workdir, exist_ok=True)
     keras.config.set_dtype_policy(config.runtime.precision)
     strategy = make_strategy(config.runtime)
@@ -476,7 +511,12 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
         from tf_hourglass.training import custom_loop  # imported here: it builds on this module
 
         return custom_loop.train_and_evaluate_multi_worker(config, workdir, strategy)
-    # ----- every other strategy: model.fit
+    # ----- every other strategy: model.fit, one run per workdir
+    with workdir_lock(workdir):
+        return _train_and_evaluate_with_fit(config, workdir, strategy)
+
+
+def _train_and_evaluate_with_fit(config, workdir, strategy) -> dict:
     sources = load_sources(config.data)
     spec = sources.spec
     model, epoch_variable, manager = build_model(
