@@ -5,11 +5,14 @@ import json
 import math
 
 import cv2
+import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tf_hourglass.data import convert, readers, tfrecord
+from tf_hourglass.export import calibration
+from tf_hourglass.training import data_sources
 
 H, W = 96, 128
 KEYPOINT_NAMES = ["l_hand", "r_hand", "head"]
@@ -252,3 +255,44 @@ def test_converts_the_real_mpii_sample(shared_data, tmp_path):
         x0, y0 = ex["image/crop_offset"]
         assert 0 <= x0 and x0 + ex["image/width"] <= ex["image/original_width"]
         assert 0 <= y0 and y0 + ex["image/height"] <= ex["image/original_height"]
+
+
+def test_converting_again_with_fewer_shards_removes_the_old_shards(planted):
+    prefix = str(planted / "out/train")
+    convert.convert_dataset("custom", str(planted / "train.json"), None, prefix, num_shards=3, progress=False)
+    (planted / "out/train-other.txt").write_text("mine")  # not a shard: kept
+    summary = convert.convert_dataset(
+        "custom", str(planted / "train.json"), None, prefix, num_shards=2, progress=False
+    )
+    assert tfrecord.list_shards(prefix) == summary.shard_paths
+    assert sum(1 for _ in tf.data.TFRecordDataset(tf.io.gfile.glob(f"{prefix}-*-of-*.tfrecord"))) == 5
+    assert (planted / "out/train-other.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "out/lspet-train-*-of-*.tfrecord",
+        "out/lspet-train-00000-of-00004.tfrecord",
+        "out/lspet-train-?????-of-?????.tfrecord",
+        "out/lspet-train*",
+    ],
+)
+def test_prefix_of_a_shard_pattern_keeps_dashes_in_the_prefix(pattern):
+    assert tfrecord.prefix_of(pattern) == "out/lspet-train"
+
+
+def test_training_reads_the_spec_of_a_prefix_with_dashes(planted):
+    prefix = str(planted / "out/lspet-train")
+    convert.convert_dataset("custom", str(planted / "train.json"), None, prefix, progress=False)
+    data_config = ml_collections.ConfigDict(
+        {
+            "format": "tfrecord",
+            "spec": "",
+            "train_annotations": f"{prefix}-*-of-*.tfrecord",
+            "val_annotations": "",
+        }
+    )
+    assert data_sources.load_sources(data_config).spec.keypoint_names == tuple(KEYPOINT_NAMES)
+    # Export calibration data ("tfrecord:PATTERN") finds the same spec.
+    assert calibration._tfrecord_spec(f"{prefix}-*-of-*.tfrecord").keypoint_names == tuple(KEYPOINT_NAMES)

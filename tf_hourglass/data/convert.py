@@ -228,7 +228,8 @@ def convert_dataset(
     """Reads a dataset and writes it as sharded TFRecords plus ``PREFIX.spec.json``.
 
     Examples are dealt round-robin to ``num_shards`` shards; each shard is
-    written under a temporary name and renamed when all are complete. When no
+    written under a temporary name and renamed when all are complete; shards
+    of an earlier conversion to the same prefix are then removed. When no
     example is written, no file is left behind.
 
     Raises:
@@ -285,6 +286,10 @@ def convert_dataset(
         writer.close()
     for temp, final in zip(temp_paths, final_paths, strict=True):
         tf.io.gfile.rename(temp, final, overwrite=True)
+    # Shards of an earlier conversion to this prefix (another --num-shards) would
+    # still match PREFIX-*-of-*.tfrecord while the spec counts only these.
+    for stale in set(tfrecord.list_shards(output_prefix)) - set(final_paths):
+        tf.io.gfile.remove(stale)
     spec_path = tfrecord.write_spec_sidecar(
         output_prefix,
         spec,
