@@ -3,6 +3,7 @@
 import functools
 import json
 import math
+import zlib
 
 import cv2
 import ml_collections
@@ -296,3 +297,19 @@ def test_training_reads_the_spec_of_a_prefix_with_dashes(planted):
     assert data_sources.load_sources(data_config).spec.keypoint_names == tuple(KEYPOINT_NAMES)
     # Export calibration data ("tfrecord:PATTERN") finds the same spec.
     assert calibration._tfrecord_spec(f"{prefix}-*-of-*.tfrecord").keypoint_names == tuple(KEYPOINT_NAMES)
+
+
+def test_empty_and_huge_header_images_are_skipped_and_counted(planted):
+    (planted / "empty.jpg").write_bytes(b"")
+    huge = bytearray(_encode(".png", _gradient_bgr()))  # header patched to 60000 x 60000, CRC fixed
+    huge[16:24] = (60000).to_bytes(4, "big") * 2
+    huge[29:33] = zlib.crc32(bytes(huge[12:29])).to_bytes(4, "big")
+    (planted / "huge.png").write_bytes(bytes(huge))
+    data = json.loads((planted / "train.json").read_text())
+    data["annotations"] += [_person("empty.jpg"), _person("huge.png")]
+    (planted / "train.json").write_text(json.dumps(data))
+    summary = convert.convert_dataset(
+        "custom", str(planted / "train.json"), None, str(planted / "out/train"), progress=False
+    )
+    assert summary.written == 5
+    assert summary.skipped[convert.UNDECODABLE_IMAGE] == 4

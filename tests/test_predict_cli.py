@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import zlib
 
 import cv2
 import keras
@@ -184,3 +185,37 @@ def test_cli_image_with_box_and_unreadable_input(shared_data, model_path, tmp_pa
     assert str(broken) in result.stderr and "Traceback" not in result.stderr
     result = run_cli("--model", model_path, "--input", str(photo), "--output", str(out), "--box", "1,2,3")
     assert result.returncode != 0 and "x,y,w,h" in result.stderr
+
+
+def test_files_sharing_a_name_get_distinct_outputs_and_a_true_count(estimator, tmp_path):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    gray = np.tile(np.arange(64, dtype=np.uint8), (48, 1))
+    for name in ("a.jpg", "a.png", "a_jpg.jpg"):
+        cv2.imwrite(str(inputs / name), gray)
+    summary = predict_path(estimator, str(inputs), str(tmp_path / "out"), progress=False)
+    assert len(summary.written) == len(set(summary.written)) == 6
+    assert sorted(os.listdir(tmp_path / "out")) == sorted(os.path.basename(p) for p in summary.written)
+    images = {json.loads(open(p).read())["image"] for p in summary.written if p.endswith(".json")}
+    assert images == {str(inputs / n) for n in ("a.jpg", "a.png", "a_jpg.jpg")}
+
+
+def png_claiming(width, height) -> bytes:
+    """A small PNG whose header says ``width`` x ``height`` (CRC fixed, so only the size is wrong)."""
+    data = bytearray(cv2.imencode(".png", np.zeros((4, 4), np.uint8))[1].tobytes())
+    data[16:24] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
+    return bytes(data)
+
+
+def test_empty_and_huge_header_images_are_skipped_in_a_folder(shared_data, estimator, tmp_path):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "empty.jpg").write_bytes(b"")
+    (inputs / "huge.png").write_bytes(png_claiming(60000, 60000))
+    (inputs / "photo.jpg").write_bytes((shared_data / "mpii" / "images" / "004645041.jpg").read_bytes())
+    summary = predict_path(estimator, str(inputs), str(tmp_path / "out"), progress=False)
+    assert sorted(os.path.basename(p) for p in summary.skipped) == ["empty.jpg", "huge.png"]
+    assert sorted(os.listdir(tmp_path / "out")) == ["photo.jpg", "photo.json"]
+    with pytest.raises(UnreadableInputError, match="huge.png"):
+        read_image(str(inputs / "huge.png"))

@@ -63,7 +63,10 @@ def read_image(path: str) -> np.ndarray:
             data = f.read()
     except (tf.errors.OpError, OSError) as error:
         raise UnreadableInputError(f"Cannot read image file {path}: {error}") from error
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    except cv2.error as error:  # e.g. a header claiming more pixels than OpenCV allows
+        raise UnreadableInputError(f"{path} is not a readable image: {error.err}.") from error
     if image is None:
         raise UnreadableInputError(f"{path} is not a readable image (OpenCV cannot decode it).")
     # OpenCV orders colour channels BGR(A).
@@ -130,12 +133,18 @@ def predict_image_file(
 
 
 def _output_stems(paths: list[str]) -> list[str]:
-    """File stems as output names; files sharing a stem (a.jpg, a.png) keep their extension."""
+    """Distinct output names: the file stem; files sharing a stem (a.jpg, a.png) keep their
+    extension (a_jpg, a_png); a name still taken (by a_jpg.jpg) gets a number (a_jpg_2)."""
     stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
-    return [
-        os.path.basename(p).replace(".", "_") if stems.count(s) > 1 else s
-        for p, s in zip(paths, stems, strict=True)
-    ]
+    names = []
+    for path, stem in zip(paths, stems, strict=True):
+        base = os.path.basename(path).replace(".", "_") if stems.count(stem) > 1 else stem
+        name, number = base, 1
+        while name in names:
+            number += 1
+            name = f"{base}_{number}"
+        names.append(name)
+    return names
 
 
 def predict_directory(

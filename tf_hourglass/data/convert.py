@@ -131,7 +131,10 @@ def load_image(path: str) -> tuple[bytes, np.ndarray, bool]:
             data = f.read()
     except tf.errors.NotFoundError as e:
         raise _Skip(MISSING_IMAGE) from e
-    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    except cv2.error as e:  # e.g. a header claiming more pixels than OpenCV allows
+        raise _Skip(UNDECODABLE_IMAGE) from e
     if decoded is None or decoded.size == 0:
         raise _Skip(UNDECODABLE_IMAGE)
     is_jpeg = data.startswith(_JPEG_MAGIC)
