@@ -34,7 +34,7 @@ from tf_hourglass.data.codec import DECODE_METHODS, HeatmapCodec
 from tf_hourglass.export import calibration as calibration_lib
 from tf_hourglass.export import onnx, saved_model, tensorrt, tflite, verify
 from tf_hourglass.export.errors import VerificationError
-from tf_hourglass.inference import read_run_settings
+from tf_hourglass.inference import load_keras_model, read_run_settings
 from tf_hourglass.model import StackedHourglass, as_stack_list
 
 FORMATS = ("saved_model", "tflite", "onnx", "tensorrt", "tftrt")
@@ -76,8 +76,7 @@ def load_model(model) -> keras.Model:
         raise FileNotFoundError(f"Model not found: {path!r}.")
     elif not path.endswith(".keras"):
         raise ValueError(f"model must be a .keras file or a training workdir. Received: {path!r}")
-    # Importing tf_hourglass (done by this package) registers both model classes.
-    return keras.saving.load_model(path, compile=False)
+    return load_keras_model(path)
 
 
 def _check_arguments(format, quantize, calibration, max_pck_drop, decode_method) -> None:
