@@ -313,3 +313,23 @@ def test_empty_and_huge_header_images_are_skipped_and_counted(planted):
     )
     assert summary.written == 5
     assert summary.skipped[convert.UNDECODABLE_IMAGE] == 4
+
+
+@pytest.mark.parametrize("output", ["notes.txt/train", "/proc/1/no/train"])
+def test_cli_output_that_cannot_be_written_fails_with_one_line(planted, capsys, output):
+    (planted / "notes.txt").write_text("mine")
+    output = output if output.startswith("/") else str(planted / output)
+    argv = ["convert", "--format=custom", f"--annotations={planted / 'train.json'}", f"--output={output}"]
+    assert convert.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --output {output!r}: cannot write there") and err.count("\n") == 1
+    assert (planted / "notes.txt").read_text() == "mine"
+
+
+def test_cli_that_writes_nothing_leaves_no_output_folder(planted, capsys):
+    data = json.loads((planted / "train.json").read_text())
+    data["annotations"] = [_person("missing.jpg")]
+    (planted / "none.json").write_text(json.dumps(data))
+    argv = ["convert", "--format=custom", f"--annotations={planted / 'none.json'}"]
+    assert convert.main([*argv, f"--output={planted / 'new/deeper/x'}"]) == 1
+    assert not (planted / "new").exists()

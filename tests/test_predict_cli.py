@@ -118,7 +118,7 @@ def test_unreadable_files_are_skipped_in_folders_and_named_otherwise(
     (inputs / "clip.mp4").write_bytes(b"not a video")
     with pytest.raises(UnreadableInputError, match="clip.mp4"):
         predict_path(estimator, str(inputs / "clip.mp4"), str(tmp_path / "out5"))
-    assert not [p for p in os.listdir(tmp_path / "out5") if not p.startswith(".")]
+    assert not (tmp_path / "out5").exists()  # a failed run leaves no empty output folder
 
 
 def test_bad_box_and_overwriting_the_input_are_refused(shared_data, estimator, tmp_path):
@@ -219,3 +219,18 @@ def test_empty_and_huge_header_images_are_skipped_in_a_folder(shared_data, estim
     assert sorted(os.listdir(tmp_path / "out")) == ["photo.jpg", "photo.json"]
     with pytest.raises(UnreadableInputError, match="huge.png"):
         read_image(str(inputs / "huge.png"))
+
+
+def test_output_that_is_a_file_is_named_and_kept(shared_data, estimator, tmp_path):
+    photo = shared_data / "mpii" / "images" / "004645041.jpg"
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(NotADirectoryError, match=f"--output {str(tmp_path / 'notes.txt')!r} is a file"):
+        predict_path(estimator, str(photo), str(tmp_path / "notes.txt"))
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_failed_predict_leaves_no_output_folder(estimator, tmp_path):
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(UnreadableInputError, match="broken.jpg"):
+        predict_path(estimator, str(tmp_path / "broken.jpg"), str(tmp_path / "new" / "out"))
+    assert not (tmp_path / "new").exists()

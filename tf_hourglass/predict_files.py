@@ -29,7 +29,7 @@ import tensorflow as tf
 from absl import logging
 from tqdm.auto import tqdm
 
-from tf_hourglass.data.readers import atomic_write_text
+from tf_hourglass.data.readers import atomic_write_text, make_output_folder, remove_empty_folders
 from tf_hourglass.inference import PoseEstimator, to_rgb_float
 from tf_hourglass.visualization import draw_skeleton
 
@@ -297,11 +297,17 @@ def predict_path(
     """
     if not tf.io.gfile.exists(input_path):
         raise FileNotFoundError(f"Input not found: {input_path}")
-    tf.io.gfile.makedirs(output_dir)
-    if tf.io.gfile.isdir(input_path):
-        return predict_directory(estimator, input_path, output_dir, box, progress=progress)
-    if is_video(input_path):
-        return PredictionSummary(
-            written=predict_video(estimator, input_path, output_dir, box, progress=progress)
-        )
-    return PredictionSummary(written=predict_image_file(estimator, input_path, output_dir, box))
+    if tf.io.gfile.exists(output_dir) and not tf.io.gfile.isdir(output_dir):
+        raise NotADirectoryError(f"--output {output_dir!r} is a file, not a folder; choose a folder.")
+    created = make_output_folder(output_dir)
+    try:
+        if tf.io.gfile.isdir(input_path):
+            return predict_directory(estimator, input_path, output_dir, box, progress=progress)
+        if is_video(input_path):
+            return PredictionSummary(
+                written=predict_video(estimator, input_path, output_dir, box, progress=progress)
+            )
+        return PredictionSummary(written=predict_image_file(estimator, input_path, output_dir, box))
+    except BaseException:
+        remove_empty_folders(output_dir, created)
+        raise

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
 import uuid
 
@@ -246,13 +247,23 @@ def convert_dataset(
         raise ValueError(f"crop_margin must be >= 0; received {crop_margin}.")
     spec, records = readers.read_dataset(format, annotations, images_dir)
 
-    parent = output_prefix.rsplit("/", 1)[0] if "/" in output_prefix else ""
-    if parent:
-        tf.io.gfile.makedirs(parent)
+    try:
+        created = readers.make_output_folder(os.path.dirname(output_prefix))
+    except OSError:
+        raise OSError(
+            f"--output {output_prefix!r}: cannot write there (its folder cannot be created)."
+        ) from None
     final_paths = [tfrecord.shard_path(output_prefix, i, num_shards) for i in range(num_shards)]
     tag = uuid.uuid4().hex[:8]
     temp_paths = [f"{p}.tmp-{tag}" for p in final_paths]
-    writers = [tf.io.TFRecordWriter(p) for p in temp_paths]
+    writers = []
+    try:
+        for path in temp_paths:
+            writers.append(tf.io.TFRecordWriter(path))
+    except tf.errors.OpError as e:
+        _close_and_remove(writers, temp_paths)
+        readers.remove_empty_folders(os.path.dirname(output_prefix), created)
+        raise OSError(f"--output {output_prefix!r}: cannot write there ({e.message}).") from None
 
     skipped = dict.fromkeys(SKIP_REASONS, 0)
     written = 0
@@ -280,10 +291,12 @@ def convert_dataset(
             written += 1
     except BaseException:
         _close_and_remove(writers, temp_paths)
+        readers.remove_empty_folders(os.path.dirname(output_prefix), created)
         raise
 
     if written == 0:
         _close_and_remove(writers, temp_paths)
+        readers.remove_empty_folders(os.path.dirname(output_prefix), created)
         return ConversionSummary(written=0, skipped=skipped, shard_paths=[], spec_path=None)
     for writer in writers:
         writer.close()
@@ -362,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
             crop_margin=_FLAGS.crop_margin,
             full_image=_FLAGS.full_image,
         )
-    except (readers.DatasetError, FileNotFoundError, ValueError) as e:
+    except (readers.DatasetError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(summary.report())
