@@ -345,6 +345,24 @@ def write_json(path, data):
     atomic_save(lambda tmp: open(tmp, "w").write(json.dumps(data, indent=2) + "\n"), path)
 
 
+def drop_metrics_rows_from(path, epoch):
+    """Drops the metrics.csv rows of ``epoch`` and later: the run does them again.
+
+    A run killed after an epoch's CSV row but before its checkpoint would
+    otherwise leave that epoch twice in the file.
+    """
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = f.read().splitlines(keepends=True)
+    if not lines:
+        return
+    header, *rows = lines
+    kept = [row for row in rows if row.strip() and int(row.split(",", 1)[0]) < epoch]
+    if len(kept) < len(rows):
+        atomic_save(lambda tmp: open(tmp, "w").write(header + "".join(kept)), path)
+
+
 def read_json(path):
     if not os.path.exists(path):
         return {}
@@ -523,6 +541,7 @@ def _train_and_evaluate_with_fit(config, workdir, strategy) -> dict:
         config, strategy, spec.num_keypoints, os.path.join(workdir, "checkpoints")
     )
     initial_epoch = int(epoch_variable.numpy())
+    drop_metrics_rows_from(os.path.join(workdir, "metrics.csv"), initial_epoch)
 
     codec = make_codec(model, config.data, config.eval.decode_method)
     write_run_settings(workdir, config, spec, codec)
