@@ -333,3 +333,14 @@ def test_cli_that_writes_nothing_leaves_no_output_folder(planted, capsys):
     argv = ["convert", "--format=custom", f"--annotations={planted / 'none.json'}"]
     assert convert.main([*argv, f"--output={planted / 'new/deeper/x'}"]) == 1
     assert not (planted / "new").exists()
+
+
+def test_temporary_shards_of_a_killed_conversion_are_removed_and_reported(planted, capsys):
+    (planted / "out").mkdir()
+    leftover = planted / "out/train-00000-of-00002.tfrecord.tmp-1a2b3c4d"
+    leftover.write_bytes(b"half a shard")
+    (planted / "out/train-notes.tmp-1").write_text("mine")  # not a shard of ours: kept
+    argv = ["convert", "--format=custom", f"--annotations={planted / 'train.json'}"]
+    assert convert.main([*argv, f"--output={planted / 'out/train'}"]) == 0
+    assert not leftover.exists() and (planted / "out/train-notes.tmp-1").read_text() == "mine"
+    assert "removed 1 temporary file(s) left by an interrupted conversion" in capsys.readouterr().err

@@ -57,12 +57,14 @@ class ConversionSummary:
         skipped: count per reason in ``SKIP_REASONS`` (all reasons present).
         shard_paths: the TFRecord files (empty when nothing was written).
         spec_path: the sidecar ``PREFIX.spec.json`` (None when nothing was written).
+        removed_temp_files: temporary shards of an interrupted conversion to this prefix, removed.
     """
 
     written: int
     skipped: dict[str, int]
     shard_paths: list[str]
     spec_path: str | None
+    removed_temp_files: int = 0
 
     @property
     def num_skipped(self) -> int:
@@ -247,12 +249,11 @@ def convert_dataset(
         raise ValueError(f"crop_margin must be >= 0; received {crop_margin}.")
     spec, records = readers.read_dataset(format, annotations, images_dir)
 
-    try:
-        created = readers.make_output_folder(os.path.dirname(output_prefix))
-    except OSError:
-        raise OSError(
-            f"--output {output_prefix!r}: cannot write there (its folder cannot be created)."
-        ) from None
+    created = readers.make_output_folder(os.path.dirname(output_prefix), output=output_prefix)
+    # A killed conversion leaves its temporary shards; nothing else would ever remove them.
+    leftovers = tf.io.gfile.glob(f"{output_prefix}-?????-of-?????.tfrecord.tmp-*")
+    for path in leftovers:
+        tf.io.gfile.remove(path)
     final_paths = [tfrecord.shard_path(output_prefix, i, num_shards) for i in range(num_shards)]
     tag = uuid.uuid4().hex[:8]
     temp_paths = [f"{p}.tmp-{tag}" for p in final_paths]
@@ -297,7 +298,7 @@ def convert_dataset(
     if written == 0:
         _close_and_remove(writers, temp_paths)
         readers.remove_empty_folders(os.path.dirname(output_prefix), created)
-        return ConversionSummary(written=0, skipped=skipped, shard_paths=[], spec_path=None)
+        return ConversionSummary(0, skipped, [], None, removed_temp_files=len(leftovers))
     for writer in writers:
         writer.close()
     for temp, final in zip(temp_paths, final_paths, strict=True):
@@ -315,7 +316,7 @@ def convert_dataset(
         image_storage="full_image" if full_image else "crop",
         crop_margin=None if full_image else crop_margin,
     )
-    return ConversionSummary(written=written, skipped=skipped, shard_paths=final_paths, spec_path=spec_path)
+    return ConversionSummary(written, skipped, final_paths, spec_path, removed_temp_files=len(leftovers))
 
 
 # ---------------------------------------------------------------------------
@@ -379,6 +380,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(summary.report())
+    if summary.removed_temp_files:
+        print(
+            f"removed {summary.removed_temp_files} temporary file(s) left by an interrupted conversion "
+            f"to {_FLAGS.output}",
+            file=sys.stderr,
+        )
     if summary.written == 0:
         print(
             f"error: no example was written from {_FLAGS.annotations} (see the skip reasons "
