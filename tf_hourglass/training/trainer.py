@@ -10,6 +10,7 @@ The workdir holds everything a run produces and needs to resume:
     inference.json      its keypoint spec and heatmap codec settings (read by PoseEstimator)
     config.json         the run's config
     results.json        the final held-out score
+    train.lock          held by the run in progress (flock): a second run into the workdir fails
 
 Killing the process at any moment and running the same command again continues
 from the last completed epoch.
