@@ -3,13 +3,17 @@
 import functools
 import json
 import math
+import zlib
 
 import cv2
+import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tf_hourglass.data import convert, readers, tfrecord
+from tf_hourglass.export import calibration
+from tf_hourglass.training import data_sources
 
 H, W = 96, 128
 KEYPOINT_NAMES = ["l_hand", "r_hand", "head"]
@@ -252,3 +256,91 @@ def test_converts_the_real_mpii_sample(shared_data, tmp_path):
         x0, y0 = ex["image/crop_offset"]
         assert 0 <= x0 and x0 + ex["image/width"] <= ex["image/original_width"]
         assert 0 <= y0 and y0 + ex["image/height"] <= ex["image/original_height"]
+
+
+def test_converting_again_with_fewer_shards_removes_the_old_shards(planted):
+    prefix = str(planted / "out/train")
+    convert.convert_dataset("custom", str(planted / "train.json"), None, prefix, num_shards=3, progress=False)
+    (planted / "out/train-other.txt").write_text("mine")  # not a shard: kept
+    summary = convert.convert_dataset(
+        "custom", str(planted / "train.json"), None, prefix, num_shards=2, progress=False
+    )
+    assert tfrecord.list_shards(prefix) == summary.shard_paths
+    assert sum(1 for _ in tf.data.TFRecordDataset(tf.io.gfile.glob(f"{prefix}-*-of-*.tfrecord"))) == 5
+    assert (planted / "out/train-other.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "out/lspet-train-*-of-*.tfrecord",
+        "out/lspet-train-00000-of-00004.tfrecord",
+        "out/lspet-train-?????-of-?????.tfrecord",
+        "out/lspet-train*",
+    ],
+)
+def test_prefix_of_a_shard_pattern_keeps_dashes_in_the_prefix(pattern):
+    assert tfrecord.prefix_of(pattern) == "out/lspet-train"
+
+
+def test_training_reads_the_spec_of_a_prefix_with_dashes(planted):
+    prefix = str(planted / "out/lspet-train")
+    convert.convert_dataset("custom", str(planted / "train.json"), None, prefix, progress=False)
+    data_config = ml_collections.ConfigDict(
+        {
+            "format": "tfrecord",
+            "spec": "",
+            "train_annotations": f"{prefix}-*-of-*.tfrecord",
+            "val_annotations": "",
+        }
+    )
+    assert data_sources.load_sources(data_config).spec.keypoint_names == tuple(KEYPOINT_NAMES)
+    # Export calibration data ("tfrecord:PATTERN") finds the same spec.
+    assert calibration._tfrecord_spec(f"{prefix}-*-of-*.tfrecord").keypoint_names == tuple(KEYPOINT_NAMES)
+
+
+def test_empty_and_huge_header_images_are_skipped_and_counted(planted):
+    (planted / "empty.jpg").write_bytes(b"")
+    huge = bytearray(_encode(".png", _gradient_bgr()))  # header patched to 60000 x 60000, CRC fixed
+    huge[16:24] = (60000).to_bytes(4, "big") * 2
+    huge[29:33] = zlib.crc32(bytes(huge[12:29])).to_bytes(4, "big")
+    (planted / "huge.png").write_bytes(bytes(huge))
+    data = json.loads((planted / "train.json").read_text())
+    data["annotations"] += [_person("empty.jpg"), _person("huge.png")]
+    (planted / "train.json").write_text(json.dumps(data))
+    summary = convert.convert_dataset(
+        "custom", str(planted / "train.json"), None, str(planted / "out/train"), progress=False
+    )
+    assert summary.written == 5
+    assert summary.skipped[convert.UNDECODABLE_IMAGE] == 4
+
+
+@pytest.mark.parametrize("output", ["notes.txt/train", "/proc/1/no/train"])
+def test_cli_output_that_cannot_be_written_fails_with_one_line(planted, capsys, output):
+    (planted / "notes.txt").write_text("mine")
+    output = output if output.startswith("/") else str(planted / output)
+    argv = ["convert", "--format=custom", f"--annotations={planted / 'train.json'}", f"--output={output}"]
+    assert convert.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --output {output!r}: cannot write there") and err.count("\n") == 1
+    assert (planted / "notes.txt").read_text() == "mine"
+
+
+def test_cli_that_writes_nothing_leaves_no_output_folder(planted, capsys):
+    data = json.loads((planted / "train.json").read_text())
+    data["annotations"] = [_person("missing.jpg")]
+    (planted / "none.json").write_text(json.dumps(data))
+    argv = ["convert", "--format=custom", f"--annotations={planted / 'none.json'}"]
+    assert convert.main([*argv, f"--output={planted / 'new/deeper/x'}"]) == 1
+    assert not (planted / "new").exists()
+
+
+def test_temporary_shards_of_a_killed_conversion_are_removed_and_reported(planted, capsys):
+    (planted / "out").mkdir()
+    leftover = planted / "out/train-00000-of-00002.tfrecord.tmp-1a2b3c4d"
+    leftover.write_bytes(b"half a shard")
+    (planted / "out/train-notes.tmp-1").write_text("mine")  # not a shard of ours: kept
+    argv = ["convert", "--format=custom", f"--annotations={planted / 'train.json'}"]
+    assert convert.main([*argv, f"--output={planted / 'out/train'}"]) == 0
+    assert not leftover.exists() and (planted / "out/train-notes.tmp-1").read_text() == "mine"
+    assert "removed 1 temporary file(s) left by an interrupted conversion" in capsys.readouterr().err

@@ -278,3 +278,13 @@ def test_json_output_has_no_nan_and_needs_an_existing_folder(tmp_path):
     assert json.loads(path.read_text()) == {"a": None, "b": 1.5, "c": [0, 1]}
     with pytest.raises(FileNotFoundError, match="missing"):
         run.check_output_path(str(tmp_path / "missing" / "r.json"))
+
+
+def test_nan_and_inf_predictions_are_counted_in_a_warning(mpii, hourglass_preds, tmp_path, caplog):
+    preds = hourglass_preds.astype(np.float64)
+    preds[:10] = np.nan
+    preds[10, 3] = (np.inf, 5.0)
+    path = _write_preds(tmp_path / "nan.h5", preds)
+    results = run.evaluate_predictions(path, mpii["valid_h5"])
+    assert results["protocol"] == "mpii"
+    assert f"predictions file {path}: 161 of 47328 predicted joints are NaN or infinite" in caplog.text

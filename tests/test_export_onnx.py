@@ -111,3 +111,51 @@ def test_overwrite_replaces_the_output(onnx_export, capsys):
 def test_bad_flags_exit_2(capsys):
     assert __main__.main(["export", "--model", "m.keras", "--format", "pdf", "--output", "x"]) == 2
     assert "format" in capsys.readouterr().err
+
+
+def _fake_workdir(tmp_path):
+    workdir = tmp_path / "run"
+    (workdir / "checkpoints").mkdir(parents=True)
+    (workdir / "final.keras").write_bytes(b"a model")
+    (workdir / "metrics.csv").write_text("epoch,loss\n")
+    return workdir
+
+
+@pytest.mark.parametrize("output", ["run", ".", "run/final.keras"])
+def test_overwrite_refuses_an_output_that_is_or_contains_the_model(tmp_path, monkeypatch, capsys, output):
+    workdir = _fake_workdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    model = "run/final.keras" if output == "run/final.keras" else "run"
+    argv = ["export", "--model", model, "--format", "saved_model", "--output", output, "--overwrite"]
+    assert __main__.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{output!r} is or contains the model" in err
+    assert sorted(os.listdir(workdir)) == ["checkpoints", "final.keras", "metrics.csv"]
+    assert (workdir / "final.keras").read_bytes() == b"a model"
+
+
+@pytest.mark.parametrize(
+    ("format", "name", "kind"),
+    [("saved_model", "folder", "dir"), ("onnx", "notes.txt", "file"), ("onnx", "folder", "dir")],
+)
+def test_overwrite_replaces_only_a_previous_export(tmp_path, capsys, format, name, kind):
+    output = tmp_path / name
+    if kind == "dir":
+        output.mkdir()
+        (output / "thesis.tex").write_text("mine")
+    else:
+        output.write_text("mine")
+    argv = [
+        "export",
+        "--model",
+        tiny_model_path(),
+        "--format",
+        format,
+        "--output",
+        str(output),
+        "--overwrite",
+    ]
+    assert __main__.main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"{str(output)!r} is not a previous {format} export" in err and err.count("\n") == 1
+    assert (output / "thesis.tex").read_text() == "mine" if kind == "dir" else output.read_text() == "mine"

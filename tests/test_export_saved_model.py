@@ -189,6 +189,17 @@ def test_batch_size_is_dynamic(loaded):
         ),
         ("serving_bytes", {"image_bytes": tf.constant(b"not an image")}, "string vector [N]"),
         ("serving_bytes", {"image_bytes": tf.constant([b"not an image"])}, "Unknown image file format"),
+        ("serving_bytes", {"image_bytes": tf.constant([b""])}, "image_bytes[0] is not an image"),
+        (
+            "serving_bytes",
+            {"image_bytes": tf.constant([tf.io.encode_png(tf.zeros([8, 8, 3], tf.uint8)).numpy(), b"text"])},
+            "image_bytes[1] is not an image",
+        ),
+        (
+            "serving_boxes",
+            {"images": tf.zeros([1, 8, 8, 3], tf.uint8), "boxes": tf.constant([[20.0, 2.0, 5.0, 5.0]])},
+            "boxes must overlap the image",
+        ),
     ],
 )
 def test_wrong_inputs_fail_with_a_clear_message(loaded, signature, inputs, message):

@@ -13,6 +13,7 @@ from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.data.readers import center_scale_from_box
 from tf_hourglass.data.records import KeypointSpec
 from tf_hourglass.evaluation.decoding import input_to_image_coords
+from tf_hourglass.export import load_model as export_load_model
 from tf_hourglass.inference import InferenceModel, PoseEstimator, load_model_for_inference, to_rgb_float
 
 SPEC = KeypointSpec("three", ("left", "right", "middle"), flip_pairs=((0, 1),))
@@ -257,3 +258,12 @@ def test_unloadable_model_paths_are_explained(tmp_path, tiny_model):
     with pytest.raises(ValueError, match="Unsupported model file"):
         load_model_for_inference(str(other))
     assert os.path.exists(weights)
+
+
+def test_a_keras_file_that_is_not_a_model_is_named_as_such(tmp_path):
+    fake = tmp_path / "fake.keras"
+    fake.write_text("not a zip archive")
+    for load in (load_model_for_inference, export_load_model):
+        with pytest.raises(ValueError, match=f"{str(fake)!r} exists but is not a .keras model") as info:
+            load(str(fake))
+        assert "not found" not in str(info.value).lower()

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import zlib
 
 import cv2
 import keras
@@ -117,7 +118,7 @@ def test_unreadable_files_are_skipped_in_folders_and_named_otherwise(
     (inputs / "clip.mp4").write_bytes(b"not a video")
     with pytest.raises(UnreadableInputError, match="clip.mp4"):
         predict_path(estimator, str(inputs / "clip.mp4"), str(tmp_path / "out5"))
-    assert not [p for p in os.listdir(tmp_path / "out5") if not p.startswith(".")]
+    assert not (tmp_path / "out5").exists()  # a failed run leaves no empty output folder
 
 
 def test_bad_box_and_overwriting_the_input_are_refused(shared_data, estimator, tmp_path):
@@ -184,3 +185,52 @@ def test_cli_image_with_box_and_unreadable_input(shared_data, model_path, tmp_pa
     assert str(broken) in result.stderr and "Traceback" not in result.stderr
     result = run_cli("--model", model_path, "--input", str(photo), "--output", str(out), "--box", "1,2,3")
     assert result.returncode != 0 and "x,y,w,h" in result.stderr
+
+
+def test_files_sharing_a_name_get_distinct_outputs_and_a_true_count(estimator, tmp_path):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    gray = np.tile(np.arange(64, dtype=np.uint8), (48, 1))
+    for name in ("a.jpg", "a.png", "a_jpg.jpg"):
+        cv2.imwrite(str(inputs / name), gray)
+    summary = predict_path(estimator, str(inputs), str(tmp_path / "out"), progress=False)
+    assert len(summary.written) == len(set(summary.written)) == 6
+    assert sorted(os.listdir(tmp_path / "out")) == sorted(os.path.basename(p) for p in summary.written)
+    images = {json.loads(open(p).read())["image"] for p in summary.written if p.endswith(".json")}
+    assert images == {str(inputs / n) for n in ("a.jpg", "a.png", "a_jpg.jpg")}
+
+
+def png_claiming(width, height) -> bytes:
+    """A small PNG whose header says ``width`` x ``height`` (CRC fixed, so only the size is wrong)."""
+    data = bytearray(cv2.imencode(".png", np.zeros((4, 4), np.uint8))[1].tobytes())
+    data[16:24] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
+    return bytes(data)
+
+
+def test_empty_and_huge_header_images_are_skipped_in_a_folder(shared_data, estimator, tmp_path):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "empty.jpg").write_bytes(b"")
+    (inputs / "huge.png").write_bytes(png_claiming(60000, 60000))
+    (inputs / "photo.jpg").write_bytes((shared_data / "mpii" / "images" / "004645041.jpg").read_bytes())
+    summary = predict_path(estimator, str(inputs), str(tmp_path / "out"), progress=False)
+    assert sorted(os.path.basename(p) for p in summary.skipped) == ["empty.jpg", "huge.png"]
+    assert sorted(os.listdir(tmp_path / "out")) == ["photo.jpg", "photo.json"]
+    with pytest.raises(UnreadableInputError, match="huge.png"):
+        read_image(str(inputs / "huge.png"))
+
+
+def test_output_that_is_a_file_is_named_and_kept(shared_data, estimator, tmp_path):
+    photo = shared_data / "mpii" / "images" / "004645041.jpg"
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(NotADirectoryError, match=f"--output {str(tmp_path / 'notes.txt')!r} is a file"):
+        predict_path(estimator, str(photo), str(tmp_path / "notes.txt"))
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_failed_predict_leaves_no_output_folder(estimator, tmp_path):
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(UnreadableInputError, match="broken.jpg"):
+        predict_path(estimator, str(tmp_path / "broken.jpg"), str(tmp_path / "new" / "out"))
+    assert not (tmp_path / "new").exists()

@@ -143,3 +143,39 @@ def test_mixed_bfloat16_with_xla_trains_and_keeps_float32_heatmaps(tmp_path):
     assert all(output.dtype == "float32" for output in model.outputs)
     rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
     assert all(float(row["loss"]) > 0 for row in rows)
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        (
+            "--config.train.unknown=3",
+            "train: error: --config.train.unknown: no field 'unknown' in config.train",
+        ),
+        ("--config.train.batch_size=0", "train: error: config.train.batch_size must be an integer >= 1"),
+        ("--workdir={file}", "train: error: --workdir {file!r} is a file, not a directory"),
+    ],
+)
+def test_bad_flags_fail_with_one_line_and_no_traceback(tmp_path, flag, message):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    flag, message = flag.format(file=a_file), message.format(file=str(a_file))
+    process = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tf_hourglass.train",
+            f"--config={tiny_config(tmp_path)}",
+            f"--workdir={tmp_path / 'run'}",
+            flag,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert process.returncode != 0
+    assert "Traceback" not in process.stderr
+    assert message in process.stderr.strip().splitlines()[-1]
+    assert a_file.read_text() == "mine"

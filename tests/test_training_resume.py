@@ -89,3 +89,32 @@ def test_resuming_with_an_incompatible_config_names_the_workdir(tmp_path):
     config.model.filters = 32
     with pytest.raises(ValueError, match="does not match this config"):
         trainer.train_and_evaluate(config, str(workdir))
+
+
+def test_a_second_run_into_a_busy_workdir_fails_at_once_and_writes_nothing(tmp_path):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    config = load_config(write_tiny_config(tmp_path, epochs=1))
+    with trainer.workdir_lock(str(workdir)):  # the first run, still training
+        with pytest.raises(trainer.WorkdirInUseError, match=f"{workdir}.* in use by another training run"):
+            trainer.train_and_evaluate(config, str(workdir))
+    assert sorted(os.listdir(workdir)) == ["train.lock"]
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path):
+    (tmp_path / "train.lock").write_text("999999\n")  # no live process holds it
+    with trainer.workdir_lock(str(tmp_path)):
+        assert (tmp_path / "train.lock").read_text() == f"{os.getpid()}\n"
+
+
+def test_resuming_drops_metrics_rows_of_epochs_that_are_run_again(tmp_path):
+    workdir = tmp_path / "run"
+    trainer.train_and_evaluate(load_config(write_tiny_config(tmp_path, epochs=1)), str(workdir))
+    # Killed after the CSV row of epoch 1 but before its checkpoint: epoch 1 is run again.
+    with open(workdir / "metrics.csv", "a") as f:
+        f.write("1,9.9,0.001\n")
+    trainer.train_and_evaluate(load_config(write_tiny_config(tmp_path, epochs=2)), str(workdir))
+    rows = (workdir / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,")
+    assert [row.split(",")[0] for row in rows[1:]] == ["0", "1"]
+    assert "9.9" not in rows[2]

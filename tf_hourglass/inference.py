@@ -250,10 +250,23 @@ def load_tflite(path: str) -> InferenceModel:
     return InferenceModel(call, input_size, heatmap_size, num_keypoints, path, resources=interpreter)
 
 
-def load_keras_file(path: str) -> InferenceModel:
+def load_keras_model(path: str) -> keras.Model:
+    """A ``.keras`` file as a Keras model, without its optimizer; the one loader of .keras files.
+
+    safe_mode=True (Keras' default, said explicitly): a .keras file with Python
+    lambdas is refused rather than run.
+    """
+    # Keras says "File not found" for any file that is not a zip archive.
+    with tf.io.gfile.GFile(path, "rb") as f:
+        is_zip = f.read(4) == b"PK\x03\x04"
+    if not is_zip:
+        raise ValueError(f"{path!r} exists but is not a .keras model (not a zip archive).")
     # Importing tf_hourglass registers StackedHourglass for deserialization.
-    model = keras.saving.load_model(path, compile=False)
-    return keras_inference_model(model, name=path)
+    return keras.saving.load_model(path, compile=False, safe_mode=True)
+
+
+def load_keras_file(path: str) -> InferenceModel:
+    return keras_inference_model(load_keras_model(path), name=path)
 
 
 def load_model_for_inference(model) -> InferenceModel:

@@ -29,7 +29,7 @@ import tensorflow as tf
 from absl import logging
 from tqdm.auto import tqdm
 
-from tf_hourglass.data.readers import atomic_write_text
+from tf_hourglass.data.readers import atomic_write_text, make_output_folder, remove_empty_folders
 from tf_hourglass.inference import PoseEstimator, to_rgb_float
 from tf_hourglass.visualization import draw_skeleton
 
@@ -63,7 +63,10 @@ def read_image(path: str) -> np.ndarray:
             data = f.read()
     except (tf.errors.OpError, OSError) as error:
         raise UnreadableInputError(f"Cannot read image file {path}: {error}") from error
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    except cv2.error as error:  # e.g. a header claiming more pixels than OpenCV allows
+        raise UnreadableInputError(f"{path} is not a readable image: {error.err}.") from error
     if image is None:
         raise UnreadableInputError(f"{path} is not a readable image (OpenCV cannot decode it).")
     # OpenCV orders colour channels BGR(A).
@@ -130,12 +133,18 @@ def predict_image_file(
 
 
 def _output_stems(paths: list[str]) -> list[str]:
-    """File stems as output names; files sharing a stem (a.jpg, a.png) keep their extension."""
+    """Distinct output names: the file stem; files sharing a stem (a.jpg, a.png) keep their
+    extension (a_jpg, a_png); a name still taken (by a_jpg.jpg) gets a number (a_jpg_2)."""
     stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
-    return [
-        os.path.basename(p).replace(".", "_") if stems.count(s) > 1 else s
-        for p, s in zip(paths, stems, strict=True)
-    ]
+    names = []
+    for path, stem in zip(paths, stems, strict=True):
+        base = os.path.basename(path).replace(".", "_") if stems.count(stem) > 1 else stem
+        name, number = base, 1
+        while name in names:
+            number += 1
+            name = f"{base}_{number}"
+        names.append(name)
+    return names
 
 
 def predict_directory(
@@ -288,11 +297,17 @@ def predict_path(
     """
     if not tf.io.gfile.exists(input_path):
         raise FileNotFoundError(f"Input not found: {input_path}")
-    tf.io.gfile.makedirs(output_dir)
-    if tf.io.gfile.isdir(input_path):
-        return predict_directory(estimator, input_path, output_dir, box, progress=progress)
-    if is_video(input_path):
-        return PredictionSummary(
-            written=predict_video(estimator, input_path, output_dir, box, progress=progress)
-        )
-    return PredictionSummary(written=predict_image_file(estimator, input_path, output_dir, box))
+    if tf.io.gfile.exists(output_dir) and not tf.io.gfile.isdir(output_dir):
+        raise NotADirectoryError(f"--output {output_dir!r} is a file, not a folder; choose a folder.")
+    created = make_output_folder(output_dir)
+    try:
+        if tf.io.gfile.isdir(input_path):
+            return predict_directory(estimator, input_path, output_dir, box, progress=progress)
+        if is_video(input_path):
+            return PredictionSummary(
+                written=predict_video(estimator, input_path, output_dir, box, progress=progress)
+            )
+        return PredictionSummary(written=predict_image_file(estimator, input_path, output_dir, box))
+    except BaseException:
+        remove_empty_folders(output_dir, created)
+        raise

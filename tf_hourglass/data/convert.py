@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
 import uuid
 
@@ -56,12 +57,14 @@ class ConversionSummary:
         skipped: count per reason in ``SKIP_REASONS`` (all reasons present).
         shard_paths: the TFRecord files (empty when nothing was written).
         spec_path: the sidecar ``PREFIX.spec.json`` (None when nothing was written).
+        removed_temp_files: temporary shards of an interrupted conversion to this prefix, removed.
     """
 
     written: int
     skipped: dict[str, int]
     shard_paths: list[str]
     spec_path: str | None
+    removed_temp_files: int = 0
 
     @property
     def num_skipped(self) -> int:
@@ -131,7 +134,10 @@ def load_image(path: str) -> tuple[bytes, np.ndarray, bool]:
             data = f.read()
     except tf.errors.NotFoundError as e:
         raise _Skip(MISSING_IMAGE) from e
-    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    except cv2.error as e:  # e.g. a header claiming more pixels than OpenCV allows
+        raise _Skip(UNDECODABLE_IMAGE) from e
     if decoded is None or decoded.size == 0:
         raise _Skip(UNDECODABLE_IMAGE)
     is_jpeg = data.startswith(_JPEG_MAGIC)
@@ -228,7 +234,8 @@ def convert_dataset(
     """Reads a dataset and writes it as sharded TFRecords plus ``PREFIX.spec.json``.
 
     Examples are dealt round-robin to ``num_shards`` shards; each shard is
-    written under a temporary name and renamed when all are complete. When no
+    written under a temporary name and renamed when all are complete; shards
+    of an earlier conversion to the same prefix are then removed. When no
     example is written, no file is left behind.
 
     Raises:
@@ -242,13 +249,22 @@ def convert_dataset(
         raise ValueError(f"crop_margin must be >= 0; received {crop_margin}.")
     spec, records = readers.read_dataset(format, annotations, images_dir)
 
-    parent = output_prefix.rsplit("/", 1)[0] if "/" in output_prefix else ""
-    if parent:
-        tf.io.gfile.makedirs(parent)
+    created = readers.make_output_folder(os.path.dirname(output_prefix), output=output_prefix)
+    # A killed conversion leaves its temporary shards; nothing else would ever remove them.
+    leftovers = tf.io.gfile.glob(f"{output_prefix}-?????-of-?????.tfrecord.tmp-*")
+    for path in leftovers:
+        tf.io.gfile.remove(path)
     final_paths = [tfrecord.shard_path(output_prefix, i, num_shards) for i in range(num_shards)]
     tag = uuid.uuid4().hex[:8]
     temp_paths = [f"{p}.tmp-{tag}" for p in final_paths]
-    writers = [tf.io.TFRecordWriter(p) for p in temp_paths]
+    writers = []
+    try:
+        for path in temp_paths:
+            writers.append(tf.io.TFRecordWriter(path))
+    except tf.errors.OpError as e:
+        _close_and_remove(writers, temp_paths)
+        readers.remove_empty_folders(os.path.dirname(output_prefix), created)
+        raise OSError(f"--output {output_prefix!r}: cannot write there ({e.message}).") from None
 
     skipped = dict.fromkeys(SKIP_REASONS, 0)
     written = 0
@@ -276,15 +292,21 @@ def convert_dataset(
             written += 1
     except BaseException:
         _close_and_remove(writers, temp_paths)
+        readers.remove_empty_folders(os.path.dirname(output_prefix), created)
         raise
 
     if written == 0:
         _close_and_remove(writers, temp_paths)
-        return ConversionSummary(written=0, skipped=skipped, shard_paths=[], spec_path=None)
+        readers.remove_empty_folders(os.path.dirname(output_prefix), created)
+        return ConversionSummary(0, skipped, [], None, removed_temp_files=len(leftovers))
     for writer in writers:
         writer.close()
     for temp, final in zip(temp_paths, final_paths, strict=True):
         tf.io.gfile.rename(temp, final, overwrite=True)
+    # Shards of an earlier conversion to this prefix (another --num-shards) would
+    # still match PREFIX-*-of-*.tfrecord while the spec counts only these.
+    for stale in set(tfrecord.list_shards(output_prefix)) - set(final_paths):
+        tf.io.gfile.remove(stale)
     spec_path = tfrecord.write_spec_sidecar(
         output_prefix,
         spec,
@@ -294,7 +316,7 @@ def convert_dataset(
         image_storage="full_image" if full_image else "crop",
         crop_margin=None if full_image else crop_margin,
     )
-    return ConversionSummary(written=written, skipped=skipped, shard_paths=final_paths, spec_path=spec_path)
+    return ConversionSummary(written, skipped, final_paths, spec_path, removed_temp_files=len(leftovers))
 
 
 # ---------------------------------------------------------------------------
@@ -354,10 +376,16 @@ def main(argv: list[str] | None = None) -> int:
             crop_margin=_FLAGS.crop_margin,
             full_image=_FLAGS.full_image,
         )
-    except (readers.DatasetError, FileNotFoundError, ValueError) as e:
+    except (readers.DatasetError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(summary.report())
+    if summary.removed_temp_files:
+        print(
+            f"removed {summary.removed_temp_files} temporary file(s) left by an interrupted conversion "
+            f"to {_FLAGS.output}",
+            file=sys.stderr,
+        )
     if summary.written == 0:
         print(
             f"error: no example was written from {_FLAGS.annotations} (see the skip reasons "

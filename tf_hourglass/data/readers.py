@@ -528,6 +528,39 @@ def atomic_write_text(path: str, text: str) -> None:
     tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
+def make_output_folder(folder: str, output: str | None = None) -> str | None:
+    """Creates ``folder``; returns the topmost folder this created (None when it existed).
+
+    Raises:
+        OSError: naming ``--output`` (``output``, default ``folder``) when the folder
+            cannot be created (under a file, no permission).
+    """
+    top = None
+    parent = folder
+    while parent and parent != os.path.dirname(parent) and not tf.io.gfile.exists(parent):
+        top, parent = parent, os.path.dirname(parent)
+    if folder:
+        try:
+            tf.io.gfile.makedirs(folder)
+        except tf.errors.OpError as e:
+            raise OSError(f"--output {output or folder!r}: cannot write there ({e.message}).") from None
+    return top
+
+
+def remove_empty_folders(folder: str, created: str | None) -> None:
+    """Undoes ``make_output_folder`` after a failed run: removes what it created, while empty."""
+    if created is None:
+        return
+    while True:
+        try:
+            os.rmdir(folder)  # only ever removes an empty folder
+        except OSError:
+            return
+        if folder == created:
+            return
+        folder = os.path.dirname(folder)
+
+
 # ---------------------------------------------------------------------------
 # Dispatch.
 

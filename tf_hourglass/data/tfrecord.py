@@ -36,6 +36,7 @@ Next to the shards ``PREFIX-00000-of-0000N.tfrecord`` the converter writes
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -188,6 +189,18 @@ def shard_path(prefix: str, index: int, num_shards: int) -> str:
 def list_shards(prefix: str) -> list[str]:
     """The existing shards of ``prefix``, sorted."""
     return sorted(tf.io.gfile.glob(f"{prefix}-?????-of-?????.tfrecord"))
+
+
+def prefix_of(pattern: str) -> str:
+    """The PREFIX of a shard file or pattern; dashes inside PREFIX are kept.
+
+    'out/lspet-train-*-of-*.tfrecord', 'out/lspet-train-00000-of-00004.tfrecord',
+    'out/lspet-train-?????-of-?????.tfrecord' and 'out/lspet-train*' -> 'out/lspet-train'.
+    """
+    stem = re.sub(r"-(\d{5}|\?{5}|\*)-of-(\d{5}|\?{5}|\*)\.tfrecord$", "", pattern)
+    if stem != pattern:
+        return stem
+    return pattern.removesuffix(".tfrecord").rstrip("*")
 
 
 def spec_sidecar_path(prefix: str) -> str:

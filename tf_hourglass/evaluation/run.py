@@ -212,7 +212,18 @@ def load_predictions(path: str, ground_truth: GroundTruth) -> np.ndarray:
         )
     if not np.issubdtype(preds.dtype, np.number):
         raise ValueError(f"{what} {path}: {key!r} must be numeric; received dtype {preds.dtype}.")
-    return preds.astype(np.float64)
+    preds = preds.astype(np.float64)
+    # A NaN joint scores as a miss; said aloud, so a broken model is not just a low score.
+    nonfinite = int(np.sum(~np.isfinite(preds).all(axis=-1)))
+    if nonfinite:
+        logging.warning(
+            "%s %s: %d of %d predicted joints are NaN or infinite; they count as misses.",
+            what,
+            path,
+            nonfinite,
+            n * k,
+        )
+    return preds
 
 
 def load_coco_results(path: str) -> list[dict]:

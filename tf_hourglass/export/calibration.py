@@ -19,7 +19,6 @@ calibrate (and fine-tune, for QAT) and the next ``num_heldout`` are held out.
 from __future__ import annotations
 
 import dataclasses
-import re
 
 import numpy as np
 import tensorflow as tf
@@ -64,9 +63,7 @@ def _tfrecord_spec(pattern: str) -> KeypointSpec:
     files = sorted(tf.io.gfile.glob(pattern))
     if not files:
         raise FileNotFoundError(f"No TFRecord files match {pattern!r}.")
-    # Shards are PREFIX-00000-of-00004.tfrecord (tfrecord.shard_path).
-    prefix = re.sub(r"-\d{5}-of-\d{5}\.tfrecord$", "", files[0])
-    return tfrecord.read_spec_sidecar(prefix)
+    return tfrecord.read_spec_sidecar(tfrecord.prefix_of(files[0]))
 
 
 def _source(kind, annotations, images_dir, input_size, num_calibration, num_heldout):

@@ -34,7 +34,7 @@ from tf_hourglass.data.codec import DECODE_METHODS, HeatmapCodec
 from tf_hourglass.export import calibration as calibration_lib
 from tf_hourglass.export import onnx, saved_model, tensorrt, tflite, verify
 from tf_hourglass.export.errors import VerificationError
-from tf_hourglass.inference import read_run_settings
+from tf_hourglass.inference import load_keras_model, read_run_settings
 from tf_hourglass.model import StackedHourglass, as_stack_list
 
 FORMATS = ("saved_model", "tflite", "onnx", "tensorrt", "tftrt")
@@ -76,8 +76,7 @@ def load_model(model) -> keras.Model:
         raise FileNotFoundError(f"Model not found: {path!r}.")
     elif not path.endswith(".keras"):
         raise ValueError(f"model must be a .keras file or a training workdir. Received: {path!r}")
-    # Importing tf_hourglass (done by this package) registers both model classes.
-    return keras.saving.load_model(path, compile=False)
+    return load_keras_model(path)
 
 
 def _check_arguments(format, quantize, calibration, max_pck_drop, decode_method) -> None:
@@ -97,6 +96,45 @@ def _check_arguments(format, quantize, calibration, max_pck_drop, decode_method)
     if decode_method not in DECODE_METHODS:
         raise ValueError(
             f"decode_method must be one of {DECODE_METHODS}. Received: decode_method={decode_method!r}"
+        )
+
+
+# What a previous export of each format looks like: --overwrite replaces only that, never
+# a folder or file of the user's that happens to be at --output.
+_FILE_SUFFIXES = {"tflite": (".tflite",), "onnx": (".onnx",), "tensorrt": (".engine", ".plan", ".trt")}
+
+
+def _model_path(model) -> str | None:
+    """The path that ``load_model`` reads (a workdir's final.keras), or None for an in-memory model."""
+    if isinstance(model, keras.Model):
+        return None
+    path = os.fspath(model)
+    return os.path.join(path, "final.keras") if os.path.isdir(path) else path
+
+
+def _check_output(model, output: str, format: str, overwrite: bool) -> None:
+    """Refuses outputs whose replacement would lose data: the model itself, or something not ours."""
+    source = _model_path(model)
+    if source is not None:
+        target = os.path.realpath(output)
+        source = os.path.realpath(source)
+        if source == target or source.startswith(target.rstrip(os.sep) + os.sep):
+            raise ValueError(
+                f"--output {output!r} is or contains the model being exported; choose another path."
+            )
+    if not os.path.lexists(output):
+        return
+    if not overwrite:
+        raise FileExistsError(f"{output!r} exists; pass --overwrite (overwrite=True) to replace it.")
+    if format in _FILE_SUFFIXES:
+        ours = (
+            os.path.isfile(output) and not os.path.islink(output) and output.endswith(_FILE_SUFFIXES[format])
+        )
+    else:
+        ours = os.path.isdir(output) and os.path.isfile(os.path.join(output, "saved_model.pb"))
+    if not ours:
+        raise FileExistsError(
+            f"{output!r} is not a previous {format} export; --overwrite replaces only those. Move it or choose another path."
         )
 
 
@@ -283,7 +321,9 @@ def export_model(
         calibration: data for int8/qat calibration and the held-out PCK check
             (``calibration.py``: "synthetic", "tfrecord:PATTERN",
             "FORMAT:ANNOTATIONS[:IMAGES_DIR]"); with it, parity runs on held-out crops.
-        overwrite: replace an existing ``output``.
+        overwrite: replace an existing ``output`` that is a previous export of
+            this format (a SavedModel folder, or a file with the format's suffix);
+            an output that is or contains the model is always refused.
         samples: a folder of photos for the parity check (default: the
             project's ``../shared/data/people`` when present, else synthetic figures).
         sigma, peak, decode_method: the ``HeatmapCodec`` the SavedModel decodes
@@ -304,8 +344,7 @@ def export_model(
     """
     _check_arguments(format, quantize, calibration, max_pck_drop, decode_method)
     output = os.fspath(output)
-    if os.path.lexists(output) and not overwrite:
-        raise FileExistsError(f"{output!r} exists; pass --overwrite (overwrite=True) to replace it.")
+    _check_output(model, output, format, overwrite)
     # GPU formats fail before any work when they cannot finish here.
     if format == "tensorrt":
         tensorrt.require(tensorrt.tensorrt_missing(quantize), "a TensorRT engine")
@@ -377,6 +416,7 @@ def export_model(
         if os.path.lexists(output):
             if not overwrite:
                 raise FileExistsError(f"{output!r} appeared during the export; not replacing it.")
+            _check_output(model, output, format, overwrite)
             _remove(output)
         os.replace(tmp, output)
     finally:

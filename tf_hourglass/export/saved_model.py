@@ -159,7 +159,18 @@ def crop_matrices(boxes, image_height, image_width, input_size):
         boxes,
         boxes,
     )
-    whole_box = tf.stack([0.0, 0.0, tf.cast(image_width, tf.float32), tf.cast(image_height, tf.float32)])
+    # As inference.check_box: a box that misses the image would give a crop of padding.
+    x, y, w, h = tf.unstack(boxes, axis=-1)
+    width, height = tf.cast(image_width, tf.float32), tf.cast(image_height, tf.float32)
+    overlaps = (x < width) & (y < height) & (x + w > 0.0) & (y + h > 0.0)
+    boxes = guarded(
+        tf.reduce_all(whole | overlaps),
+        "boxes must overlap the image (x < width, y < height, x + w > 0, y + h > 0); "
+        "received image height and width, then the boxes",
+        tf.concat([tf.stack([height, width]), tf.reshape(boxes, [-1])], 0),
+        boxes,
+    )
+    whole_box = tf.stack([0.0, 0.0, width, height])
     boxes = tf.where(whole[:, None], whole_box[None, :], boxes)
     x, y, w, h = tf.unstack(boxes, axis=-1)
     centers = tf.stack([x + w / 2.0, y + h / 2.0], axis=-1)
@@ -199,10 +210,27 @@ def crop_images(images, boxes, input_size, pixel_scale: float):
     return crops * pixel_scale, matrices
 
 
+# The formats tf.io.decode_image reads, by their first bytes.
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
+
+
 def crop_encoded(image_bytes, input_size):
     """Whole-image crops [N, h, w, 3] in [0, 1] and matrices from encoded images [N] of any sizes."""
 
-    def crop_one(encoded):
+    def crop_one(encoded_index):
+        encoded, index = encoded_index
+        # decode_image's own error names neither the input nor which of the batch.
+        known = tf.reduce_any([tf.strings.substr(encoded, 0, len(magic)) == magic for magic in _IMAGE_MAGIC])
+        encoded = guarded(
+            known,
+            tf.strings.format(
+                "image_bytes[{}] is not an image: Unknown image file format (empty, or not JPEG, PNG, "
+                "GIF or BMP); its first bytes",
+                index,
+            ),
+            tf.strings.substr(encoded, 0, 8),
+            encoded,
+        )
         image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
         image = _checked_size(image[None])[0]
         shape = tf.shape(image[None])
@@ -211,7 +239,7 @@ def crop_encoded(image_bytes, input_size):
 
     return tf.map_fn(
         crop_one,
-        image_bytes,
+        (image_bytes, tf.range(tf.shape(image_bytes)[0])),
         fn_output_signature=(
             tf.TensorSpec([*input_size, 3], tf.float32),
             tf.TensorSpec([3, 3], tf.float32),

@@ -7,7 +7,6 @@ notebooks and the tests alike.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -66,7 +65,9 @@ def load_sources(data_config) -> DataSources:
             num_train=n_train,
         )
     if fmt == "tfrecord":
-        spec_path = data_config.spec or tfrecord.spec_sidecar_path(_prefix_of(data_config.train_annotations))
+        spec_path = data_config.spec or tfrecord.spec_sidecar_path(
+            tfrecord.prefix_of(data_config.train_annotations)
+        )
         spec = tfrecord.read_spec_sidecar(spec_path)
         return DataSources(spec=spec, train=data_config.train_annotations, val=data_config.val_annotations)
     images_dir = data_config.images_dir or None
@@ -85,10 +86,3 @@ def load_sources(data_config) -> DataSources:
         val=InMemorySource(val_records),
         num_train=len(train_records),
     )
-
-
-def _prefix_of(pattern: str) -> str:
-    """'out/mpii-*-of-*.tfrecord' or 'out/mpii-00000-of-00004.tfrecord' -> 'out/mpii'."""
-    name = os.path.basename(pattern)
-    stem = name.split("-")[0] if "-" in name else name.replace(".tfrecord", "").rstrip("*")
-    return os.path.join(os.path.dirname(pattern), stem)

@@ -10,6 +10,7 @@ The workdir holds everything a run produces and needs to resume:
     inference.json      its keypoint spec and heatmap codec settings (read by PoseEstimator)
     config.json         the run's config
     results.json        the final held-out score
+    train.lock          held by the run in progress (flock): a second run into the workdir fails
 
 Killing the process at any moment and running the same command again continues
 from the last completed epoch.
@@ -41,6 +42,8 @@ the same with ``"index": 1``)::
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
@@ -313,8 +316,57 @@ def atomic_save(save_fn, path, suffix=""):
     os.replace(tmp, path)
 
 
+class WorkdirInUseError(OSError):
+    """Another live training run holds the workdir."""
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir):
+    """Holds ``WORKDIR/train.lock`` for one run, so two runs never mix their files.
+
+    flock, not the file's existence, is the lock: the kernel releases it when the
+    holder dies, so a run killed with SIGKILL leaves a lock the next run takes over.
+    The file keeps the holder's pid for the message.
+    """
+    path = os.path.join(workdir, "train.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise WorkdirInUseError(
+            f"{workdir!r} is in use by another training run (pid {holder}); "
+            "wait for it to finish or choose another --workdir."
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def write_json(path, data):
     atomic_save(lambda tmp: open(tmp, "w").write(json.dumps(data, indent=2) + "\n"), path)
+
+
+def drop_metrics_rows_from(path, epoch):
+    """Drops the metrics.csv rows of ``epoch`` and later: the run does them again.
+
+    A run killed after an epoch's CSV row but before its checkpoint would
+    otherwise leave that epoch twice in the file.
+    """
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = f.read().splitlines(keepends=True)
+    if not lines:
+        return
+    header, *rows = lines
+    kept = [row for row in rows if row.strip() and int(row.split(",", 1)[0]) < epoch]
+    if len(kept) < len(rows):
+        atomic_save(lambda tmp: open(tmp, "w").write(header + "".join(kept)), path)
 
 
 def read_json(path):
@@ -467,6 +519,8 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
     the other workers return None.
     """
     validate_config(config)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise NotADirectoryError(f"--workdir {workdir!r} is a file, not a directory.")
     os.makedirs(workdir, exist_ok=True)
     keras.config.set_dtype_policy(config.runtime.precision)
     strategy = make_strategy(config.runtime)
@@ -479,13 +533,19 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
         from tf_hourglass.training import custom_loop  # imported here: it builds on this module
 
         return custom_loop.train_and_evaluate_multi_worker(config, workdir, strategy)
-    # ----- every other strategy: model.fit
+    # ----- every other strategy: model.fit, one run per workdir
+    with workdir_lock(workdir):
+        return _train_and_evaluate_with_fit(config, workdir, strategy)
+
+
+def _train_and_evaluate_with_fit(config, workdir, strategy) -> dict:
     sources = load_sources(config.data)
     spec = sources.spec
     model, epoch_variable, manager = build_model(
         config, strategy, spec.num_keypoints, os.path.join(workdir, "checkpoints")
     )
     initial_epoch = int(epoch_variable.numpy())
+    drop_metrics_rows_from(os.path.join(workdir, "metrics.csv"), initial_epoch)
 
     codec = make_codec(model, config.data, config.eval.decode_method)
     write_run_settings(workdir, config, spec, codec)
