@@ -275,6 +275,19 @@ def test_command_with_a_bad_checkpoint_exits_1_naming_it(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_command_with_an_output_under_a_file_exits_1_naming_it(converted, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("mine")
+    output = blocker / "model.keras"
+    argv = ["weights", "--source", "pv", "--checkpoint", converted["checkpoint"], "--output", str(output)]
+    assert weights_main(argv + ["--input-size", "64"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err.startswith(f"error: --output {output}: cannot write there") and len(err.strip().splitlines()) == 1
+    )
+    assert blocker.read_text() == "mine"
+
+
 def test_converted_model_predicts_evaluates_and_exports_like_a_trained_one(converted, shared_data, tmp_path):
     photo = cv2.cvtColor(cv2.imread(str(next((shared_data / "people").glob("*.jpg")))), cv2.COLOR_BGR2RGB)
     result = PoseEstimator(converted["model"], flip_test=True).predict(photo)

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             input_mean=input_mean,
             overwrite=_FLAGS.overwrite,
         )
-    except (FileExistsError, FileNotFoundError, ValueError) as e:
+    except (OSError, ValueError) as e:  # our messages name the file or flag
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"Wrote {model_path} ({SOURCES[_FLAGS.source]} weights) and its inference.json.")
