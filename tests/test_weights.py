@@ -370,3 +370,11 @@ def test_converted_bearpaw_workdir_exports_to_every_format_and_predicts_files(tm
         PoseEstimator(str(tmp_path / "model.tflite")), str(photos), str(tmp_path / "out"), progress=False
     )
     assert len(list((tmp_path / "out").glob("*.json"))) == 2, summary
+
+
+def test_command_help_and_bad_flags(capsys):
+    assert weights_main(["weights", "--help"]) == 0
+    assert "--source pv: princeton-vl" in capsys.readouterr().out
+    assert weights_main(["weights", "--source", "tf", "--checkpoint", "c.pt", "--output", "m.keras"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--source" in err and "Run with --help" in err

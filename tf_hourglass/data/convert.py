@@ -31,7 +31,7 @@ import tensorflow as tf
 from absl import flags
 from tqdm import tqdm
 
-from tf_hourglass.cli import underscore_flag_names
+from tf_hourglass.cli import parse_flags
 from tf_hourglass.data import readers, tfrecord
 from tf_hourglass.data.records import PIXELS_PER_SCALE, PoseRecord
 
@@ -348,24 +348,20 @@ for _name in ("format", "annotations", "output"):
     flags.mark_flag_as_required(_name, flag_values=_FLAGS)
 
 
+def _check_flags():
+    if _FLAGS["crop_margin"].present and _FLAGS.full_image:
+        raise flags.Error("--crop-margin and --full-image are mutually exclusive.")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parses the flags, runs ``convert_dataset`` and prints its summary.
 
     Returns the exit status: 0 when at least one example was written, 1 when
     nothing was written or the annotation file is malformed, 2 on bad flags.
     """
-    argv = list(sys.argv if argv is None else argv)
-    if any(a in ("-h", "--help", "--helpfull") for a in argv[1:]):
-        print(__doc__ + "\nFlags (--a-b and --a_b are the same flag):\n" + _FLAGS.get_help())
-        return 0
-    try:
-        _FLAGS.unparse_flags()
-        _FLAGS(underscore_flag_names(argv))
-        if _FLAGS["crop_margin"].present and _FLAGS.full_image:
-            raise flags.Error("--crop-margin and --full-image are mutually exclusive.")
-    except flags.Error as e:
-        print(f"error: {e}\nRun with --help for the flags.", file=sys.stderr)
-        return 2
+    status = parse_flags(_FLAGS, list(sys.argv if argv is None else argv), __doc__, check=_check_flags)
+    if status is not None:
+        return status
     try:
         summary = convert_dataset(
             format=_FLAGS.format,

@@ -21,7 +21,7 @@ import sys
 
 from absl import flags
 
-from tf_hourglass.cli import underscore_flag_names
+from tf_hourglass.cli import parse_flags
 from tf_hourglass.data.codec import DECODE_METHODS
 from tf_hourglass.export import tflite
 from tf_hourglass.export.errors import ExportError
@@ -97,16 +97,9 @@ for _name in ("model", "format", "output"):
 
 def main(argv: list[str] | None = None) -> int:
     """Parses the flags and runs ``export_model``; returns the exit status."""
-    argv = list(sys.argv if argv is None else argv)
-    if any(a in ("-h", "--help", "--helpfull") for a in argv[1:]):
-        print(__doc__ + "\nFlags (--a-b and --a_b are the same flag):\n" + _FLAGS.get_help())
-        return 0
-    try:
-        _FLAGS.unparse_flags()
-        _FLAGS(underscore_flag_names(argv))
-    except flags.Error as e:
-        print(f"error: {e}\nRun with --help for the flags.", file=sys.stderr)
-        return 2
+    status = parse_flags(_FLAGS, list(sys.argv if argv is None else argv), __doc__)
+    if status is not None:
+        return status
     try:
         export_model(
             _FLAGS.model,

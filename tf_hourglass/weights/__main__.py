@@ -21,7 +21,7 @@ import sys
 
 from absl import flags
 
-from tf_hourglass.cli import underscore_flag_names
+from tf_hourglass.cli import parse_flags
 from tf_hourglass.weights.pytorch_hourglass import SOURCES
 
 _FLAGS = flags.FlagValues()
@@ -45,16 +45,9 @@ for _name in ("source", "checkpoint", "output"):
 
 def main(argv: list[str] | None = None) -> int:
     """Parses the flags and runs ``convert_checkpoint``; returns the exit status."""
-    argv = list(sys.argv if argv is None else argv)
-    if any(a in ("-h", "--help", "--helpfull") for a in argv[1:]):
-        print(__doc__ + "\nFlags (--a-b and --a_b are the same flag):\n" + _FLAGS.get_help())
-        return 0
-    try:
-        _FLAGS.unparse_flags()
-        _FLAGS(underscore_flag_names(argv))
-    except flags.Error as e:
-        print(f"error: {e}\nRun with --help for the flags.", file=sys.stderr)
-        return 2
+    status = parse_flags(_FLAGS, list(sys.argv if argv is None else argv), __doc__)
+    if status is not None:
+        return status
     from tf_hourglass.weights.convert import convert_checkpoint
     from tf_hourglass.weights.pytorch_hourglass import read_mean_file
 
