@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 WORKDIR ?= runs/quickstart
 
-.PHONY: quickstart test lint format benchmark clean
+.PHONY: quickstart test test-fast lint format benchmark clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ test: $(STAMP)
 	$(PY) -m ruff check tf_hourglass tests benchmarks configs export
 	$(PY) -m ruff format --check tf_hourglass tests benchmarks configs export
 	$(PY) -m pytest -q -n 2 --dist loadscope
+
+# The quick signal while editing (about 2 minutes): lint, and every test not marked
+# e2e (the ones that train, export, or run a command or notebook end to end).
+test-fast: $(STAMP)
+	$(PY) -m ruff check tf_hourglass tests benchmarks configs export
+	$(PY) -m pytest -q -n 2 --dist loadscope -m "not e2e"
 
 lint: $(STAMP)
 	$(PY) -m ruff check tf_hourglass tests benchmarks configs export

@@ -277,6 +277,8 @@ def test_converting_again_with_fewer_shards_removes_the_old_shards(planted):
         "out/lspet-train-00000-of-00004.tfrecord",
         "out/lspet-train-?????-of-?????.tfrecord",
         "out/lspet-train*",
+        "out/lspet-train-*.tfrecord",
+        "out/lspet-train-*",
     ],
 )
 def test_prefix_of_a_shard_pattern_keeps_dashes_in_the_prefix(pattern):

@@ -257,6 +257,7 @@ def fitted_cpm_path(tmp_path_factory):
     return str(path)
 
 
+@pytest.mark.e2e
 def test_predictor_supplies_the_centre_map_and_drops_the_background(fitted_cpm_path):
     model = keras.saving.load_model(fitted_cpm_path, compile=False)
     crops = tf.random.uniform((3, 64, 64, 3))
@@ -283,6 +284,7 @@ def model_inputs_for_crops(model, crops):
         ("onnx", "none", {}),
     ],
 )
+@pytest.mark.e2e
 def test_every_export_takes_images_only_and_matches_the_keras_cpm(
     fitted_cpm_path, tmp_path, format, quantize, extra
 ):
@@ -312,6 +314,7 @@ def test_qat_is_refused_for_cpm_with_a_pointer_to_int8(fitted_cpm_path, tmp_path
         )
 
 
+@pytest.mark.e2e
 def test_train_and_evaluate_trains_a_cpm_preset_end_to_end(tmp_path):
     config_path = tmp_path / "tiny_cpm.py"
     config_text = TINY_CONFIG.format(epochs=1).replace('"hg_tiny"', '"cpm_tiny"')

@@ -23,6 +23,8 @@ from training_helpers import tensorboard_tags, write_tiny_config
 import tf_hourglass  # noqa: F401  (registers StackedHourglass for load_model)
 from tf_hourglass.training.losses import HeatmapLoss, per_example_heatmap_loss
 
+pytestmark = pytest.mark.e2e  # every test here trains, exports or starts processes
+
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_SECONDS = 360
 

@@ -66,6 +66,7 @@ def hourglass_preds(mpii):
 # ----------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_cli_gives_the_official_hourglass_numbers_and_writes_json(mpii, tmp_path):
     out = tmp_path / "results.json"
     result = run_cli("--predictions", mpii["preds"], "--ground-truth", mpii["valid_h5"], "--json", str(out))
@@ -179,6 +180,7 @@ def test_bad_prediction_files_name_the_file_and_the_shapes(mpii, hourglass_preds
         run.evaluate_predictions(mpii["preds"], str(tmp_path / "nowhere.mat"))
 
 
+@pytest.mark.e2e
 def test_cli_bad_input_exits_non_zero_without_writing_json(mpii, hourglass_preds, tmp_path):
     bad = _write_preds(tmp_path / "bad.h5", hourglass_preds[:, :14])
     out = tmp_path / "results.json"
@@ -215,6 +217,7 @@ def valid5(mpii, tmp_path_factory):
     return str(path)
 
 
+@pytest.mark.e2e
 def test_cli_model_over_mpii_gives_the_full_table(mpii, valid5, tiny_keras, tmp_path):
     out = tmp_path / "model.json"
     result = run_cli(
@@ -247,6 +250,7 @@ def test_model_over_custom_data_skips_persons_without_ground_truth(mpii, valid5,
     assert list(results["pckh@0.5"]) == [*spec.keypoint_names, "Total"]
 
 
+@pytest.mark.e2e
 def test_model_over_coco_gives_ap(shared_data, tiny_keras):
     pytest.importorskip("pycocotools")
     coco = shared_data / "coco"

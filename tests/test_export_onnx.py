@@ -18,6 +18,7 @@ def onnx_export(tmp_path_factory):
     return export_model(tiny_model_path(), path, "onnx", log=lambda line: None)
 
 
+@pytest.mark.e2e
 def test_onnx_graph_is_valid_with_opset_17_and_a_dynamic_batch(onnx_export):
     proto = onnx.load(onnx_export.path)
     onnx.checker.check_model(proto, full_check=True)
@@ -41,6 +42,7 @@ def test_onnx_runtime_matches_keras_at_any_batch_size(onnx_export):
         assert np.abs(heatmaps - expected[:batch]).max() <= 1e-4 * np.abs(expected).max()
 
 
+@pytest.mark.e2e
 def test_tensorrt_without_gpu_exits_non_zero_naming_what_is_missing(tmp_path):
     # What the engine would be built from is the ONNX export above, tested there.
     output = tmp_path / "tiny.engine"
@@ -89,6 +91,7 @@ def test_failed_check_leaves_the_previous_output_and_no_temporary_files(onnx_exp
     assert os.listdir(os.path.dirname(onnx_export.path)) == ["tiny.onnx"]
 
 
+@pytest.mark.e2e
 def test_overwrite_replaces_the_output(onnx_export, capsys):
     before = os.stat(onnx_export.path).st_mtime_ns
     argv = [

@@ -20,6 +20,8 @@ from tf_hourglass.data.readers import center_scale_from_box
 from tf_hourglass.export import export_model, verify
 from tf_hourglass.model import as_stack_list
 
+pytestmark = pytest.mark.e2e  # every test here trains, exports or starts processes
+
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
 
 

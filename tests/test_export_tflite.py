@@ -13,6 +13,8 @@ from tf_hourglass.export import VerificationError, export_model, saved_model, tf
 from tf_hourglass.export.errors import ExportError
 from tf_hourglass.model import as_stack_list
 
+pytestmark = pytest.mark.e2e  # every test here trains, exports or starts processes
+
 CALIBRATION = dict(calibration="synthetic", num_calibration=32, num_heldout=32)
 
 

@@ -152,6 +152,7 @@ def model_files(tiny_model, tmp_path_factory):
 
 
 @pytest.mark.parametrize("kind", ["keras", "workdir", "saved_model", "tflite"])
+@pytest.mark.e2e
 def test_every_model_format_gives_the_keras_heatmaps(kind, tiny_model, model_files):
     if kind == "tflite":
         pytest.importorskip("ai_edge_litert")

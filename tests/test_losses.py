@@ -55,6 +55,7 @@ def test_stacked_loss_sums_over_stacks():
     assert float(total) == pytest.approx(31 / 8 + 4 / 8)
 
 
+@pytest.mark.e2e
 def test_compile_and_fit_with_one_target_supervises_every_stack():
     model = from_preset("hg_tiny", num_keypoints=3)
     rng = np.random.default_rng(0)

@@ -60,6 +60,7 @@ def check_outputs(output_dir, input_path, picture_extension):
 
 
 @pytest.mark.parametrize("folder", ["people", "mpii/images"])
+@pytest.mark.e2e
 def test_real_photo_folders_give_pictures_and_json(shared_data, estimator, tmp_path, folder):
     input_dir = shared_data / folder
     summary = predict_path(estimator, str(input_dir), str(tmp_path), progress=False)
@@ -150,6 +151,7 @@ def count_frames(path):
     return count
 
 
+@pytest.mark.e2e
 def test_cli_annotates_a_video_frame_by_frame(model_path, tmp_path):
     video = tmp_path / "clip.avi"
     write_video(tmp_path / "clip.mp4")
@@ -167,6 +169,7 @@ def test_cli_annotates_a_video_frame_by_frame(model_path, tmp_path):
         assert all(np.isfinite([k["x"], k["y"]]).all() for k in frame["keypoints"])
 
 
+@pytest.mark.e2e
 def test_cli_image_with_box_and_unreadable_input(shared_data, model_path, tmp_path):
     photo = shared_data / "people" / "astronaut.png"
     out = tmp_path / "out"

@@ -67,6 +67,7 @@ def test_reader_format_without_annotations_is_rejected(tmp_path):
         trainer.validate_config(config)
 
 
+@pytest.mark.e2e
 def test_training_run_writes_checkpoints_logs_metrics_and_final_model(tmp_path):
     workdir = tmp_path / "run"
     results = trainer.train_and_evaluate(load_config(tiny_config(tmp_path)), str(workdir))
@@ -91,6 +92,7 @@ def test_training_run_writes_checkpoints_logs_metrics_and_final_model(tmp_path):
     assert "predicted_skeletons" in tags
 
 
+@pytest.mark.e2e
 def test_the_recipe_trains_on_a_custom_format_dataset_written_elsewhere(tmp_path):
     from tf_hourglass.data.synthetic import write_custom_dataset
 
@@ -105,6 +107,7 @@ def test_the_recipe_trains_on_a_custom_format_dataset_written_elsewhere(tmp_path
     assert results["evaluated_on"] == "val" and results["num_persons"] == 8
 
 
+@pytest.mark.e2e
 def test_command_line_override_is_applied_and_checked_before_any_work(tmp_path):
     workdir = tmp_path / "run"
     process = subprocess.run(
@@ -127,6 +130,7 @@ def test_command_line_override_is_applied_and_checked_before_any_work(tmp_path):
     assert not workdir.exists()
 
 
+@pytest.mark.e2e
 def test_mixed_bfloat16_with_xla_trains_and_keeps_float32_heatmaps(tmp_path):
     config = load_config(tiny_config(tmp_path, epochs=1))
     config.runtime.precision = "mixed_bfloat16"
@@ -156,6 +160,7 @@ def test_mixed_bfloat16_with_xla_trains_and_keeps_float32_heatmaps(tmp_path):
         ("--workdir={file}", "train: error: --workdir {file!r} is a file, not a directory"),
     ],
 )
+@pytest.mark.e2e
 def test_bad_flags_fail_with_one_line_and_no_traceback(tmp_path, flag, message):
     a_file = tmp_path / "notes.txt"
     a_file.write_text("mine")

@@ -17,6 +17,8 @@ from training_helpers import load_config, write_tiny_config
 from tf_hourglass.training import trainer
 from tf_hourglass.training.losses import HeatmapLoss
 
+pytestmark = pytest.mark.e2e  # every test here trains, exports or starts processes
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -288,6 +288,7 @@ def test_command_with_an_output_under_a_file_exits_1_naming_it(converted, tmp_pa
     assert blocker.read_text() == "mine"
 
 
+@pytest.mark.e2e
 def test_converted_model_predicts_evaluates_and_exports_like_a_trained_one(converted, shared_data, tmp_path):
     photo = cv2.cvtColor(cv2.imread(str(next((shared_data / "people").glob("*.jpg")))), cv2.COLOR_BGR2RGB)
     result = PoseEstimator(converted["model"], flip_test=True).predict(photo)
@@ -346,6 +347,7 @@ def test_real_pytorch_posenet_saved_by_torch_converts_exactly(tmp_path):
         assert_every_stack_matches(model, [reference[:, i] for i in range(2)], batch)
 
 
+@pytest.mark.e2e
 def test_converted_bearpaw_workdir_exports_to_every_format_and_predicts_files(tmp_path, shared_data):
     """The bearpaw model (its stem and the mean it subtracts) through every exporter and predict."""
     from tf_hourglass.export.exporter import export_model

@@ -195,12 +195,13 @@ def prefix_of(pattern: str) -> str:
     """The PREFIX of a shard file or pattern; dashes inside PREFIX are kept.
 
     'out/lspet-train-*-of-*.tfrecord', 'out/lspet-train-00000-of-00004.tfrecord',
-    'out/lspet-train-?????-of-?????.tfrecord' and 'out/lspet-train*' -> 'out/lspet-train'.
+    'out/lspet-train-?????-of-?????.tfrecord', 'out/lspet-train-*.tfrecord' and
+    'out/lspet-train*' -> 'out/lspet-train'.
     """
     stem = re.sub(r"-(\d{5}|\?{5}|\*)-of-(\d{5}|\?{5}|\*)\.tfrecord$", "", pattern)
     if stem != pattern:
         return stem
-    return pattern.removesuffix(".tfrecord").rstrip("*")
+    return pattern.removesuffix(".tfrecord").rstrip("*").removesuffix("-")
 
 
 def spec_sidecar_path(prefix: str) -> str:
