@@ -324,7 +324,7 @@ def test_cli_output_that_cannot_be_written_fails_with_one_line(planted, capsys, 
     argv = ["convert", "--format=custom", f"--annotations={planted / 'train.json'}", f"--output={output}"]
     assert convert.main(argv) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"error: --output {output!r}: cannot write there") and err.count("\n") == 1
+    assert err.startswith(f"convert: error: --output {output!r}: cannot write there") and err.count("\n") == 1
     assert (planted / "notes.txt").read_text() == "mine"
 
 

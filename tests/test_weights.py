@@ -271,7 +271,7 @@ def test_command_with_a_bad_checkpoint_exits_1_naming_it(tmp_path, capsys):
     argv = ["weights", "--source", "pv", "--checkpoint", str(bad), "--output", str(tmp_path / "out")]
     assert weights_main(argv) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {bad}") and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"weights: error: {bad}") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
 
 
@@ -283,7 +283,8 @@ def test_command_with_an_output_under_a_file_exits_1_naming_it(converted, tmp_pa
     assert weights_main(argv + ["--input-size", "64"]) == 1
     err = capsys.readouterr().err
     assert (
-        err.startswith(f"error: --output {output}: cannot write there") and len(err.strip().splitlines()) == 1
+        err.startswith(f"weights: error: --output {output}: cannot write there")
+        and len(err.strip().splitlines()) == 1
     )
     assert blocker.read_text() == "mine"
 
@@ -379,4 +380,4 @@ def test_command_help_and_bad_flags(capsys):
     assert "--source pv: princeton-vl" in capsys.readouterr().out
     assert weights_main(["weights", "--source", "tf", "--checkpoint", "c.pt", "--output", "m.keras"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "--source" in err and "Run with --help" in err
+    assert err.startswith("weights: error: ") and "--source" in err and "Run with --help" in err

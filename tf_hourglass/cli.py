@@ -1,4 +1,14 @@
-"""Small helpers shared by the command-line entry points."""
+"""The one convention every command follows, and the helpers that implement it.
+
+A command is a thin module (``tf_hourglass/train.py``, ``export/__main__.py``,
+...) with its own ``absl.flags.FlagValues`` and a ``main(argv=None) -> int``
+that parses them with :func:`parse_flags`, calls one library function and
+returns the exit status: 0 done, 1 bad input (one line, ``NAME: error: ...``,
+from :func:`fail`), 2 bad flags (one line), 0 after ``--help``. The module
+ends with ``if __name__ == "__main__": sys.exit(main())``, and setup.cfg maps
+the same ``main`` to a console script (``hourglass-train`` ...). Flags are
+spelled ``--a-b`` or ``--a_b``.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +28,10 @@ def underscore_flag_names(argv: list[str]) -> list[str]:
     return out
 
 
-def parse_flags(flag_values: flags.FlagValues, argv: list[str], doc: str, check=None) -> int | None:
-    """Parses ``argv`` into ``flag_values`` for a command whose help is ``doc``.
+def parse_flags(
+    command: str, flag_values: flags.FlagValues, argv: list[str], doc: str, check=None
+) -> int | None:
+    """Parses ``argv`` into ``flag_values`` for ``command``, whose help is ``doc``.
 
     Returns the exit status to stop with: 0 after printing the help, 2 after
     printing a bad flag in one line (``check`` may raise ``flags.Error`` for
@@ -30,10 +42,18 @@ def parse_flags(flag_values: flags.FlagValues, argv: list[str], doc: str, check=
         return 0
     try:
         flag_values.unparse_flags()
-        flag_values(underscore_flag_names(argv))
+        rest = flag_values(underscore_flag_names(argv))
+        if len(rest) > 1:
+            raise flags.Error(f"unexpected arguments: {' '.join(rest[1:])}")
         if check is not None:
             check()
     except flags.Error as e:
-        print(f"error: {e}\nRun with --help for the flags.", file=sys.stderr)
+        print(f"{command}: error: {e}\nRun with --help for the flags.", file=sys.stderr)
         return 2
     return None
+
+
+def fail(command: str, error: BaseException | str, status: int = 1) -> int:
+    """Prints ``COMMAND: error: ...`` on one line to stderr; returns ``status`` to exit with."""
+    print(f"{command}: error: {error}", file=sys.stderr)
+    return status

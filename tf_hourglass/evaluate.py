@@ -14,62 +14,86 @@ and the JSON is written only after a complete evaluation (temp file + rename).
 
 import sys
 
-from absl import app, flags
+from absl import flags
 
-_PREDICTIONS = flags.DEFINE_string(
-    "predictions", None, "Predictions: .h5/.mat with preds (N,K,2), or COCO results .json."
+from tf_hourglass.cli import fail, parse_flags
+
+# Own FlagValues (see tf_hourglass/cli.py for the convention every command follows).
+_FLAGS = flags.FlagValues()
+flags.DEFINE_string(
+    "predictions",
+    None,
+    "Predictions: .h5/.mat with preds (N,K,2), or COCO results .json.",
+    flag_values=_FLAGS,
 )
-_GROUND_TRUTH = flags.DEFINE_string(
-    "ground-truth", None, "valid.h5 / FLIC .h5, gt_valid.mat, LSP joints.mat, or COCO .json."
+flags.DEFINE_string(
+    "ground_truth",
+    None,
+    "valid.h5 / FLIC .h5, gt_valid.mat, LSP joints.mat, or COCO .json.",
+    flag_values=_FLAGS,
 )
-_MODEL = flags.DEFINE_string("model", None, ".keras file, training workdir, SavedModel dir or .tflite file.")
-_FORMAT = flags.DEFINE_enum(
-    "format", None, ["mpii_h5", "mpii_json", "lsp", "lspet", "flic", "coco", "custom"], "Annotation format."
+flags.DEFINE_string(
+    "model", None, ".keras file, training workdir, SavedModel dir or .tflite file.", flag_values=_FLAGS
 )
-_ANNOTATIONS = flags.DEFINE_string("annotations", None, "Annotation file of the dataset (with --model).")
-_IMAGES = flags.DEFINE_string("images", None, "Image folder of the dataset (with --model).")
-_FLIP = flags.DEFINE_bool("flip", False, "Flip test (with --model).")
-_BATCH_SIZE = flags.DEFINE_integer("batch-size", 16, "Images per model call (with --model).", lower_bound=1)
-_JSON = flags.DEFINE_string("json", None, "Write the results to this JSON file.")
+flags.DEFINE_enum(
+    "format",
+    None,
+    ["mpii_h5", "mpii_json", "lsp", "lspet", "flic", "coco", "custom"],
+    "Annotation format.",
+    flag_values=_FLAGS,
+)
+flags.DEFINE_string("annotations", None, "Annotation file of the dataset (with --model).", flag_values=_FLAGS)
+flags.DEFINE_string("images", None, "Image folder of the dataset (with --model).", flag_values=_FLAGS)
+flags.DEFINE_bool("flip", False, "Flip test (with --model).", flag_values=_FLAGS)
+flags.DEFINE_integer(
+    "batch_size", 16, "Images per model call (with --model).", lower_bound=1, flag_values=_FLAGS
+)
+flags.DEFINE_string("json", None, "Write the results to this JSON file.", flag_values=_FLAGS)
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    file_mode = _PREDICTIONS.value is not None or _GROUND_TRUTH.value is not None
-    model_mode = _MODEL.value is not None
-    if file_mode == model_mode:
-        raise app.UsageError(
+def _check_flags():
+    file_mode = _FLAGS.predictions is not None or _FLAGS.ground_truth is not None
+    if file_mode == (_FLAGS.model is not None):
+        raise flags.Error(
             "Give either --predictions and --ground-truth, or --model with --format and --annotations."
         )
-    if file_mode and (_PREDICTIONS.value is None or _GROUND_TRUTH.value is None):
-        raise app.UsageError("--predictions and --ground-truth go together.")
-    if model_mode and (_FORMAT.value is None or _ANNOTATIONS.value is None):
-        raise app.UsageError("--model needs --format and --annotations (and --images except for custom).")
+    if file_mode and (_FLAGS.predictions is None or _FLAGS.ground_truth is None):
+        raise flags.Error("--predictions and --ground-truth go together.")
+    if not file_mode and (_FLAGS.format is None or _FLAGS.annotations is None):
+        raise flags.Error("--model needs --format and --annotations (and --images except for custom).")
 
+
+def main(argv: list[str] | None = None) -> int:
+    """Parses the flags, scores predictions or a model, prints the table; returns the exit status."""
+    status = parse_flags(
+        "evaluate", _FLAGS, list(sys.argv if argv is None else argv), __doc__, check=_check_flags
+    )
+    if status is not None:
+        return status
     from tf_hourglass.evaluation import run
 
     try:
-        if _JSON.value:
-            run.check_output_path(_JSON.value)
-        if file_mode:
-            results = run.evaluate_predictions(_PREDICTIONS.value, _GROUND_TRUTH.value)
+        if _FLAGS.json:
+            run.check_output_path(_FLAGS.json)
+        if _FLAGS.model is None:
+            results = run.evaluate_predictions(_FLAGS.predictions, _FLAGS.ground_truth)
         else:
             results = run.evaluate_model(
-                _MODEL.value,
-                _FORMAT.value,
-                _ANNOTATIONS.value,
-                _IMAGES.value,
-                flip=_FLIP.value,
-                batch_size=_BATCH_SIZE.value,
+                _FLAGS.model,
+                _FLAGS.format,
+                _FLAGS.annotations,
+                _FLAGS.images,
+                flip=_FLAGS.flip,
+                batch_size=_FLAGS.batch_size,
             )
         print(run.format_results(results))
-        if _JSON.value:
-            run.write_results_json(_JSON.value, results)
-            print(f"Results written to {_JSON.value}")
+        if _FLAGS.json:
+            run.write_results_json(_FLAGS.json, results)
+            print(f"Results written to {_FLAGS.json}")
     except (ValueError, OSError, ImportError) as error:
-        sys.exit(f"evaluate: error: {error}")
+        return fail("evaluate", error)
+    return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    sys.exit(main())

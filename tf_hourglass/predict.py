@@ -14,17 +14,33 @@ import json
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 
-_MODEL = flags.DEFINE_string("model", None, ".keras file, training workdir, SavedModel dir or .tflite file.")
-_INPUT = flags.DEFINE_string("input", None, "An image, a video (mp4/avi/mov/mkv) or a directory of images.")
-_OUTPUT = flags.DEFINE_string("output", None, "Directory for the annotated pictures/videos and JSON files.")
-_BOX = flags.DEFINE_string("box", None, "Person box 'x,y,w,h' in pixels (default: the whole image).")
-_FLIP = flags.DEFINE_bool("flip", False, "Flip test: average with the mirrored image's heatmaps.")
-_SPEC = flags.DEFINE_string(
-    "spec", None, "Keypoint spec: mpii, lsp, flic, coco or a spec JSON file (default mpii for 16 joints)."
+from tf_hourglass.cli import fail, parse_flags
+
+# Own FlagValues (see tf_hourglass/cli.py for the convention every command follows).
+_FLAGS = flags.FlagValues()
+flags.DEFINE_string(
+    "model", None, ".keras file, training workdir, SavedModel dir or .tflite file.", flag_values=_FLAGS
 )
-flags.mark_flags_as_required(["model", "input", "output"])
+flags.DEFINE_string(
+    "input", None, "An image, a video (mp4/avi/mov/mkv) or a directory of images.", flag_values=_FLAGS
+)
+flags.DEFINE_string(
+    "output", None, "Directory for the annotated pictures/videos and JSON files.", flag_values=_FLAGS
+)
+flags.DEFINE_string(
+    "box", None, "Person box 'x,y,w,h' in pixels (default: the whole image).", flag_values=_FLAGS
+)
+flags.DEFINE_bool("flip", False, "Flip test: average with the mirrored image's heatmaps.", flag_values=_FLAGS)
+flags.DEFINE_string(
+    "spec",
+    None,
+    "Keypoint spec: mpii, lsp, flic, coco or a spec JSON file (default mpii for 16 joints).",
+    flag_values=_FLAGS,
+)
+for _name in ("model", "input", "output"):
+    flags.mark_flag_as_required(_name, flag_values=_FLAGS)
 
 
 def parse_box(text: str | None):
@@ -35,7 +51,7 @@ def parse_box(text: str | None):
     except ValueError:
         box = ()
     if len(box) != 4:
-        raise app.UsageError(f"--box must be four numbers 'x,y,w,h'; received {text!r}.")
+        raise flags.Error(f"--box must be four numbers 'x,y,w,h'; received {text!r}.")
     return box
 
 
@@ -49,25 +65,33 @@ def load_spec(value: str | None):
         return spec_from_dict(json.load(f))
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    box = parse_box(_BOX.value)
+def main(argv: list[str] | None = None) -> int:
+    """Parses the flags and runs ``predict_path``; returns the exit status."""
+    status = parse_flags(
+        "predict",
+        _FLAGS,
+        list(sys.argv if argv is None else argv),
+        __doc__,
+        check=lambda: parse_box(_FLAGS.box),
+    )
+    if status is not None:
+        return status
     from tf_hourglass.inference import PoseEstimator
     from tf_hourglass.predict_files import predict_path
 
     try:
-        estimator = PoseEstimator(_MODEL.value, spec=load_spec(_SPEC.value), flip_test=_FLIP.value)
-        summary = predict_path(estimator, _INPUT.value, _OUTPUT.value, box)
+        estimator = PoseEstimator(_FLAGS.model, spec=load_spec(_FLAGS.spec), flip_test=_FLAGS.flip)
+        summary = predict_path(estimator, _FLAGS.input, _FLAGS.output, parse_box(_FLAGS.box))
     except (ValueError, OSError) as error:
-        sys.exit(f"predict: error: {error}")
-    print(f"Wrote {len(summary.written)} file(s) to {_OUTPUT.value}.")
+        return fail("predict", error)
+    print(f"Wrote {len(summary.written)} file(s) to {_FLAGS.output}.")
     if summary.skipped:
         print(
             f"Skipped {len(summary.skipped)} unreadable file(s): {', '.join(summary.skipped)}",
             file=sys.stderr,
         )
+    return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    sys.exit(main())

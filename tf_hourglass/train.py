@@ -7,40 +7,53 @@ which notebooks and tests call directly. Override any config field with
 
 import sys
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Training config file (configs/*.py).", lock_config=True
+from tf_hourglass.cli import fail, parse_flags
+
+# Own FlagValues (see tf_hourglass/cli.py for the convention every command follows).
+_FLAGS = flags.FlagValues()
+config_flags.DEFINE_config_file(
+    "config", None, "Training config file (configs/*.py).", flag_values=_FLAGS, lock_config=True
 )
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and the final model.")
-flags.mark_flags_as_required(["config", "workdir"])
+flags.DEFINE_string(
+    "workdir", None, "Directory for checkpoints, logs and the final model.", flag_values=_FLAGS
+)
+for _name in ("config", "workdir"):
+    flags.mark_flag_as_required(_name, flag_values=_FLAGS)
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+def _unknown_config_field(argv: list[str], error: Exception) -> str | None:
+    """The one-line message for ``--config.a.unknown=...`` (ml_collections raises KeyError/AttributeError)."""
+    key = str(error).strip("\"'")
+    for arg in argv[1:]:
+        path = arg.split("=", 1)[0].lstrip("-")
+        if path.startswith("config.") and key in path.split(".")[1:]:
+            return f"--{path}: no field {key!r} in {path.rsplit('.', 1)[0]}."
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parses the flags and runs ``train_and_evaluate``; returns the exit status."""
+    argv = list(sys.argv if argv is None else argv)
+    try:
+        status = parse_flags("train", _FLAGS, argv, __doc__)
+    except (AttributeError, KeyError) as error:
+        message = _unknown_config_field(argv, error)
+        if message is None:
+            raise
+        return fail("train", message, status=2)  # a bad flag, like parse_flags'
+    if status is not None:
+        return status
     from tf_hourglass.training.trainer import train_and_evaluate
 
     try:
-        train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+        train_and_evaluate(_FLAGS.config, _FLAGS.workdir)
     except (ValueError, OSError) as error:  # bad config values, an unusable or busy workdir
-        sys.exit(f"train: error: {error}")
-
-
-def parse_flags(argv):
-    """absl's parsing, with an unknown ``--config.a.b`` field as one line instead of a traceback."""
-    try:
-        return flags.FLAGS(argv)
-    except (AttributeError, KeyError) as error:
-        key = str(error).strip("\"'")
-        for arg in argv[1:]:
-            path = arg.split("=", 1)[0].lstrip("-")
-            if path.startswith("config.") and key in path.split(".")[1:]:
-                parent = path.rsplit(".", 1)[0]
-                sys.exit(f"train: error: --{path}: no field {key!r} in {parent}.")
-        raise
+        return fail("train", error)
+    return 0
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    sys.exit(main())

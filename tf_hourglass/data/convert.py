@@ -31,7 +31,7 @@ import tensorflow as tf
 from absl import flags
 from tqdm import tqdm
 
-from tf_hourglass.cli import parse_flags
+from tf_hourglass.cli import fail, parse_flags
 from tf_hourglass.data import readers, tfrecord
 from tf_hourglass.data.records import PIXELS_PER_SCALE, PoseRecord
 
@@ -359,7 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     Returns the exit status: 0 when at least one example was written, 1 when
     nothing was written or the annotation file is malformed, 2 on bad flags.
     """
-    status = parse_flags(_FLAGS, list(sys.argv if argv is None else argv), __doc__, check=_check_flags)
+    status = parse_flags(
+        "convert", _FLAGS, list(sys.argv if argv is None else argv), __doc__, check=_check_flags
+    )
     if status is not None:
         return status
     try:
@@ -373,8 +375,7 @@ def main(argv: list[str] | None = None) -> int:
             full_image=_FLAGS.full_image,
         )
     except (readers.DatasetError, OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return fail("convert", e)
     print(summary.report())
     if summary.removed_temp_files:
         print(
@@ -383,12 +384,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     if summary.written == 0:
-        print(
-            f"error: no example was written from {_FLAGS.annotations} (see the skip reasons "
-            "above); no output files were created.",
-            file=sys.stderr,
+        return fail(
+            "convert",
+            f"no example was written from {_FLAGS.annotations} (see the skip reasons above); "
+            "no output files were created.",
         )
-        return 1
     return 0
 
 

@@ -21,7 +21,7 @@ import sys
 
 from absl import flags
 
-from tf_hourglass.cli import parse_flags
+from tf_hourglass.cli import fail, parse_flags
 from tf_hourglass.data.codec import DECODE_METHODS
 from tf_hourglass.export import tflite
 from tf_hourglass.export.errors import ExportError
@@ -97,7 +97,7 @@ for _name in ("model", "format", "output"):
 
 def main(argv: list[str] | None = None) -> int:
     """Parses the flags and runs ``export_model``; returns the exit status."""
-    status = parse_flags(_FLAGS, list(sys.argv if argv is None else argv), __doc__)
+    status = parse_flags("export", _FLAGS, list(sys.argv if argv is None else argv), __doc__)
     if status is not None:
         return status
     try:
@@ -122,8 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             max_batch_size=_FLAGS.max_batch_size,
         )
     except (ExportError, FileExistsError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return fail("export", e)
     return 0
 
 

@@ -21,7 +21,7 @@ import sys
 
 from absl import flags
 
-from tf_hourglass.cli import parse_flags
+from tf_hourglass.cli import fail, parse_flags
 from tf_hourglass.weights.pytorch_hourglass import SOURCES
 
 _FLAGS = flags.FlagValues()
@@ -45,7 +45,7 @@ for _name in ("source", "checkpoint", "output"):
 
 def main(argv: list[str] | None = None) -> int:
     """Parses the flags and runs ``convert_checkpoint``; returns the exit status."""
-    status = parse_flags(_FLAGS, list(sys.argv if argv is None else argv), __doc__)
+    status = parse_flags("weights", _FLAGS, list(sys.argv if argv is None else argv), __doc__)
     if status is not None:
         return status
     from tf_hourglass.weights.convert import convert_checkpoint
@@ -63,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             overwrite=_FLAGS.overwrite,
         )
     except (OSError, ValueError) as e:  # our messages name the file or flag
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return fail("weights", e)
     print(f"Wrote {model_path} ({SOURCES[_FLAGS.source]} weights) and its inference.json.")
     return 0
 
