@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import uuid
 
 import cv2
 import numpy as np
@@ -29,7 +28,8 @@ import tensorflow as tf
 from absl import logging
 from tqdm.auto import tqdm
 
-from tf_hourglass.data.readers import atomic_write_text, make_output_folder, remove_empty_folders
+from tf_hourglass import atomic_files
+from tf_hourglass.data.readers import make_output_folder, remove_empty_folders
 from tf_hourglass.inference import PoseEstimator, to_rgb_float
 from tf_hourglass.visualization import draw_skeleton
 
@@ -85,14 +85,6 @@ def keypoints_to_json(spec, keypoints, scores) -> list[dict]:
     ]
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Writes ``data`` to a temporary sibling of ``path``, then renames it."""
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    with tf.io.gfile.GFile(tmp, "wb") as f:
-        f.write(data)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
-
-
 def _check_not_input(output_path: str, input_path: str) -> None:
     if os.path.abspath(output_path) == os.path.abspath(input_path):
         raise ValueError(
@@ -120,7 +112,7 @@ def predict_image_file(
     ok, encoded = cv2.imencode(extension, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
     if not ok:
         raise ValueError(f"OpenCV could not encode the picture for {path} as {extension}.")
-    atomic_write_bytes(picture_path, encoded.tobytes())
+    atomic_files.write_bytes(picture_path, encoded.tobytes())
     record = {
         "image": path,
         "width": int(image.shape[1]),
@@ -128,7 +120,7 @@ def predict_image_file(
         "box": [float(v) for v in result["box"]],
         "keypoints": keypoints_to_json(estimator.spec, result["keypoints"], result["scores"]),
     }
-    atomic_write_text(json_path, json.dumps(record, indent=1) + "\n")
+    atomic_files.write_text(json_path, json.dumps(record, indent=1) + "\n")
     return [picture_path, json_path]
 
 
@@ -236,43 +228,38 @@ def predict_video(
     fps = capture.get(cv2.CAP_PROP_FPS)
     fps = fps if np.isfinite(fps) and fps > 0 else 30.0  # some containers do not store it
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    # cv2.VideoWriter picks the container from the extension, so the temp name ends in .mp4.
-    tmp_path = f"{video_path}.tmp-{uuid.uuid4().hex[:8]}.mp4"
     writer = None
     frames_json = []
     size = None
-    finished = False
-    try:
-        with tqdm(total=total, desc=os.path.basename(path), unit="frame", disable=not progress) as bar:
-            while frames := _read_frames(capture, batch_size):
-                results = estimator.predict_batch(frames, [box] * len(frames), batch_size=batch_size)
-                for frame, result in zip(frames, results, strict=True):
-                    if writer is None:
-                        size = (frame.shape[1], frame.shape[0])
-                        writer = cv2.VideoWriter(tmp_path, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-                        if not writer.isOpened():
-                            raise ValueError(f"OpenCV cannot write an mp4v video to {tmp_path}.")
-                    drawn = draw_skeleton(frame, result["keypoints"], estimator.spec, result["scores"])
-                    writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-                    frames_json.append(
-                        {
-                            "frame": len(frames_json),
-                            "keypoints": keypoints_to_json(
-                                estimator.spec, result["keypoints"], result["scores"]
-                            ),
-                        }
-                    )
-                bar.update(len(frames))
-        finished = bool(frames_json)
-    finally:
-        capture.release()
-        if writer is not None:
-            writer.release()
-        if not finished and os.path.exists(tmp_path):
-            os.remove(tmp_path)
-    if not finished:
-        raise UnreadableInputError(f"Video {path} has no frame that could be read.")
-    os.replace(tmp_path, video_path)
+    # cv2.VideoWriter picks the container from the extension, so the temp name ends in .mp4.
+    with atomic_files.atomic_path(video_path, suffix=".mp4") as tmp_path:
+        try:
+            with tqdm(total=total, desc=os.path.basename(path), unit="frame", disable=not progress) as bar:
+                while frames := _read_frames(capture, batch_size):
+                    results = estimator.predict_batch(frames, [box] * len(frames), batch_size=batch_size)
+                    for frame, result in zip(frames, results, strict=True):
+                        if writer is None:
+                            size = (frame.shape[1], frame.shape[0])
+                            writer = cv2.VideoWriter(tmp_path, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+                            if not writer.isOpened():
+                                raise ValueError(f"OpenCV cannot write an mp4v video to {tmp_path}.")
+                        drawn = draw_skeleton(frame, result["keypoints"], estimator.spec, result["scores"])
+                        writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+                        frames_json.append(
+                            {
+                                "frame": len(frames_json),
+                                "keypoints": keypoints_to_json(
+                                    estimator.spec, result["keypoints"], result["scores"]
+                                ),
+                            }
+                        )
+                    bar.update(len(frames))
+        finally:
+            capture.release()
+            if writer is not None:
+                writer.release()
+        if not frames_json:
+            raise UnreadableInputError(f"Video {path} has no frame that could be read.")
     record = {
         "video": path,
         "width": size[0],
@@ -282,7 +269,7 @@ def predict_video(
         "box": None if box is None else [float(v) for v in box],
         "frames": frames_json,
     }
-    atomic_write_text(json_path, json.dumps(record) + "\n")
+    atomic_files.write_text(json_path, json.dumps(record) + "\n")
     return [video_path, json_path]
 
 

@@ -41,8 +41,8 @@ import re
 import numpy as np
 import tensorflow as tf
 
+from tf_hourglass import atomic_files
 from tf_hourglass.data import keypoint_specs
-from tf_hourglass.data.readers import atomic_write_text
 from tf_hourglass.data.records import KeypointSpec, PoseRecord
 
 SPEC_SIDECAR_FORMAT = "tf_hourglass.spec.v1"
@@ -212,7 +212,7 @@ def write_spec_sidecar(prefix: str, spec: KeypointSpec, **extra) -> str:
     """Writes ``PREFIX.spec.json`` (spec plus JSON-ready ``extra``); returns its path."""
     path = spec_sidecar_path(prefix)
     data = {"format": SPEC_SIDECAR_FORMAT, **keypoint_specs.spec_to_dict(spec), **extra}
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    atomic_files.write_text(path, json.dumps(data, indent=2) + "\n")
     return path
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import os
 
+from tf_hourglass import atomic_files
 from tf_hourglass.data import keypoint_specs
 from tf_hourglass.data.records import KeypointSpec
 from tf_hourglass.inference import RUN_SETTINGS_FILE, run_settings_text
-from tf_hourglass.training.trainer import atomic_save
 from tf_hourglass.weights.pytorch_hourglass import load_pytorch_checkpoint
 
 MODEL_FILE = "final.keras"  # the name a workdir's model has
@@ -92,6 +92,6 @@ def convert_checkpoint(
             f"{spec.num_keypoints}; pass the spec the checkpoint was trained with."
         )
     os.makedirs(os.path.dirname(model_path) or ".", exist_ok=True)
-    atomic_save(model.save, model_path, suffix=".keras")
-    atomic_save(lambda tmp: open(tmp, "w").write(settings), settings_path)
+    atomic_files.save(model.save, model_path, suffix=".keras")
+    atomic_files.write_text(settings_path, settings)
     return model_path

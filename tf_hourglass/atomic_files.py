@@ -1,0 +1,63 @@
+"""Writing files so that nobody ever sees them half-written: the one way we do it.
+
+Everything we write (models, exports, JSON, TFRecord shards, pictures, videos)
+goes to a temporary sibling ``PATH.tmp-XXXXXXXX[SUFFIX]`` first and is renamed
+over ``PATH`` only when complete; a failure removes the temporary file. The
+``.tmp-`` infix is what ``convert`` looks for to clean up after a killed run.
+Paths may be anything ``tf.io.gfile`` opens (local, gs://; on GCS a rename is a
+copy, so only local renames are atomic).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+
+import tensorflow as tf
+
+TEMPORARY_INFIX = ".tmp-"
+
+
+def temporary_path(path: str, suffix: str = "") -> str:
+    """A unique sibling of ``path``; ``suffix`` keeps a type some writers need (``.keras``, ``.mp4``)."""
+    return f"{path}{TEMPORARY_INFIX}{uuid.uuid4().hex[:8]}{suffix}"
+
+
+def remove(path: str) -> None:
+    """Removes a file or a folder tree if it exists."""
+    if tf.io.gfile.isdir(path):
+        tf.io.gfile.rmtree(path)
+    elif tf.io.gfile.exists(path):
+        tf.io.gfile.remove(path)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str, suffix: str = "") -> Iterator[str]:
+    """Yields a temporary path to write; renames it over ``path`` on success, removes it on failure.
+
+    ``path`` may be a file or a folder (a SavedModel); an existing folder at
+    ``path`` is the caller's to move away first (a rename cannot replace it).
+    """
+    tmp = temporary_path(path, suffix)
+    try:
+        yield tmp
+        tf.io.gfile.rename(tmp, path, overwrite=True)
+    finally:
+        remove(tmp)  # a no-op after the rename
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    with atomic_path(path) as tmp, tf.io.gfile.GFile(tmp, "wb") as f:
+        f.write(data)
+
+
+def write_text(path: str, text: str) -> None:
+    with atomic_path(path) as tmp, tf.io.gfile.GFile(tmp, "w") as f:
+        f.write(text)
+
+
+def save(save_fn, path: str, suffix: str = "") -> None:
+    """Writes through ``save_fn(tmp_path)`` (e.g. ``model.save``), then renames."""
+    with atomic_path(path, suffix) as tmp:
+        save_fn(tmp)
