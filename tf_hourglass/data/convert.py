@@ -23,7 +23,6 @@ import dataclasses
 import math
 import os
 import sys
-import uuid
 
 import cv2
 import numpy as np
@@ -31,6 +30,7 @@ import tensorflow as tf
 from absl import flags
 from tqdm import tqdm
 
+from tf_hourglass import atomic_files
 from tf_hourglass.cli import fail, parse_flags
 from tf_hourglass.data import readers, tfrecord
 from tf_hourglass.data.records import PIXELS_PER_SCALE, PoseRecord
@@ -217,8 +217,7 @@ def _close_and_remove(writers, paths) -> None:
     for writer in writers:
         writer.close()
     for path in paths:
-        if tf.io.gfile.exists(path):
-            tf.io.gfile.remove(path)
+        atomic_files.remove(path)
 
 
 def convert_dataset(
@@ -251,12 +250,11 @@ def convert_dataset(
 
     created = readers.make_output_folder(os.path.dirname(output_prefix), output=output_prefix)
     # A killed conversion leaves its temporary shards; nothing else would ever remove them.
-    leftovers = tf.io.gfile.glob(f"{output_prefix}-?????-of-?????.tfrecord.tmp-*")
+    leftovers = tf.io.gfile.glob(f"{output_prefix}-?????-of-?????.tfrecord{atomic_files.TEMPORARY_INFIX}*")
     for path in leftovers:
         tf.io.gfile.remove(path)
     final_paths = [tfrecord.shard_path(output_prefix, i, num_shards) for i in range(num_shards)]
-    tag = uuid.uuid4().hex[:8]
-    temp_paths = [f"{p}.tmp-{tag}" for p in final_paths]
+    temp_paths = [atomic_files.temporary_path(p) for p in final_paths]
     writers = []
     try:
         for path in temp_paths:
