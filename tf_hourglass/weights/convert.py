@@ -15,7 +15,7 @@ import os
 from tf_hourglass.data import keypoint_specs
 from tf_hourglass.data.records import KeypointSpec
 from tf_hourglass.inference import RUN_SETTINGS_FILE, run_settings_text
-from tf_hourglass.training.trainer import atomic_save
+from tf_hourglass.training.workdir import atomic_save
 from tf_hourglass.weights.pytorch_hourglass import load_pytorch_checkpoint
 
 MODEL_FILE = "final.keras"  # the name a workdir's model has
