@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from training_helpers import load_config, write_tiny_config
 
-from tf_hourglass.training import trainer
+from tf_hourglass.training import run_setup, trainer
 from tf_hourglass.training.losses import HeatmapLoss
+from tf_hourglass.training.workdir import WorkdirInUseError, workdir_lock
 
 pytestmark = pytest.mark.e2e  # every test here trains, exports or starts processes
 
@@ -77,7 +78,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoints(tmp_path,
     trainer.train_and_evaluate(load_config(write_tiny_config(tmp_path, epochs=1)), str(workdir))
     before = {name: (workdir / name).read_bytes() for name in ("best.weights.h5", "best.json", "final.keras")}
 
-    monkeypatch.setattr(trainer, "HeatmapLoss", NaNLoss)
+    monkeypatch.setattr(run_setup, "HeatmapLoss", NaNLoss)
     with pytest.raises(FloatingPointError, match="training loss became nan at batch 0"):
         trainer.train_and_evaluate(load_config(write_tiny_config(tmp_path, epochs=3)), str(workdir))
     assert {name: (workdir / name).read_bytes() for name in before} == before
@@ -97,15 +98,15 @@ def test_a_second_run_into_a_busy_workdir_fails_at_once_and_writes_nothing(tmp_p
     workdir = tmp_path / "run"
     workdir.mkdir()
     config = load_config(write_tiny_config(tmp_path, epochs=1))
-    with trainer.workdir_lock(str(workdir)):  # the first run, still training
-        with pytest.raises(trainer.WorkdirInUseError, match=f"{workdir}.* in use by another training run"):
+    with workdir_lock(str(workdir)):  # the first run, still training
+        with pytest.raises(WorkdirInUseError, match=f"{workdir}.* in use by another training run"):
             trainer.train_and_evaluate(config, str(workdir))
     assert sorted(os.listdir(workdir)) == ["train.lock"]
 
 
 def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path):
     (tmp_path / "train.lock").write_text("999999\n")  # no live process holds it
-    with trainer.workdir_lock(str(tmp_path)):
+    with workdir_lock(str(tmp_path)):
         assert (tmp_path / "train.lock").read_text() == f"{os.getpid()}\n"
 
 

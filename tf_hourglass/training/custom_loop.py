@@ -3,10 +3,11 @@
 Keras 3 ``model.fit`` fails under MultiWorkerMirroredStrategy
 (keras-team/keras#20585), so ``trainer.train_and_evaluate`` hands
 ``runtime.strategy="multi_worker"`` runs to ``train_and_evaluate_multi_worker``.
-It keeps the fit path's contract: the same model, optimizer, datasets and
-epochs x steps_per_epoch, the same callbacks (validation PCKh/PCK, CSV,
-TensorBoard, checkpoints, best weights, NaN stop, time budget, plateau
-schedule) and progress bar, the same final.keras and results.json.
+It keeps the fit path's contract, from the same setup (``run_setup.py``): the
+same model, optimizer, datasets and epochs x steps_per_epoch, the same
+callbacks (``callbacks.py``: validation PCKh/PCK, CSV, TensorBoard,
+checkpoints, best weights, NaN stop, time budget, plateau schedule) and
+progress bar, the same final.keras and results.json.
 
 Each step, every replica divides its examples' loss by the global batch size
 (``tf.nn.compute_average_loss``), so the replicas' shares add up to the loss of
@@ -31,11 +32,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_hourglass.evaluation import evaluator
 from tf_hourglass.model import as_stack_list
-from tf_hourglass.training import trainer
-from tf_hourglass.training.data_sources import load_sources
+from tf_hourglass.training import run_setup
+from tf_hourglass.training.callbacks import (
+    Checkpointing,
+    RemoveDirectory,
+    RunState,
+    StopOnNaN,
+    current_learning_rate,
+)
 from tf_hourglass.training.losses import per_example_heatmap_loss
+from tf_hourglass.training.workdir import atomic_save
 
 
 def train_and_evaluate_multi_worker(config, workdir, strategy) -> dict | None:
@@ -48,45 +55,28 @@ def train_and_evaluate_multi_worker(config, workdir, strategy) -> dict | None:
     chief = strategy.extended.should_checkpoint  # True on the chief only
     resolver = strategy.cluster_resolver
     worker_name = f"{resolver.task_type or 'worker'}_{resolver.task_id or 0}"
-    sources = load_sources(config.data)
-    spec = sources.spec
     # Every worker restores the chief's latest checkpoint, so all start from the same state.
-    model, epoch_variable, manager = trainer.build_model(
-        config, strategy, spec.num_keypoints, os.path.join(workdir, "checkpoints")
-    )
+    run = run_setup.start_run(config, workdir, strategy)
+    model, epoch_variable, manager = run.model, run.epoch_variable, run.manager
     optimizer = model.optimizer  # a LossScaleOptimizer around make_optimizer's under mixed_float16
     with strategy.scope():
         optimizer.build(model.trainable_variables)  # its own variables too, before the step is traced
     agreement = WorkerAgreement(strategy)
-    initial_epoch = int(epoch_variable.numpy())
-    agreement.check_same_start(initial_epoch, manager.directory)
+    agreement.check_same_start(run.initial_epoch, manager.directory)
 
-    codec = trainer.make_codec(model, config.data, config.eval.decode_method)
     train_ds = strategy.distribute_datasets_from_function(
-        lambda input_context: trainer.train_dataset(
-            config, sources, codec, initial_epoch, input_context, center_map_sigma=model.center_map_sigma
-        )
+        lambda input_context: run_setup.train_dataset(run, input_context)
     )
-    state = trainer.RunState()
+    state = RunState()
     if chief:
-        trainer.write_run_settings(workdir, config, spec, codec)
-        val_ds = trainer.evaluation_dataset(config, spec, codec, sources.val)
-        test_ds = (
-            trainer.evaluation_dataset(config, spec, codec, sources.test)
-            if sources.test is not None
-            else None
-        )
-        flip_permutation = spec.flip_permutation() if config.eval.flip_test else None
-        predictor = evaluator.DatasetPredictor(model, codec, flip_permutation)
-        callbacks = trainer.make_callbacks(
-            config, workdir, predictor, val_ds, spec, manager, epoch_variable, state
-        )
+        chief_side = run_setup.start_chief(run, state)
+        callbacks = chief_side.callbacks
     else:
         scratch_dir = os.path.join(workdir, f"{worker_name}_scratch")
         scratch_manager = tf.train.CheckpointManager(manager.checkpoint, scratch_dir, max_to_keep=1)
         callbacks = [
-            trainer.StopOnNaN(state),  # the loss is all-reduced: every worker sees the same value
-            trainer.Checkpointing(scratch_manager, epoch_variable, scratch_dir, state),
+            StopOnNaN(state),  # the loss is all-reduced: every worker sees the same value
+            Checkpointing(scratch_manager, epoch_variable, scratch_dir, state),
             RemoveDirectory(scratch_dir),
         ]
     callback_list = keras.callbacks.CallbackList(
@@ -99,7 +89,7 @@ def train_and_evaluate_multi_worker(config, workdir, strategy) -> dict | None:
     )
 
     start = time.monotonic()
-    if initial_epoch < config.train.epochs:
+    if run.initial_epoch < config.train.epochs:
         train_step = make_train_step(
             strategy,
             model,
@@ -116,20 +106,16 @@ def train_and_evaluate_multi_worker(config, workdir, strategy) -> dict | None:
             make_average_moving_statistics(strategy, model),
             agreement,
             callback_list,
-            initial_epoch,
+            run.initial_epoch,
         )
     train_seconds = time.monotonic() - start
-    if state.failed_reason:
-        raise FloatingPointError(f"Training failed: {state.failed_reason}")
+    state.raise_if_failed()
     print(f"{worker_name}: {int(optimizer.iterations.numpy())} training steps done.")
-    epochs_completed = int(epoch_variable.numpy())
     if not chief:
         weights_path = os.path.join(workdir, f"{worker_name}.weights.h5")
-        trainer.atomic_save(model.save_weights, weights_path, suffix=".weights.h5")
+        atomic_save(model.save_weights, weights_path, suffix=".weights.h5")
         return None
-    return trainer.save_and_score_final_model(
-        workdir, model, predictor, spec, val_ds, test_ds, train_seconds, epochs_completed
-    )
+    return run_setup.save_and_score_final_model(run, chief_side, train_seconds)
 
 
 def run_epochs(
@@ -165,7 +151,7 @@ def run_epochs(
         if config.train.schedule == "plateau":
             # ReduceLROnPlateau runs on the chief, the only worker that validates.
             model.optimizer.learning_rate = float(
-                agreement.chief_values([trainer.current_learning_rate(model.optimizer)])[0]
+                agreement.chief_values([current_learning_rate(model.optimizer)])[0]
             )
         if model.stop_training:
             break
@@ -291,15 +277,3 @@ class WorkerAgreement:
                 f"{initial_epoch}, from {checkpoint_dir}). Every worker needs the same --workdir, on a file "
                 "system they all share."
             )
-
-
-class RemoveDirectory(keras.callbacks.Callback):
-    """Removes a non-chief worker's scratch checkpoint directory after each epoch's save."""
-
-    def __init__(self, path):
-        super().__init__()
-        self.path = path
-
-    def on_epoch_end(self, epoch, logs=None):
-        if tf.io.gfile.exists(self.path):
-            tf.io.gfile.rmtree(self.path)

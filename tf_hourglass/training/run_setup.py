@@ -1,0 +1,241 @@
+"""What both training loops share: the data, the model restored from the workdir, the codec, and the final score.
+
+``trainer.train_and_evaluate`` runs one of two loops over the same setup:
+``fit_loop`` (model.fit) or ``custom_loop`` (strategy.run, under
+MultiWorkerMirroredStrategy). Each starts from ``start_run`` (sources, the
+compiled model restored from the latest checkpoint, the codec) and the
+training batches of ``train_dataset``; the chief adds ``start_chief``
+(the run's settings files, validation and test data, the predictor and the
+callbacks) and ends with ``save_and_score_final_model`` (final.keras and
+results.json).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import keras
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+from tf_hourglass.data.codec import HeatmapCodec
+from tf_hourglass.data.pipeline import make_dataset
+from tf_hourglass.evaluation import evaluator
+from tf_hourglass.model import ConvolutionalPoseMachine, StackedHourglass, from_preset
+from tf_hourglass.model.presets import preset_class
+from tf_hourglass.training.callbacks import make_callbacks
+from tf_hourglass.training.data_sources import DataSources, augment_from_config, load_sources
+from tf_hourglass.training.losses import HeatmapLoss
+from tf_hourglass.training.workdir import atomic_save, drop_metrics_rows_from, write_json, write_run_settings
+
+# Config fields that override a preset's, by model family (0 keeps the preset's).
+OVERRIDES = {
+    StackedHourglass: ("num_stacks", "filters", "depth"),
+    ConvolutionalPoseMachine: ("num_stages", "filters"),
+}
+
+
+def model_kwargs(model_config, num_keypoints) -> dict:
+    kwargs = {"num_keypoints": num_keypoints}
+    family = preset_class(model_config.preset)
+    for field in ("num_stacks", "num_stages", "filters", "depth"):
+        if model_config[field] and field not in OVERRIDES[family]:
+            raise ValueError(
+                f"model.{field}={model_config[field]} does not apply to preset {model_config.preset!r} "
+                f"({family.__name__}); it takes {', '.join(OVERRIDES[family])}."
+            )
+        if model_config[field]:
+            kwargs[field] = model_config[field]
+    if model_config.input_size:
+        kwargs["input_shape"] = (model_config.input_size, model_config.input_size, 3)
+    return kwargs
+
+
+def make_codec(model, data_config, decode_method="quarter") -> HeatmapCodec:
+    return HeatmapCodec(
+        input_size=model.image_shape[:2],
+        heatmap_size=model.heatmap_size,
+        sigma=data_config.sigma,
+        peak=data_config.target_peak,
+        decode_method=decode_method,
+        background_channel=model.background_channel,
+    )
+
+
+def make_optimizer(train_config):
+    total_steps = train_config.epochs * train_config.steps_per_epoch
+    learning_rate = train_config.learning_rate
+    if train_config.schedule == "cosine":
+        warmup = min(train_config.warmup_steps, total_steps - 1)
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=learning_rate if not warmup else 0.0,
+            decay_steps=total_steps - warmup,
+            warmup_target=learning_rate if warmup else None,
+            warmup_steps=warmup,
+        )
+    if train_config.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    if train_config.optimizer == "sgd":
+        # The CPM paper's optimizer, with Caffe's momentum.
+        return keras.optimizers.SGD(learning_rate, momentum=0.9)
+    # The paper's optimizer, with Torch's rmsprop defaults (alpha 0.99, eps 1e-8).
+    return keras.optimizers.RMSprop(learning_rate, rho=0.99, epsilon=1e-8)
+
+
+def build_model(config, strategy, num_keypoints, checkpoint_dir):
+    """The compiled model under ``strategy``, restored from the latest checkpoint in ``checkpoint_dir``.
+
+    Returns ``(model, epoch_variable, manager)``: ``epoch_variable`` counts
+    completed epochs, and ``manager`` saves model, optimizer and epoch.
+    """
+    with strategy.scope():
+        model = from_preset(config.model.preset, **model_kwargs(config.model, num_keypoints))
+        optimizer = make_optimizer(config.train)
+        model.compile(optimizer=optimizer, loss=HeatmapLoss(), jit_compile=config.runtime.jit_compile)
+        optimizer.build(model.trainable_variables)
+        epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_variable)
+    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=2)
+    if manager.latest_checkpoint:
+        try:
+            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        except (ValueError, AssertionError) as error:
+            raise ValueError(
+                f"The checkpoint {manager.latest_checkpoint} does not match this config (model or "
+                f"optimizer changed?). Use a new --workdir, or the config that made it. Cause: {error}"
+            ) from error
+        print(f"Resuming from {manager.latest_checkpoint} (epoch {int(epoch_variable.numpy())}).")
+    return model, epoch_variable, manager
+
+
+@dataclasses.dataclass
+class TrainingRun:
+    """What every worker of a run starts from."""
+
+    config: ml_collections.ConfigDict
+    workdir: str
+    sources: DataSources
+    model: keras.Model
+    epoch_variable: tf.Variable  # completed epochs, saved with the checkpoints
+    manager: tf.train.CheckpointManager
+    initial_epoch: int  # the epoch this run starts at (0, or the restored checkpoint's)
+    codec: HeatmapCodec
+
+    @property
+    def spec(self):
+        return self.sources.spec
+
+
+def start_run(config, workdir, strategy) -> TrainingRun:
+    """The data sources, the compiled model under ``strategy`` restored from ``WORKDIR/checkpoints``, and the codec."""
+    sources = load_sources(config.data)
+    model, epoch_variable, manager = build_model(
+        config, strategy, sources.spec.num_keypoints, os.path.join(workdir, "checkpoints")
+    )
+    return TrainingRun(
+        config=config,
+        workdir=workdir,
+        sources=sources,
+        model=model,
+        epoch_variable=epoch_variable,
+        manager=manager,
+        initial_epoch=int(epoch_variable.numpy()),
+        codec=make_codec(model, config.data, config.eval.decode_method),
+    )
+
+
+def train_dataset(run: TrainingRun, input_context=None):
+    """Shuffled, augmented, endless training batches of ``train.batch_size``.
+
+    With ``input_context`` (``strategy.distribute_datasets_from_function``):
+    this input pipeline's shard of the data, in per-replica batches. Batches
+    carry a centre map when the model takes one (CPM); predictors build
+    centred maps themselves.
+    """
+    config = run.config
+    # A resumed run continues with fresh (still reproducible) augmentation draws.
+    seed = config.train.seed + 1_000_003 * run.initial_epoch
+    batch_size = config.train.batch_size
+    if input_context is not None:
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+        # Each pipeline its own augmentation draws, not the same ones on other examples.
+        seed += 7_919 * input_context.input_pipeline_id
+    return make_dataset(
+        run.sources.train,
+        run.spec,
+        run.codec,
+        batch_size=batch_size,
+        training=True,
+        augment=augment_from_config(config.data),
+        seed=seed,
+        shuffle_buffer=config.data.shuffle_buffer,
+        input_context=input_context,
+        center_map_sigma=run.model.center_map_sigma,
+    )
+
+
+def evaluation_dataset(config, spec, codec, source):
+    """One pass over ``source`` in order, without augmentation, with what scoring needs."""
+    return make_dataset(
+        source, spec, codec, batch_size=config.train.batch_size, training=False, with_metadata=True
+    )
+
+
+@dataclasses.dataclass
+class ChiefSide:
+    """The chief's part of a run: what validates, logs, checkpoints and gives the final score."""
+
+    predictor: evaluator.DatasetPredictor
+    val_ds: tf.data.Dataset
+    test_ds: tf.data.Dataset | None  # None unless the sources hold out a test split
+    callbacks: list
+
+
+def start_chief(run: TrainingRun, state) -> ChiefSide:
+    """Readies the workdir and builds the validation side of the run, on the worker that writes the files.
+
+    Drops the metrics.csv rows of the epochs this run does again, writes
+    config.json and inference.json, and makes the validation and test
+    datasets, the predictor and the callbacks (sharing ``state``).
+    """
+    config, spec, codec = run.config, run.spec, run.codec
+    drop_metrics_rows_from(os.path.join(run.workdir, "metrics.csv"), run.initial_epoch)
+    write_run_settings(run.workdir, config, spec, codec)
+    val_ds = evaluation_dataset(config, spec, codec, run.sources.val)
+    test_ds = (
+        evaluation_dataset(config, spec, codec, run.sources.test) if run.sources.test is not None else None
+    )
+    flip_permutation = spec.flip_permutation() if config.eval.flip_test else None
+    predictor = evaluator.DatasetPredictor(run.model, codec, flip_permutation)
+    callbacks = make_callbacks(
+        config, run.workdir, predictor, val_ds, spec, run.manager, run.epoch_variable, state
+    )
+    return ChiefSide(predictor=predictor, val_ds=val_ds, test_ds=test_ds, callbacks=callbacks)
+
+
+def save_and_score_final_model(run: TrainingRun, chief_side: ChiefSide, train_seconds) -> dict:
+    """Writes final.keras, scores it on the held-out data (test, else validation) and writes results.json."""
+    workdir, spec, predictor = run.workdir, run.spec, chief_side.predictor
+    atomic_save(run.model.save, os.path.join(workdir, "final.keras"), suffix=".keras")
+    final_ds = chief_side.test_ds if chief_side.test_ds is not None else chief_side.val_ds
+    predictions = predictor(final_ds, progress=True)
+    result = evaluator.score(spec, predictions)
+    name = evaluator.metric_name(spec)
+    results = {
+        "metric": name,
+        "score": result["total"],
+        "per_joint": dict(zip(spec.keypoint_names, np.round(result["per_joint"], 2).tolist(), strict=True)),
+        "num_persons": int(len(predictions.keypoints)),
+        "evaluated_on": "test" if chief_side.test_ds is not None else "val",
+        "train_seconds_this_run": round(train_seconds, 1),
+        "epochs_completed": int(run.epoch_variable.numpy()),
+    }
+    write_json(os.path.join(workdir, "results.json"), results)
+    print(
+        f"{name} = {result['total']:.1f}%  ({results['num_persons']} held-out people, flip test "
+        f"{'on' if predictor.flip_permutation is not None else 'off'}; model: "
+        f"{os.path.join(workdir, 'final.keras')})"
+    )
+    return results

@@ -1,0 +1,89 @@
+"""The files a training run keeps in its workdir, beside the checkpoints and the model.
+
+``train.lock`` (one run at a time), ``config.json`` and ``inference.json``
+(the run's settings), the JSON side files (``best.json``, ``results.json``),
+and ``metrics.csv`` trimmed to the epochs a resumed run does not redo.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+
+from tf_hourglass.inference import RUN_SETTINGS_FILE, run_settings_text
+
+
+def atomic_save(save_fn, path, suffix=""):
+    """Writes through ``save_fn(tmp_path)`` then renames, so ``path`` is never half-written."""
+    tmp = f"{path}.tmp-{os.getpid()}{suffix}"
+    save_fn(tmp)
+    os.replace(tmp, path)
+
+
+class WorkdirInUseError(OSError):
+    """Another live training run holds the workdir."""
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir):
+    """Holds ``WORKDIR/train.lock`` for one run, so two runs never mix their files.
+
+    flock, not the file's existence, is the lock: the kernel releases it when the
+    holder dies, so a run killed with SIGKILL leaves a lock the next run takes over.
+    The file keeps the holder's pid for the message.
+    """
+    path = os.path.join(workdir, "train.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise WorkdirInUseError(
+            f"{workdir!r} is in use by another training run (pid {holder}); "
+            "wait for it to finish or choose another --workdir."
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def write_json(path, data):
+    atomic_save(lambda tmp: open(tmp, "w").write(json.dumps(data, indent=2) + "\n"), path)
+
+
+def read_json(path):
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def drop_metrics_rows_from(path, epoch):
+    """Drops the metrics.csv rows of ``epoch`` and later: the run does them again.
+
+    A run killed after an epoch's CSV row but before its checkpoint would
+    otherwise leave that epoch twice in the file.
+    """
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = f.read().splitlines(keepends=True)
+    if not lines:
+        return
+    header, *rows = lines
+    kept = [row for row in rows if row.strip() and int(row.split(",", 1)[0]) < epoch]
+    if len(kept) < len(rows):
+        atomic_save(lambda tmp: open(tmp, "w").write(header + "".join(kept)), path)
+
+
+def write_run_settings(workdir, config, spec, codec):
+    """config.json, and what inference needs beside final.keras: the keypoints and the target scale."""
+    text = run_settings_text(spec, codec.sigma, codec.peak)
+    atomic_save(lambda tmp: open(tmp, "w").write(text), os.path.join(workdir, RUN_SETTINGS_FILE))
+    write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
