@@ -14,8 +14,9 @@ import time
 import keras
 import tensorflow as tf
 
+from tf_hourglass import atomic_files
 from tf_hourglass.evaluation import evaluator
-from tf_hourglass.training.workdir import atomic_save, read_json, write_json
+from tf_hourglass.training.workdir import read_json, write_json
 from tf_hourglass.visualization import draw_skeleton, image_grid
 
 VAL_METRIC = "val_pck"
@@ -126,7 +127,7 @@ class Checkpointing(keras.callbacks.Callback):
         value = (logs or {}).get(VAL_METRIC)
         if value is not None and value > self.best:
             self.best = value
-            atomic_save(lambda path: self.model.save_weights(path), self.best_path, suffix=".weights.h5")
+            atomic_files.save(self.model.save_weights, self.best_path, suffix=".weights.h5")
             write_json(self.best_info_path, {VAL_METRIC: value, "epoch": epoch + 1})
 
 

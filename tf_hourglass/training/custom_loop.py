@@ -32,6 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_hourglass import atomic_files
 from tf_hourglass.model import as_stack_list
 from tf_hourglass.training import run_setup
 from tf_hourglass.training.callbacks import (
@@ -42,7 +43,6 @@ from tf_hourglass.training.callbacks import (
     current_learning_rate,
 )
 from tf_hourglass.training.losses import per_example_heatmap_loss
-from tf_hourglass.training.workdir import atomic_save
 
 
 def train_and_evaluate_multi_worker(config, workdir, strategy) -> dict | None:
@@ -113,7 +113,7 @@ def train_and_evaluate_multi_worker(config, workdir, strategy) -> dict | None:
     print(f"{worker_name}: {int(optimizer.iterations.numpy())} training steps done.")
     if not chief:
         weights_path = os.path.join(workdir, f"{worker_name}.weights.h5")
-        atomic_save(model.save_weights, weights_path, suffix=".weights.h5")
+        atomic_files.save(model.save_weights, weights_path, suffix=".weights.h5")
         return None
     return run_setup.save_and_score_final_model(run, chief_side, train_seconds)
 

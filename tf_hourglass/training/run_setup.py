@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
+from tf_hourglass import atomic_files
 from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.data.pipeline import make_dataset
 from tf_hourglass.evaluation import evaluator
@@ -28,7 +29,7 @@ from tf_hourglass.model.presets import preset_class
 from tf_hourglass.training.callbacks import make_callbacks
 from tf_hourglass.training.data_sources import DataSources, augment_from_config, load_sources
 from tf_hourglass.training.losses import HeatmapLoss
-from tf_hourglass.training.workdir import atomic_save, drop_metrics_rows_from, write_json, write_run_settings
+from tf_hourglass.training.workdir import drop_metrics_rows_from, write_json, write_run_settings
 
 # Config fields that override a preset's, by model family (0 keeps the preset's).
 OVERRIDES = {
@@ -218,7 +219,7 @@ def start_chief(run: TrainingRun, state) -> ChiefSide:
 def save_and_score_final_model(run: TrainingRun, chief_side: ChiefSide, train_seconds) -> dict:
     """Writes final.keras, scores it on the held-out data (test, else validation) and writes results.json."""
     workdir, spec, predictor = run.workdir, run.spec, chief_side.predictor
-    atomic_save(run.model.save, os.path.join(workdir, "final.keras"), suffix=".keras")
+    atomic_files.save(run.model.save, os.path.join(workdir, "final.keras"), suffix=".keras")
     final_ds = chief_side.test_ds if chief_side.test_ds is not None else chief_side.val_ds
     predictions = predictor(final_ds, progress=True)
     result = evaluator.score(spec, predictions)

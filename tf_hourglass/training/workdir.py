@@ -12,14 +12,8 @@ import fcntl
 import json
 import os
 
+from tf_hourglass import atomic_files
 from tf_hourglass.inference import RUN_SETTINGS_FILE, run_settings_text
-
-
-def atomic_save(save_fn, path, suffix=""):
-    """Writes through ``save_fn(tmp_path)`` then renames, so ``path`` is never half-written."""
-    tmp = f"{path}.tmp-{os.getpid()}{suffix}"
-    save_fn(tmp)
-    os.replace(tmp, path)
 
 
 class WorkdirInUseError(OSError):
@@ -54,7 +48,7 @@ def workdir_lock(workdir):
 
 
 def write_json(path, data):
-    atomic_save(lambda tmp: open(tmp, "w").write(json.dumps(data, indent=2) + "\n"), path)
+    atomic_files.write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def read_json(path):
@@ -79,11 +73,11 @@ def drop_metrics_rows_from(path, epoch):
     header, *rows = lines
     kept = [row for row in rows if row.strip() and int(row.split(",", 1)[0]) < epoch]
     if len(kept) < len(rows):
-        atomic_save(lambda tmp: open(tmp, "w").write(header + "".join(kept)), path)
+        atomic_files.write_text(path, header + "".join(kept))
 
 
 def write_run_settings(workdir, config, spec, codec):
     """config.json, and what inference needs beside final.keras: the keypoints and the target scale."""
     text = run_settings_text(spec, codec.sigma, codec.peak)
-    atomic_save(lambda tmp: open(tmp, "w").write(text), os.path.join(workdir, RUN_SETTINGS_FILE))
+    atomic_files.write_text(os.path.join(workdir, RUN_SETTINGS_FILE), text)
     write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
