@@ -56,9 +56,9 @@ import tensorflow as tf
 from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.data.pipeline import make_dataset
 from tf_hourglass.evaluation import evaluator
-from tf_hourglass.inference import RUN_SETTINGS_FILE, run_settings_text
 from tf_hourglass.model import ConvolutionalPoseMachine, StackedHourglass, from_preset
 from tf_hourglass.model.presets import PRESETS, preset_class
+from tf_hourglass.run_files import MODEL_FILE, RUN_SETTINGS_FILE, run_settings_text
 from tf_hourglass.training.data_sources import augment_from_config, load_sources
 from tf_hourglass.training.losses import HeatmapLoss
 from tf_hourglass.visualization import draw_skeleton, image_grid
@@ -488,7 +488,7 @@ def save_and_score_final_model(
     workdir, model, predictor, spec, val_ds, test_ds, train_seconds, epochs_completed
 ):
     """Writes final.keras, scores it on the held-out data (test, else validation) and writes results.json."""
-    atomic_save(model.save, os.path.join(workdir, "final.keras"), suffix=".keras")
+    atomic_save(model.save, os.path.join(workdir, MODEL_FILE), suffix=".keras")
     final_ds = test_ds if test_ds is not None else val_ds
     predictions = predictor(final_ds, progress=True)
     result = evaluator.score(spec, predictions)
@@ -506,7 +506,7 @@ def save_and_score_final_model(
     print(
         f"{name} = {result['total']:.1f}%  ({results['num_persons']} held-out people, flip test "
         f"{'on' if predictor.flip_permutation is not None else 'off'}; model: "
-        f"{os.path.join(workdir, 'final.keras')})"
+        f"{os.path.join(workdir, MODEL_FILE)})"
     )
     return results
 
