@@ -32,8 +32,8 @@ from timing import describe_machine, time_call  # noqa: E402
 
 from tf_hourglass.data.codec import HeatmapCodec  # noqa: E402
 from tf_hourglass.export import calibration, onnx, saved_model, tflite, verify  # noqa: E402
-from tf_hourglass.export.exporter import load_model  # noqa: E402
 from tf_hourglass.model import StackedHourglass, as_stack_list, from_preset, keypoint_heatmaps  # noqa: E402
+from tf_hourglass.model_loader import TFLiteRunner, load_keras_model, numpy_inference_model  # noqa: E402
 
 _MODEL = flags.DEFINE_string(
     "model", None, "A trained .keras file or workdir (default: --preset, random weights)."
@@ -74,7 +74,7 @@ def main(argv):
     threads = _THREADS.value
 
     keras.utils.set_random_seed(0)  # the same random weights on every run
-    model = load_model(_MODEL.value) if _MODEL.value else from_preset(_PRESET.value)
+    model = load_keras_model(_MODEL.value) if _MODEL.value else from_preset(_PRESET.value)
     name = _MODEL.value or f"{_PRESET.value} (random weights: accuracy rows are meaningless)"
     height, width = saved_model.fixed_input_size(model)
     heatmap_shape = as_stack_list(model.outputs)[-1].shape
@@ -132,7 +132,7 @@ def measure(model, codec, work, batch_sizes, min_seconds, threads, num_calibrati
         tflite.export_tflite(model, path, quantize, data.crops, log=lambda line: None)
         tflite_files[quantize] = path
     for quantize, path in tflite_files.items():
-        runner = tflite.TFLiteRunner(path, num_threads=threads)
+        runner = TFLiteRunner(path, num_threads=threads)
         crop = np.random.default_rng(0).random((1, height, width, 3), dtype=np.float32)
         label = {"none": "float32", "float16": "float16", "int8": "int8"}[quantize]
         row(
@@ -158,7 +158,6 @@ def measure(model, codec, work, batch_sizes, min_seconds, threads, num_calibrati
     print(
         f"\naccuracy on {data.num_heldout} held-out people of {data.name!r} (calibration: {len(data.crops)} people)"
     )
-    heatmap_dims = (*codec.heatmap_size, data.spec.num_keypoints)
     exported = {"int8": tflite_files["int8"]}
     if qat_steps > 0 and isinstance(model, StackedHourglass):  # QAT rebuilds hourglasses only
         qat_path = os.path.join(work, "model_qat.tflite")
@@ -166,9 +165,15 @@ def measure(model, codec, work, batch_sizes, min_seconds, threads, num_calibrati
         tflite.export_tflite(model, qat_path, "qat", data.crops, qat_options, log=lambda line: None)
         exported["qat"] = qat_path
     for label, path in exported.items():
-        runner = tflite.TFLiteRunner(path, num_threads=threads)
+        runner = TFLiteRunner(path, num_threads=threads)
         comparison = verify.compare_accuracy(
-            model, verify.NumpyHeatmapModel(runner, heatmap_dims), data.heldout, codec, data.spec
+            model,
+            numpy_inference_model(
+                runner, codec.input_size, codec.heatmap_size, data.spec.num_keypoints, label
+            ),
+            data.heldout,
+            codec,
+            data.spec,
         )
         print(
             f"{comparison.metric}: Keras float {comparison.keras:.2f}%, TFLite {label} {comparison.exported:.2f}% "

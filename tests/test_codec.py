@@ -77,7 +77,7 @@ def test_bad_codec_arguments_are_rejected(kwargs, message):
 
 @pytest.mark.parametrize("method", ["argmax", "quarter", "dark"])
 def test_tensorflow_decoding_matches_the_numpy_reference(method):
-    from tf_hourglass.evaluation import decoding
+    import numpy_decoding as decoding
 
     codec = HeatmapCodec(input_size=(256, 256), heatmap_size=(64, 64), sigma=2.0)
     rng = np.random.default_rng(5)

@@ -1,11 +1,10 @@
-"""Tests of tf_hourglass.evaluation.decoding (heatmap decoding, flip test, frames)."""
+"""Tests of the NumPy decoding oracle (tests/numpy_decoding.py: heatmap decoding, flip test, frames)."""
 
 from __future__ import annotations
 
 import numpy as np
+import numpy_decoding as decoding
 import pytest
-
-from tf_hourglass.evaluation import decoding
 
 NUM_PEAKS = 200
 SIZE = 64

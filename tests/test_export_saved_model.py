@@ -16,7 +16,7 @@ import tensorflow as tf
 from export_helpers import codec, random_photo, tiny_model, tiny_model_path
 
 from tf_hourglass.data import transforms
-from tf_hourglass.data.readers import center_scale_from_box
+from tf_hourglass.data.crop import center_scale_from_box
 from tf_hourglass.export import export_model, verify
 from tf_hourglass.model import as_stack_list
 

@@ -12,6 +12,7 @@ from export_helpers import codec, tiny_model, tiny_model_path
 from tf_hourglass.export import VerificationError, export_model, saved_model, tflite, verify
 from tf_hourglass.export.errors import ExportError
 from tf_hourglass.model import as_stack_list
+from tf_hourglass.model_loader import TFLiteRunner
 
 pytestmark = pytest.mark.e2e  # every test here trains, exports or starts processes
 
@@ -52,7 +53,7 @@ def exports(tmp_path_factory):
         path = str(directory / f"tiny_{quantize}.tflite")
         with open(path, "wb") as f:
             f.write(tflite.convert(str(directory / "network"), quantize))
-        parity = verify.heatmap_parity(reference, tflite.TFLiteRunner(path)(samples.crops), codec())
+        parity = verify.heatmap_parity(reference, TFLiteRunner(path, num_threads=2)(samples.crops), codec())
         verify.check_parity(parity, verify.TOLERANCES[quantize], f"tflite/{quantize}")
         results[quantize] = Converted(path, verify.size_on_disk(path), parity)
     return results

@@ -6,15 +6,16 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from numpy_decoding import input_to_image_coords
 
 import tf_hourglass
 from tf_hourglass.data import keypoint_specs
 from tf_hourglass.data.codec import HeatmapCodec
-from tf_hourglass.data.readers import center_scale_from_box
+from tf_hourglass.data.crop import center_scale_from_box
 from tf_hourglass.data.records import KeypointSpec
-from tf_hourglass.evaluation.decoding import input_to_image_coords
 from tf_hourglass.export import load_model as export_load_model
-from tf_hourglass.inference import InferenceModel, PoseEstimator, load_model_for_inference, to_rgb_float
+from tf_hourglass.inference import PoseEstimator, to_rgb_float
+from tf_hourglass.model_loader import InferenceModel, load_model_for_inference
 
 SPEC = KeypointSpec("three", ("left", "right", "middle"), flip_pairs=((0, 1),))
 INPUT, HEATMAP = 64, 16

@@ -29,7 +29,7 @@ import tensorflow as tf
 from tf_hourglass.data import transforms
 from tf_hourglass.data.center_map import gaussian_center_maps
 from tf_hourglass.data.codec import HeatmapCodec
-from tf_hourglass.data.records import KeypointSpec, PoseRecord
+from tf_hourglass.data.records import PIXELS_PER_SCALE, KeypointSpec, PoseRecord
 from tf_hourglass.data.tfrecord import parse_example
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -183,7 +183,7 @@ def _random_transform(example, augment, seed, index, input_size):
     rotation = augment.rotation_degrees * (2.0 * u[1] - 1.0)
     rotation = tf.where(u[2] < augment.rotation_probability, rotation, 0.0)
     flip = u[3] < augment.flip_probability
-    jitter = augment.center_jitter * (2.0 * u[4:6] - 1.0) * scale * 200.0
+    jitter = augment.center_jitter * (2.0 * u[4:6] - 1.0) * scale * PIXELS_PER_SCALE
     return transforms.crop_matrix(center + jitter, scale, input_size, rotation, flip), flip
 
 

@@ -48,11 +48,8 @@ import scipy.io
 import tensorflow as tf
 
 from tf_hourglass.data import keypoint_specs
-from tf_hourglass.data.records import PIXELS_PER_SCALE, KeypointSpec, PoseRecord
-
-# A person crop is the square around the person's box enlarged by this factor
-# (the same 1.25 the original code applies to MPII's scale).
-BOX_MARGIN = 1.25
+from tf_hourglass.data.crop import box_scale, center_scale_from_box
+from tf_hourglass.data.records import KeypointSpec, PoseRecord
 
 CUSTOM_FORMAT = "tf_hourglass.custom.v1"
 
@@ -72,24 +69,10 @@ def matlab_to_zero_based(xy: np.ndarray) -> np.ndarray:
     return np.asarray(xy, np.float64) - 1.0
 
 
-def center_scale_from_box(box) -> tuple[np.ndarray, float]:
-    """Crop centre and scale of a person box (x, y, w, h).
-
-    The box is padded to a square (the crop's 1:1 aspect ratio) of side
-    ``max(w, h)``, enlarged by ``BOX_MARGIN``; ``scale = side / 200``.
-    A box with a non-positive or non-finite side gives ``scale = nan``.
-    """
-    x, y, w, h = (float(v) for v in box)
-    center = np.array([x + w / 2.0, y + h / 2.0], np.float64)
-    if not (math.isfinite(w) and math.isfinite(h) and w > 0 and h > 0):
-        return center, float("nan")
-    return center, max(w, h) * BOX_MARGIN / PIXELS_PER_SCALE
-
-
 def center_scale_from_keypoints(keypoints, has_gt) -> tuple[np.ndarray, float]:
     """Crop centre and scale from the bounding box of the annotated joints.
 
-    ``center`` = middle of that box, ``scale = max(w, h) * 1.25 / 200``; NaNs
+    ``center`` = middle of that box, ``scale = max(w, h) * BOX_MARGIN / 200``; NaNs
     when no joint is annotated or the joints span zero pixels.
     """
     keypoints = np.asarray(keypoints, np.float64)
@@ -99,7 +82,7 @@ def center_scale_from_keypoints(keypoints, has_gt) -> tuple[np.ndarray, float]:
     lo = keypoints[has_gt].min(axis=0)
     hi = keypoints[has_gt].max(axis=0)
     side = float(max(hi - lo))
-    scale = side * BOX_MARGIN / PIXELS_PER_SCALE if side > 0 else float("nan")
+    scale = box_scale(side) if side > 0 else float("nan")
     return (lo + hi) / 2.0, scale
 
 

@@ -12,30 +12,10 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from tf_hourglass.data import transforms
 from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.data.records import KeypointSpec
 from tf_hourglass.evaluation import metrics
-from tf_hourglass.model.pose_model import keypoint_heatmaps
-
-
-def flip_heatmaps_back(heatmaps, flip_permutation):
-    """Heatmaps of a mirrored image -> heatmaps of the original image.
-
-    Our mirror is exact about the input centre (u -> W - 1 - u), and heatmap
-    pixels line up with input pixel edges, so the heatmap mirror is exact too
-    (h -> Wh - 1 - h): no one-pixel shift is needed.
-    """
-    return tf.gather(tf.reverse(heatmaps, axis=[2]), flip_permutation, axis=3)
-
-
-def predict_heatmaps(model, images, flip_permutation=None):
-    """The last stack's K keypoint heatmaps; averaged with the mirrored image's when ``flip_permutation`` is given."""
-    heatmaps = keypoint_heatmaps(model, images)
-    if flip_permutation is not None:
-        flipped = keypoint_heatmaps(model, tf.reverse(images, axis=[2]))
-        heatmaps = 0.5 * (heatmaps + flip_heatmaps_back(flipped, flip_permutation))
-    return heatmaps
+from tf_hourglass.prediction import predict_keypoints
 
 
 @dataclasses.dataclass
@@ -66,10 +46,7 @@ class DatasetPredictor:
         self._predict = tf.function(self._predict_batch)
 
     def _predict_batch(self, images, matrix):
-        heatmaps = predict_heatmaps(self.model, images, self.flip_permutation)
-        input_keypoints, scores = self.codec.decode(heatmaps)
-        original = transforms.apply_affine(transforms.invert_affine(matrix), input_keypoints)
-        return original, input_keypoints, scores
+        return predict_keypoints(self.model, images, matrix, self.codec, self.flip_permutation)
 
     def __call__(self, dataset, max_batches=None, keep_images=0, progress=False) -> Predictions:
         """Predictions for a dataset from ``make_dataset(..., with_metadata=True)``.

@@ -42,7 +42,7 @@ from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.data.pipeline import InMemorySource, make_dataset
 from tf_hourglass.data.records import KeypointSpec
 from tf_hourglass.evaluation import evaluator, metrics
-from tf_hourglass.inference import load_model_for_inference
+from tf_hourglass.model_loader import load_model_for_inference
 
 HDF5_EXTENSIONS = (".h5", ".hdf5")
 
@@ -361,7 +361,7 @@ def evaluate_model(
     """Runs a model over a dataset in any reader format and scores it.
 
     Args:
-        model: anything ``inference.load_model_for_inference`` takes.
+        model: anything ``model_loader.load_model_for_inference`` takes.
         format, annotations, images_dir: as ``readers.read_dataset``.
         flip: flip-test averaging.
 

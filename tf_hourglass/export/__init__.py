@@ -9,7 +9,10 @@ every export runs on itself.
 """
 
 from tf_hourglass.export.errors import ExportError, MissingRequirementError, VerificationError
-from tf_hourglass.export.exporter import FORMATS, QUANTIZE_MODES, ExportResult, export_model, load_model
+from tf_hourglass.export.exporter import FORMATS, QUANTIZE_MODES, ExportResult, export_model
+
+# What exports take: a Keras model, a .keras file or a training workdir (its final.keras).
+from tf_hourglass.model_loader import load_keras_model as load_model
 
 __all__ = [
     "FORMATS",

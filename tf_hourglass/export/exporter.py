@@ -25,7 +25,6 @@ import os
 import shutil
 import tempfile
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -34,8 +33,9 @@ from tf_hourglass.data.codec import DECODE_METHODS, HeatmapCodec
 from tf_hourglass.export import calibration as calibration_lib
 from tf_hourglass.export import onnx, saved_model, tensorrt, tflite, verify
 from tf_hourglass.export.errors import VerificationError
-from tf_hourglass.inference import load_keras_model, read_run_settings
 from tf_hourglass.model import StackedHourglass, as_stack_list
+from tf_hourglass.model_loader import TFLiteRunner, keras_model_path, load_keras_model, numpy_inference_model
+from tf_hourglass.run_files import read_run_settings
 
 FORMATS = ("saved_model", "tflite", "onnx", "tensorrt", "tftrt")
 QUANTIZE_MODES = {
@@ -58,25 +58,6 @@ class ExportResult:
     parity: verify.Parity
     accuracy: verify.AccuracyComparison | None
     lines: list[str]  # what was reported
-
-
-def load_model(model) -> keras.Model:
-    """A Keras model, a ``.keras`` file, or a training workdir (its ``final.keras``)."""
-    if isinstance(model, keras.Model):
-        return model
-    path = os.fspath(model)
-    if os.path.isdir(path):
-        final = os.path.join(path, "final.keras")
-        if not os.path.exists(final):
-            raise FileNotFoundError(
-                f"{path!r} is a directory without final.keras; pass a .keras file or a finished training workdir."
-            )
-        path = final
-    elif not os.path.exists(path):
-        raise FileNotFoundError(f"Model not found: {path!r}.")
-    elif not path.endswith(".keras"):
-        raise ValueError(f"model must be a .keras file or a training workdir. Received: {path!r}")
-    return load_keras_model(path)
 
 
 def _check_arguments(format, quantize, calibration, max_pck_drop, decode_method) -> None:
@@ -104,17 +85,9 @@ def _check_arguments(format, quantize, calibration, max_pck_drop, decode_method)
 _FILE_SUFFIXES = {"tflite": (".tflite",), "onnx": (".onnx",), "tensorrt": (".engine", ".plan", ".trt")}
 
 
-def _model_path(model) -> str | None:
-    """The path that ``load_model`` reads (a workdir's final.keras), or None for an in-memory model."""
-    if isinstance(model, keras.Model):
-        return None
-    path = os.fspath(model)
-    return os.path.join(path, "final.keras") if os.path.isdir(path) else path
-
-
 def _check_output(model, output: str, format: str, overwrite: bool) -> None:
     """Refuses outputs whose replacement would lose data: the model itself, or something not ours."""
-    source = _model_path(model)
+    source = keras_model_path(model)
     if source is not None:
         target = os.path.realpath(output)
         source = os.path.realpath(source)
@@ -221,7 +194,7 @@ def _export_tflite(model, codec, path, samples, data, options, log):
     }
     names = tflite.export_tflite(model, path, quantize, crops, qat_options, log=log)
     log(f"TFLite builtin ops only: {', '.join(names)}")
-    runner = tflite.TFLiteRunner(path)
+    runner = TFLiteRunner(path, num_threads=2)
     for end, details in (("input", runner.input), ("output", runner.output)):
         scale, zero_point = details["quantization"]
         quantization = f", scale {scale:.6g}, zero point {zero_point}" if scale else ""
@@ -354,7 +327,7 @@ def export_model(
     run_codec = read_run_settings(model).get("codec", {})
     sigma = run_codec.get("sigma", 1.0) if sigma is None else sigma
     peak = run_codec.get("peak", 1.0) if peak is None else peak
-    model = load_model(model)
+    model = load_keras_model(model)
     if quantize == "qat" and not isinstance(model, StackedHourglass):
         raise ValueError(
             f"--quantize qat rebuilds Stacked Hourglass models in tf-keras; received a {type(model).__name__}. "
@@ -409,7 +382,9 @@ def export_model(
         )
         accuracy = None
         if runner is not None:
-            exported = verify.NumpyHeatmapModel(runner, (*codec.heatmap_size, data.spec.num_keypoints))
+            exported = numpy_inference_model(
+                runner, codec.input_size, codec.heatmap_size, data.spec.num_keypoints, f"{label} export"
+            )
             accuracy = verify.compare_accuracy(model, exported, data.heldout, codec, data.spec)
             report(verify.check_accuracy(accuracy, max_pck_drop, label))
         size = verify.size_on_disk(tmp)

@@ -3,7 +3,7 @@
 ``export_saved_model`` writes a SavedModel whose signatures take whole photos
 and return keypoints in the photo's pixels. Cropping, resizing, normalisation
 and heatmap decoding all run inside the graph, with the same code as training
-and evaluation (``transforms.crop_matrix`` / ``warp_image``, ``HeatmapCodec``).
+and evaluation (``data.crop``, ``transforms.warp_image``, ``prediction.predict_keypoints``).
 
 Signatures (N is dynamic; H, W any size, the same within one request):
 
@@ -22,7 +22,7 @@ signature           inputs                                            outputs
                     person crops at the network's input size          [N, h/4, w/4, K], last stack
 ==================  ================================================  =============================
 
-Person crops follow the readers' convention (``readers.center_scale_from_box``):
+Person crops follow the readers' convention (``data.crop``):
 the square of side ``1.25 * max(w, h)`` centred on the box, zoomed to the
 network input. A box of all zeros means "the whole image", i.e. the box
 (0, 0, W, H), as ``inference.PoseEstimator`` does without a box;
@@ -45,11 +45,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tf_hourglass.data import transforms
+from tf_hourglass.data import crop, transforms
 from tf_hourglass.data.codec import HeatmapCodec
-from tf_hourglass.data.readers import BOX_MARGIN
-from tf_hourglass.data.records import PIXELS_PER_SCALE
 from tf_hourglass.model import keypoint_heatmaps
+from tf_hourglass.prediction import predict_keypoints
 
 SERVING_SIGNATURES = ("serving_default", "serving_boxes", "serving_float", "serving_bytes", "heatmaps")
 
@@ -145,8 +144,8 @@ def checked_shape(tensor, shape, description: str):
 def crop_matrices(boxes, image_height, image_width, input_size):
     """Forward crop matrices [N, 3, 3] (image pixels -> input pixels) for person boxes [N, 4].
 
-    The graph twin of ``readers.center_scale_from_box`` + ``transforms.crop_matrix``;
-    all-zero boxes become the whole image (0, 0, W, H).
+    ``crop.box_crop_matrices`` after checking the boxes; all-zero boxes become
+    the whole image (0, 0, W, H).
     """
     boxes = tf.cast(boxes, tf.float32)
     whole = tf.reduce_all(tf.equal(boxes, 0.0), axis=-1)
@@ -172,14 +171,7 @@ def crop_matrices(boxes, image_height, image_width, input_size):
     )
     whole_box = tf.stack([0.0, 0.0, width, height])
     boxes = tf.where(whole[:, None], whole_box[None, :], boxes)
-    x, y, w, h = tf.unstack(boxes, axis=-1)
-    centers = tf.stack([x + w / 2.0, y + h / 2.0], axis=-1)
-    scales = tf.maximum(w, h) * BOX_MARGIN / PIXELS_PER_SCALE
-    return tf.map_fn(
-        lambda center_scale: transforms.crop_matrix(center_scale[0], center_scale[1], input_size),
-        (centers, scales),
-        fn_output_signature=tf.TensorSpec([3, 3], tf.float32),
-    )
+    return crop.box_crop_matrices(boxes, input_size)
 
 
 def _checked_size(images):
@@ -257,10 +249,11 @@ def serving_module(model, codec: HeatmapCodec) -> tf.Module:
         raise ValueError(f"The codec's input size {codec.input_size} differs from the model's {input_size}.")
     network = network_function(model)
 
+    def network_heatmaps(crops, training=False):
+        return network(crops)["heatmaps"]
+
     def predict(crops, matrices):
-        heatmaps = network(crops)["heatmaps"]
-        input_keypoints, scores = codec.decode(heatmaps)
-        keypoints = transforms.apply_affine(transforms.invert_affine(matrices), input_keypoints)
+        keypoints, _, scores = predict_keypoints(network_heatmaps, crops, matrices, codec)
         return {"keypoints": keypoints, "scores": scores}
 
     # Unknown ranks, checked by ``checked_shape`` (see there why).

@@ -41,7 +41,7 @@ import tensorflow as tf
 
 from tf_hourglass.data import transforms
 from tf_hourglass.data.codec import HeatmapCodec
-from tf_hourglass.data.readers import center_scale_from_box
+from tf_hourglass.data.crop import box_crop_matrix, whole_image_box
 from tf_hourglass.evaluation import evaluator
 from tf_hourglass.export.errors import VerificationError
 from tf_hourglass.model import keypoint_heatmaps
@@ -97,11 +97,10 @@ def whole_image_crop(image, input_size):
 
     The crop of the whole image as ``inference.PoseEstimator`` and the
     SavedModel's ``serving_default`` make it: the box (0, 0, W, H) through
-    ``center_scale_from_box``.
+    ``data.crop.box_crop_matrix``.
     """
     height, width = image.shape[:2]
-    center, scale = center_scale_from_box((0, 0, width, height))
-    matrix = transforms.crop_matrix(center, scale, input_size)
+    matrix = box_crop_matrix(whole_image_box(width, height), input_size)
     crop = transforms.warp_image(image, matrix, input_size) / 255.0
     return crop.numpy(), matrix.numpy()
 
@@ -229,26 +228,6 @@ def check_parity(parity: Parity, tolerance: Tolerance, label: str) -> str:
 
 
 # ----- accuracy on held-out data ---------------------------------------------
-
-
-class NumpyHeatmapModel:
-    """A numpy heatmap function (TFLite, ONNX Runtime, TensorRT) as ``model(images, training=False)``.
-
-    So that ``evaluator.predict_dataset`` scores exported models with the very
-    code that scores Keras models.
-    """
-
-    def __init__(self, run, heatmap_shape):
-        self._run = run
-        self._heatmap_shape = tuple(heatmap_shape)
-
-    def __call__(self, images, training=False):
-        del training
-        heatmaps = tf.numpy_function(
-            lambda x: np.asarray(self._run(x), np.float32), [images], tf.float32, stateful=True
-        )
-        heatmaps.set_shape([None, *self._heatmap_shape])
-        return heatmaps
 
 
 @dataclasses.dataclass

@@ -26,6 +26,7 @@ from tf_hourglass.data.pipeline import make_dataset
 from tf_hourglass.evaluation import evaluator
 from tf_hourglass.model import ConvolutionalPoseMachine, StackedHourglass, from_preset
 from tf_hourglass.model.presets import preset_class
+from tf_hourglass.run_files import MODEL_FILE
 from tf_hourglass.training.callbacks import make_callbacks
 from tf_hourglass.training.data_sources import DataSources, augment_from_config, load_sources
 from tf_hourglass.training.losses import HeatmapLoss
@@ -219,7 +220,7 @@ def start_chief(run: TrainingRun, state) -> ChiefSide:
 def save_and_score_final_model(run: TrainingRun, chief_side: ChiefSide, train_seconds) -> dict:
     """Writes final.keras, scores it on the held-out data (test, else validation) and writes results.json."""
     workdir, spec, predictor = run.workdir, run.spec, chief_side.predictor
-    atomic_files.save(run.model.save, os.path.join(workdir, "final.keras"), suffix=".keras")
+    atomic_files.save(run.model.save, os.path.join(workdir, MODEL_FILE), suffix=".keras")
     final_ds = chief_side.test_ds if chief_side.test_ds is not None else chief_side.val_ds
     predictions = predictor(final_ds, progress=True)
     result = evaluator.score(spec, predictions)
@@ -237,6 +238,6 @@ def save_and_score_final_model(run: TrainingRun, chief_side: ChiefSide, train_se
     print(
         f"{name} = {result['total']:.1f}%  ({results['num_persons']} held-out people, flip test "
         f"{'on' if predictor.flip_permutation is not None else 'off'}; model: "
-        f"{os.path.join(workdir, 'final.keras')})"
+        f"{os.path.join(workdir, MODEL_FILE)})"
     )
     return results

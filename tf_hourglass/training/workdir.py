@@ -13,7 +13,7 @@ import json
 import os
 
 from tf_hourglass import atomic_files
-from tf_hourglass.inference import RUN_SETTINGS_FILE, run_settings_text
+from tf_hourglass.run_files import RUN_SETTINGS_FILE, run_settings_text
 
 
 class WorkdirInUseError(OSError):

@@ -15,10 +15,9 @@ import os
 from tf_hourglass import atomic_files
 from tf_hourglass.data import keypoint_specs
 from tf_hourglass.data.records import KeypointSpec
-from tf_hourglass.inference import RUN_SETTINGS_FILE, run_settings_text
+from tf_hourglass.run_files import MODEL_FILE, RUN_SETTINGS_FILE, run_settings_text
 from tf_hourglass.weights.pytorch_hourglass import load_pytorch_checkpoint
 
-MODEL_FILE = "final.keras"  # the name a workdir's model has
 # Both projects render MPII targets as Gaussians of sigma 1 at 64x64 with peak 1.
 TARGET_SIGMA = 1.0
 TARGET_PEAK = 1.0

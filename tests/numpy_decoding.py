@@ -1,4 +1,7 @@
-"""Heatmap decoding and coordinate mapping: the numpy reference implementation.
+"""Heatmap decoding and coordinate mapping in NumPy: the tests' oracle for ``data/codec.py``.
+
+The package decodes with ``HeatmapCodec`` only; this file states the same rules
+in plain NumPy, so the tests can check the codec and the frames against it.
 
 Conventions (shared with ``data/records.py`` and the input pipeline)
 --------------------------------------------------------------------
@@ -81,7 +84,7 @@ DECODE_METHODS = ("argmax", "quarter", "dark")
 # it only matters where the heatmap is essentially empty.
 _DARK_LOG_FLOOR = 1e-10
 # DARK steps longer than this (px, per axis) come from a quadratic model that
-# does not fit; clipping keeps the answer next to the peak pixel.
+# does not fit; as in the codec, such a step is rejected (the peak pixel stays).
 _DARK_MAX_OFFSET = 1.0
 
 
@@ -208,8 +211,8 @@ def decode_heatmaps(
     the coordinate of that axis stays at the peak pixel (quarter refines x and y
     independently). DARK keeps the peak pixel unless the smoothed log-heatmap's
     Hessian there is negative definite (a genuine maximum: H_xx < 0 and
-    det H > 0), and clips its step to +-1 px; values <= 0 are floored before the
-    log. Flat heatmaps decode to their first maximum (pixel (0, 0) if all equal).
+    det H > 0) and its step is at most 1 px per axis (as the codec); values <= 0 are
+    floored before the log. Flat heatmaps decode to their first maximum (pixel (0, 0) if all equal).
     """
     heatmaps = _check_heatmaps(heatmaps)
     if method not in DECODE_METHODS:
@@ -259,7 +262,8 @@ def decode_heatmaps(
     # -H^-1 g with H^-1 = [[hyy, -hxy], [-hxy, hxx]] / det.
     offset_x = -(hyy * gx - hxy * gy) / safe_det
     offset_y = -(hxx * gy - hxy * gx) / safe_det
-    offset = np.clip(np.stack([offset_x, offset_y], axis=-1), -_DARK_MAX_OFFSET, _DARK_MAX_OFFSET)
+    offset = np.stack([offset_x, offset_y], axis=-1)
+    ok = ok & np.all(np.abs(offset) <= _DARK_MAX_OFFSET, axis=-1)
     coords += np.where(ok[..., None], offset, 0.0)
     return coords, scores
 

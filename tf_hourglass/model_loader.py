@@ -1,0 +1,366 @@
+"""Pose models as functions from crops to heatmaps: the one model loader and TFLite runner.
+
+``load_model_for_inference`` takes a Keras model or a file: ``.keras``, a
+training workdir holding ``final.keras``, a SavedModel directory or a
+``.tflite`` file, and returns an ``InferenceModel``: a function from float
+images in [0, 1] to the last stack's heatmaps, usable inside ``tf.function``
+(so by ``prediction.predict_keypoints`` and the evaluator). ``load_keras_model``
+is the loader of Keras models (a ``.keras`` file or a workdir), which export
+needs as Keras objects. ``TFLiteRunner`` runs a ``.tflite`` file with its
+(de)quantisation, and ``numpy_inference_model`` makes any NumPy heatmap
+function (TFLite, ONNX Runtime, TensorRT) an ``InferenceModel``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_hourglass.model import as_stack_list, keypoint_heatmaps
+from tf_hourglass.run_files import MODEL_FILE
+
+# Signatures tried, in order, in a SavedModel or .tflite file: a dedicated
+# "heatmaps" one (tf_hourglass.export), then the standard serving ones.
+SIGNATURE_KEYS = ("heatmaps", "serving_default", "serve")
+
+
+# ----------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------
+
+
+class InferenceModel:
+    """A pose model as a function: float images (B, H, W, 3) in [0, 1] -> last-stack heatmaps.
+
+    Args:
+        call: maps a float32 tensor of images to float32 heatmaps
+            (B, Hh, Wh, K); must work inside ``tf.function``.
+        input_size: (height, width) of the images it takes.
+        heatmap_size: (height, width) of the heatmaps it returns.
+        num_keypoints: heatmap channels K.
+        name: where the model came from, for messages.
+        resources: objects to keep alive as long as ``call`` is used (a loaded
+            SavedModel, a TFLite interpreter).
+    """
+
+    def __init__(
+        self,
+        call: Callable,
+        input_size: Sequence[int],
+        heatmap_size: Sequence[int],
+        num_keypoints: int,
+        name: str = "model",
+        resources=None,
+    ):
+        self._call = call
+        self.input_size = tuple(int(s) for s in input_size)
+        self.heatmap_size = tuple(int(s) for s in heatmap_size)
+        self.num_keypoints = int(num_keypoints)
+        self.name = name
+        self._resources = resources
+
+    def __call__(self, images, training=False):
+        # ``training`` is accepted (and ignored) so that code written for Keras
+        # models, such as the evaluator, can call this the same way.
+        del training
+        return self._call(tf.cast(images, tf.float32))
+
+    def __repr__(self):
+        return (
+            f"InferenceModel({self.name!r}, input_size={self.input_size}, "
+            f"heatmap_size={self.heatmap_size}, num_keypoints={self.num_keypoints})"
+        )
+
+
+def _static_size(shape, what: str, name: str) -> tuple[int, int]:
+    size = tuple(shape)
+    if len(size) != 2 or any(s is None or int(s) <= 0 for s in size):
+        raise ValueError(
+            f"{name}: the {what} size must be known (height, width); received {size}. "
+            "Export the model with a fixed input size."
+        )
+    return int(size[0]), int(size[1])
+
+
+def _heatmap_shape(shape, name: str) -> tuple[tuple[int, int], int]:
+    """(heatmap_size, num_keypoints) from a (B, Hh, Wh, K) shape."""
+    shape = tuple(shape)
+    if len(shape) != 4 or shape[-1] is None:
+        raise ValueError(f"{name}: heatmaps must have shape (batch, height, width, K); received {shape}.")
+    return _static_size(shape[1:3], "heatmap", name), int(shape[-1])
+
+
+def _last_stack_output(names: Sequence[str], name: str) -> str:
+    """The output holding the last stack's heatmaps, among a signature's outputs.
+
+    "heatmaps" if present; else the highest-numbered ``heatmaps_N`` / ``output_N``
+    (Keras exports a multi-output model's outputs as output_0, output_1, ...).
+    """
+    names = list(names)
+    if "heatmaps" in names:
+        return "heatmaps"
+    if len(names) == 1:
+        return names[0]
+    numbered = []
+    for output in names:
+        match = re.fullmatch(r"(?:heatmaps|output)_(\d+)", output)
+        if match:
+            numbered.append((int(match.group(1)), output))
+    if numbered and len(numbered) == len(names):
+        return max(numbered)[1]
+    raise ValueError(
+        f"{name}: cannot tell which output holds the last stack's heatmaps; received outputs {names}. "
+        "Expected 'heatmaps', or outputs named heatmaps_N or output_N."
+    )
+
+
+def keras_inference_model(model: keras.Model, name: str | None = None) -> InferenceModel:
+    """Wraps a Keras pose model (one heatmap output per stack; the last one is used).
+
+    A Convolutional Pose Machine gets its centre map from here and loses its
+    background map, so every model looks like images -> K heatmaps.
+    """
+    name = name or model.name
+    input_size = _static_size(model.inputs[0].shape[1:3], "input", name)
+    heatmap_size, num_keypoints = _heatmap_shape(as_stack_list(model.outputs)[-1].shape, name)
+    if getattr(model, "background_channel", False):
+        num_keypoints -= 1  # a CPM's last map is the background
+
+    def call(images):
+        return keypoint_heatmaps(model, images)
+
+    return InferenceModel(call, input_size, heatmap_size, num_keypoints, name, resources=model)
+
+
+def _images_as(images, dtype: tf.DType):
+    """Float images in [0, 1] in the dtype a serving signature takes (uint8 means 0..255)."""
+    if dtype.is_integer:
+        return tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0), dtype)
+    return tf.cast(images, dtype)
+
+
+def load_saved_model(path: str) -> InferenceModel:
+    """A SavedModel's ``heatmaps`` signature, else ``serving_default`` / ``serve``.
+
+    The signature must take one image tensor (B, H, W, 3): float in [0, 1], or
+    uint8 in [0, 255]; from its outputs the last stack's heatmaps are used.
+    """
+    loaded = tf.saved_model.load(path)
+    key = next((k for k in SIGNATURE_KEYS if k in loaded.signatures), None)
+    if key is None:
+        raise ValueError(
+            f"SavedModel {path} has none of the signatures {list(SIGNATURE_KEYS)}; "
+            f"received {sorted(loaded.signatures)}."
+        )
+    signature = loaded.signatures[key]
+    inputs = signature.structured_input_signature[1]
+    if len(inputs) != 1:
+        raise ValueError(
+            f"SavedModel {path}: signature {key!r} must take one image tensor; received inputs {sorted(inputs)}."
+        )
+    ((input_name, input_spec),) = inputs.items()
+    output_name = _last_stack_output(list(signature.structured_outputs), f"SavedModel {path}")
+    input_size = _static_size(input_spec.shape[1:3], "input", f"SavedModel {path}")
+    heatmap_size, num_keypoints = _heatmap_shape(
+        signature.structured_outputs[output_name].shape, f"SavedModel {path}"
+    )
+
+    def call(images):
+        outputs = signature(**{input_name: _images_as(images, input_spec.dtype)})
+        return tf.cast(outputs[output_name], tf.float32)
+
+    return InferenceModel(call, input_size, heatmap_size, num_keypoints, path, resources=loaded)
+
+
+def numpy_inference_model(
+    run: Callable, input_size, heatmap_size, num_keypoints: int, name: str = "model", resources=None
+) -> InferenceModel:
+    """A NumPy function (float32 crops [B, H, W, 3] -> heatmaps [B, Hh, Wh, K]) as an ``InferenceModel``.
+
+    For TFLite, ONNX Runtime and TensorRT runners, so that the evaluator scores
+    exported models with the very code that scores Keras models.
+    """
+    heatmap_size = tuple(int(s) for s in heatmap_size)
+
+    def call(images):
+        heatmaps = tf.numpy_function(
+            lambda crops: np.asarray(run(crops), np.float32), [images], tf.float32, stateful=True
+        )
+        heatmaps.set_shape([None, *heatmap_size, num_keypoints])
+        return heatmaps
+
+    return InferenceModel(call, input_size, heatmap_size, num_keypoints, name, resources=resources or run)
+
+
+class TFLiteRunner:
+    """Runs a ``.tflite`` file with LiteRT (``pip install ai-edge-litert``; XNNPACK on CPU), one crop at a time.
+
+    Uses the file's ``heatmaps`` signature, else ``serving_default`` / ``serve``,
+    which must take one image tensor (B, H, W, 3); from its outputs the last
+    stack's heatmaps are used. Takes and returns float32: crops in [0, 1] are
+    quantised to the input's dtype and heatmaps dequantised, with the file's own
+    scale and zero point; an integer input without them is taken as 0..255 pixels.
+
+    Args:
+        num_threads: LiteRT's CPU threads (None: its default).
+    """
+
+    def __init__(self, path: str, num_threads: int | None = None):
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as error:  # pragma: no cover - depends on the environment
+            raise ImportError(f"Running {path} needs LiteRT: pip install 'tf_hourglass[export]'.") from error
+
+        with tf.io.gfile.GFile(path, "rb") as f:
+            self.interpreter = Interpreter(model_content=f.read(), num_threads=num_threads)
+        signatures = self.interpreter.get_signature_list()
+        key = next((k for k in SIGNATURE_KEYS if k in signatures), None)
+        if key is None:
+            raise ValueError(
+                f"TFLite model {path} has none of the signatures {list(SIGNATURE_KEYS)}; received "
+                f"{sorted(signatures)}. Convert it with tf.lite.TFLiteConverter.from_saved_model."
+            )
+        self._runner = self.interpreter.get_signature_runner(key)
+        input_details = self._runner.get_input_details()
+        if len(input_details) != 1:
+            raise ValueError(
+                f"TFLite model {path}: signature {key!r} must take one image tensor; "
+                f"received inputs {sorted(input_details)}."
+            )
+        ((self._input_name, self.input),) = input_details.items()
+        output_details = self._runner.get_output_details()
+        self._output_name = _last_stack_output(list(output_details), f"TFLite model {path}")
+        self.output = output_details[self._output_name]
+        self.input_size = _static_size(self.input["shape"][1:3], "input", f"TFLite model {path}")
+        self.heatmap_size, self.num_keypoints = _heatmap_shape(self.output["shape"], f"TFLite model {path}")
+
+    @property
+    def heatmap_shape(self) -> tuple[int, ...]:
+        return (*self.heatmap_size, self.num_keypoints)
+
+    def _quantize(self, crop):
+        dtype = np.dtype(self.input["dtype"])
+        if dtype.kind == "f":
+            return crop.astype(dtype)
+        scale, zero_point = self.input["quantization"]
+        values = crop / scale + zero_point if scale else crop * 255.0
+        info = np.iinfo(dtype)
+        return np.clip(np.round(values), info.min, info.max).astype(dtype)
+
+    def _dequantize(self, heatmaps):
+        scale, zero_point = self.output["quantization"]
+        heatmaps = heatmaps.astype(np.float32)
+        return (heatmaps - zero_point) * scale if scale else heatmaps
+
+    def __call__(self, crops) -> np.ndarray:
+        """Heatmaps float32 [N, h, w, K] for crops float32 [N, H, W, 3] in [0, 1]."""
+        # The converter's default input has batch size 1; one call per crop.
+        outputs = [
+            self._dequantize(
+                self._runner(**{self._input_name: self._quantize(crop[None])})[self._output_name]
+            )
+            for crop in np.asarray(crops, np.float32)
+        ]
+        if not outputs:
+            return np.zeros((0, *self.heatmap_shape), np.float32)
+        return np.concatenate(outputs).astype(np.float32)
+
+
+def load_tflite(path: str) -> InferenceModel:
+    """A ``.tflite`` file (see ``TFLiteRunner``) as an ``InferenceModel``."""
+    runner = TFLiteRunner(path)
+    return numpy_inference_model(
+        runner, runner.input_size, runner.heatmap_size, runner.num_keypoints, path, resources=runner
+    )
+
+
+def _read_keras_file(path: str) -> keras.Model:
+    """A ``.keras`` file as a Keras model, without its optimizer.
+
+    safe_mode=True (Keras' default, said explicitly): a .keras file with Python
+    lambdas is refused rather than run.
+    """
+    # Keras says "File not found" for any file that is not a zip archive.
+    with tf.io.gfile.GFile(path, "rb") as f:
+        is_zip = f.read(4) == b"PK\x03\x04"
+    if not is_zip:
+        raise ValueError(f"{path!r} exists but is not a .keras model (not a zip archive).")
+    # Importing tf_hourglass registers StackedHourglass for deserialization.
+    return keras.saving.load_model(path, compile=False, safe_mode=True)
+
+
+def keras_model_path(model) -> str | None:
+    """The file ``load_keras_model`` reads (a workdir's final.keras), or None for an in-memory model."""
+    if isinstance(model, keras.Model):
+        return None
+    path = os.fspath(model)
+    return os.path.join(path, MODEL_FILE) if tf.io.gfile.isdir(path) else path
+
+
+def load_keras_model(model) -> keras.Model:
+    """A Keras model, a ``.keras`` file, or a training workdir (its ``final.keras``), as a Keras model."""
+    if isinstance(model, keras.Model):
+        return model
+    path = keras_model_path(model)
+    if tf.io.gfile.isdir(os.fspath(model)):
+        if not tf.io.gfile.exists(path):
+            raise FileNotFoundError(
+                f"{os.fspath(model)!r} is a directory without final.keras; pass a .keras file or a finished "
+                "training workdir."
+            )
+    elif not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"Model not found: {path!r}.")
+    elif not path.endswith(".keras"):
+        raise ValueError(f"model must be a .keras file or a training workdir. Received: {path!r}")
+    return _read_keras_file(path)
+
+
+def load_model_for_inference(model) -> InferenceModel:
+    """Any supported model as an ``InferenceModel``.
+
+    Args:
+        model: an ``InferenceModel``; a Keras model; or a path to a ``.keras``
+            file, a training workdir containing ``final.keras``, a SavedModel
+            directory or a ``.tflite`` file.
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        ValueError: the path is not a model this function can load (e.g. a
+            weights-only ``.weights.h5``, which lacks the model's config).
+    """
+    if isinstance(model, InferenceModel):
+        return model
+    if isinstance(model, keras.Model):
+        return keras_inference_model(model)
+    path = os.fspath(model)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"Model not found: {path!r}.")
+    if tf.io.gfile.isdir(path):
+        if tf.io.gfile.exists(os.path.join(path, MODEL_FILE)):
+            return keras_inference_model(load_keras_model(path), name=keras_model_path(path))
+        if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
+            return load_saved_model(path)
+        raise ValueError(
+            f"Directory {path!r} is neither a training workdir with final.keras nor a SavedModel "
+            f"(saved_model.pb); it holds {sorted(tf.io.gfile.listdir(path))[:10]}. A run that has not "
+            "finished has only weights (best.weights.h5, checkpoints/), which need the model's config."
+        )
+    if path.endswith(".keras"):
+        return keras_inference_model(load_keras_model(path), name=keras_model_path(path))
+    if path.endswith(".tflite"):
+        return load_tflite(path)
+    if path.endswith(".h5"):
+        raise ValueError(
+            f"{path!r} holds weights only, not the model's config. Build the model (e.g. "
+            "tf_hourglass.from_preset(...)), call model.load_weights(path) and pass the model, "
+            "or use the run's final.keras."
+        )
+    raise ValueError(
+        f"Unsupported model file {path!r}; expected a .keras file, a training workdir with "
+        "final.keras, a SavedModel directory or a .tflite file."
+    )
