@@ -11,6 +11,7 @@ copy, so only local renames are atomic).
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
 from collections.abc import Iterator
 
@@ -25,8 +26,10 @@ def temporary_path(path: str, suffix: str = "") -> str:
 
 
 def remove(path: str) -> None:
-    """Removes a file or a folder tree if it exists."""
-    if tf.io.gfile.isdir(path):
+    """Removes a file or a folder tree if it exists; a symbolic link, never what it points to."""
+    if os.path.islink(path):
+        os.remove(path)
+    elif tf.io.gfile.isdir(path):
         tf.io.gfile.rmtree(path)
     elif tf.io.gfile.exists(path):
         tf.io.gfile.remove(path)

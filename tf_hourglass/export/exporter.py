@@ -12,7 +12,7 @@ tensorrt        serialized engine from the ONNX (tensorrt)      none (FP32), flo
 tftrt           SavedModel with TF-TRT segments, TF <= 2.17     none (FP32), float16, int8
 ==============  ==============================================  =====================================
 
-Every export is written to ``OUTPUT.tmp-PID``, run on sample inputs and
+Every export is written to a temporary ``OUTPUT.tmp-XXXXXXXX`` (``atomic_files``), run on sample inputs and
 compared with the Keras model (``verify``), and only then renamed to
 ``OUTPUT``; an existing ``OUTPUT`` is replaced only with ``overwrite=True``.
 Integer exports also compare PCK/PCKh with the float model on held-out data.
@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import tempfile
 
 import numpy as np
 import tensorflow as tf
 
+from tf_hourglass import atomic_files
 from tf_hourglass.data import transforms
 from tf_hourglass.data.codec import DECODE_METHODS, HeatmapCodec
 from tf_hourglass.export import calibration as calibration_lib
@@ -109,13 +109,6 @@ def _check_output(model, output: str, format: str, overwrite: bool) -> None:
         raise FileExistsError(
             f"{output!r} is not a previous {format} export; --overwrite replaces only those. Move it or choose another path."
         )
-
-
-def _remove(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    elif os.path.lexists(path):
-        os.remove(path)
 
 
 def _sample_set(data, samples, input_size) -> verify.SampleSet:
@@ -372,10 +365,8 @@ def export_model(
 
     parent = os.path.dirname(os.path.abspath(output))
     os.makedirs(parent, exist_ok=True)
-    tmp = f"{output}.tmp-{os.getpid()}"
-    _remove(tmp)
     label = format if quantize == "none" else f"{format}/{quantize}"
-    try:
+    with atomic_files.atomic_path(output) as tmp:
         parity, runner = _EXPORTERS[format](model, codec, tmp, sample_set, data, options, report)
         report(
             verify.check_parity(parity, _tolerance(format, quantize), f"{label} on {sample_set.description}")
@@ -392,9 +383,6 @@ def export_model(
             if not overwrite:
                 raise FileExistsError(f"{output!r} appeared during the export; not replacing it.")
             _check_output(model, output, format, overwrite)
-            _remove(output)
-        os.replace(tmp, output)
-    finally:
-        _remove(tmp)
+            atomic_files.remove(output)  # a folder cannot be renamed over; the check above allows it
     report(f"wrote {output} ({label}, {verify.format_size(size)} on disk)")
     return ExportResult(output, format, quantize, size, parity, accuracy, lines)
