@@ -47,6 +47,7 @@ import cv2
 import numpy as np
 
 from tf_hourglass.data.keypoint_specs import MPII
+from tf_hourglass.data.readers import BOX_MARGIN, CUSTOM_FORMAT
 from tf_hourglass.data.records import PIXELS_PER_SCALE, PoseRecord
 
 # MPII joint order.
@@ -117,9 +118,6 @@ HIP_ROTATION_RANGE = (-15.0, 15.0)
 HEAD_BOX_HEIGHT = 1.2
 HEAD_BOX_WIDTH = 1.1
 PCKH_HEAD_FACTOR = 0.6  # PCKh head size = 0.6 x head-box diagonal
-
-# Crop side = this factor x the figure box's longer side (readers.BOX_MARGIN).
-CROP_MARGIN = 1.25
 
 # Ids in the part map; a joint is visible if its pixel shows one of its parts.
 TORSO, NECK, HEAD = 1, 2, 3
@@ -997,7 +995,7 @@ class SyntheticFigures:
         record = PoseRecord(
             image_path=f"synthetic:seed={self.seed}:index={int(index)}",
             center=0.5 * (low + high),
-            scale=CROP_MARGIN * float(size.max()) / PIXELS_PER_SCALE,
+            scale=BOX_MARGIN * float(size.max()) / PIXELS_PER_SCALE,
             keypoints=np.where(inside[:, None], keypoints, 0.0),
             has_gt=inside,
             visible=visible,
@@ -1061,7 +1059,6 @@ class SyntheticFigures:
 # ---------------------------------------------------------------------------
 # Writing a dataset to disk.
 
-CUSTOM_FORMAT = "tf_hourglass.custom.v1"
 ANNOTATIONS_FILENAME = "annotations.json"
 IMAGES_DIRNAME = "images"
 # Quality 95 without chroma subsampling: thin saturated limbs and stripes

@@ -52,6 +52,8 @@ import os
 import keras
 import tensorflow as tf
 
+from tf_hourglass.data import readers
+from tf_hourglass.data.codec import DECODE_METHODS
 from tf_hourglass.model.presets import PRESETS
 from tf_hourglass.training import custom_loop, fit_loop
 from tf_hourglass.training.run_setup import model_kwargs
@@ -61,7 +63,7 @@ STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 SCHEDULES = ("constant", "plateau", "cosine")
-DATA_FORMATS = ("synthetic", "tfrecord", "mpii_h5", "mpii_json", "lsp", "lspet", "flic", "coco", "custom")
+DATA_FORMATS = ("synthetic", "tfrecord", *readers.FORMATS)
 
 
 def validate_config(config) -> None:
@@ -73,7 +75,7 @@ def validate_config(config) -> None:
 
     data, model, train, runtime = config.data, config.model, config.train, config.runtime
     check(data.format in DATA_FORMATS, "data.format", data.format, f"one of {DATA_FORMATS}")
-    reader_formats = DATA_FORMATS[2:]
+    reader_formats = readers.FORMATS
     check(
         not data.val_format or (data.format in reader_formats and data.val_format in reader_formats),
         "data.val_format",
@@ -113,10 +115,10 @@ def validate_config(config) -> None:
         'True, False or "auto"',
     )
     check(
-        config.eval.decode_method in ("argmax", "quarter", "dark"),
+        config.eval.decode_method in DECODE_METHODS,
         "eval.decode_method",
         config.eval.decode_method,
-        "argmax, quarter or dark",
+        f"{', '.join(DECODE_METHODS[:-1])} or {DECODE_METHODS[-1]}",
     )
 
 
