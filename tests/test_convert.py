@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_hourglass.data import convert, readers, tfrecord
-from tf_hourglass.export import calibration
+from tf_hourglass.data import convert, readers, sources, tfrecord
 from tf_hourglass.training import data_sources
 
 H, W = 96, 128
@@ -298,7 +297,7 @@ def test_training_reads_the_spec_of_a_prefix_with_dashes(planted):
     )
     assert data_sources.load_sources(data_config).spec.keypoint_names == tuple(KEYPOINT_NAMES)
     # Export calibration data ("tfrecord:PATTERN") finds the same spec.
-    assert calibration._tfrecord_spec(f"{prefix}-*-of-*.tfrecord").keypoint_names == tuple(KEYPOINT_NAMES)
+    assert sources.tfrecord_spec(f"{prefix}-*-of-*.tfrecord").keypoint_names == tuple(KEYPOINT_NAMES)
 
 
 def test_empty_and_huge_header_images_are_skipped_and_counted(planted):

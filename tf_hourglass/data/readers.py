@@ -40,13 +40,13 @@ import io
 import json
 import math
 import os
-import uuid
 
 import h5py
 import numpy as np
 import scipy.io
 import tensorflow as tf
 
+from tf_hourglass import atomic_files
 from tf_hourglass.data import keypoint_specs
 from tf_hourglass.data.crop import box_scale, center_scale_from_box
 from tf_hourglass.data.records import KeypointSpec, PoseRecord
@@ -497,18 +497,7 @@ def write_custom(
     if spec.torso_joints is not None:
         data["torso_joints"] = spec_dict["torso_joints"]
     data["annotations"] = entries
-    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """Writes ``text`` to a temporary sibling of ``path``, then renames it.
-
-    Readers never see a half-written file (on GCS the rename is a copy).
-    """
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(text)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    atomic_files.write_text(path, json.dumps(data, indent=1) + "\n")
 
 
 def make_output_folder(folder: str, output: str | None = None) -> str | None:

@@ -40,15 +40,17 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
+import sys
 from collections.abc import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
 
+from tf_hourglass import atomic_files
+from tf_hourglass.data.crop import box_scale
 from tf_hourglass.data.keypoint_specs import MPII
-from tf_hourglass.data.readers import BOX_MARGIN, CUSTOM_FORMAT
-from tf_hourglass.data.records import PIXELS_PER_SCALE, PoseRecord
+from tf_hourglass.data.readers import CUSTOM_FORMAT
+from tf_hourglass.data.records import PoseRecord
 
 # MPII joint order.
 (
@@ -995,7 +997,7 @@ class SyntheticFigures:
         record = PoseRecord(
             image_path=f"synthetic:seed={self.seed}:index={int(index)}",
             center=0.5 * (low + high),
-            scale=BOX_MARGIN * float(size.max()) / PIXELS_PER_SCALE,
+            scale=box_scale(float(size.max())),  # the square around the figure, as for any box
             keypoints=np.where(inside[:, None], keypoints, 0.0),
             has_gt=inside,
             visible=visible,
@@ -1132,44 +1134,47 @@ def write_custom_dataset(
         "annotations": annotations,
     }
     annotations_path = os.path.join(output_dir, ANNOTATIONS_FILENAME)
-    fd, temporary_path = tempfile.mkstemp(dir=output_dir, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(document, f)
-        os.replace(temporary_path, annotations_path)
-    except BaseException:
-        os.unlink(temporary_path)
-        raise
+    atomic_files.write_text(annotations_path, json.dumps(document))
     return annotations_path
 
 
-def _define_flags():
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tf_hourglass.data.synthetic --output DIR [--num-examples N]``: writes a custom-format dataset.
+
+    Follows the command convention of ``tf_hourglass/cli.py``; returns the exit status.
+    """
     from absl import flags
 
-    flags.DEFINE_string("output", None, "Output folder.", required=True)
-    flags.DEFINE_integer("num-examples", 1000, "Number of examples to write.")
-    flags.DEFINE_integer("seed", 0, "Dataset seed.")
-    flags.DEFINE_integer("image-size", 256, "Side of the square images, in pixels.")
-    flags.DEFINE_integer("start", 0, "Index of the first example.")
+    from tf_hourglass.cli import fail, parse_flags
 
-
-def main(argv):
-    from absl import flags
-
-    del argv
-    values = flags.FLAGS
-    path = write_custom_dataset(
-        values["output"].value,
-        num_examples=values["num-examples"].value,
-        seed=values["seed"].value,
-        image_size=values["image-size"].value,
-        start=values["start"].value,
+    flag_values = flags.FlagValues()
+    flags.DEFINE_string("output", None, "Output folder.", flag_values=flag_values)
+    flags.DEFINE_integer(
+        "num_examples", 1000, "Number of examples to write.", lower_bound=1, flag_values=flag_values
     )
+    flags.DEFINE_integer("seed", 0, "Dataset seed.", flag_values=flag_values)
+    flags.DEFINE_integer(
+        "image_size", 256, "Side of the square images, in pixels.", lower_bound=16, flag_values=flag_values
+    )
+    flags.DEFINE_integer("start", 0, "Index of the first example.", lower_bound=0, flag_values=flag_values)
+    flags.mark_flag_as_required("output", flag_values=flag_values)
+    doc = "Writes synthetic figures as a custom-format dataset (annotations.json and images)."
+    status = parse_flags("synthetic", flag_values, list(sys.argv if argv is None else argv), doc)
+    if status is not None:
+        return status
+    try:
+        path = write_custom_dataset(
+            flag_values.output,
+            num_examples=flag_values.num_examples,
+            seed=flag_values.seed,
+            image_size=flag_values.image_size,
+            start=flag_values.start,
+        )
+    except (ValueError, OSError) as error:
+        return fail("synthetic", error)
     print(path)
+    return 0
 
 
 if __name__ == "__main__":
-    from absl import app
-
-    _define_flags()
-    app.run(main)
+    sys.exit(main())

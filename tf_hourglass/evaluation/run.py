@@ -37,7 +37,8 @@ import scipy.io
 import tensorflow as tf
 from absl import logging
 
-from tf_hourglass.data import keypoint_specs, readers
+from tf_hourglass import atomic_files
+from tf_hourglass.data import keypoint_specs, sources
 from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.data.pipeline import InMemorySource, make_dataset
 from tf_hourglass.data.records import KeypointSpec
@@ -362,13 +363,13 @@ def evaluate_model(
 
     Args:
         model: anything ``model_loader.load_model_for_inference`` takes.
-        format, annotations, images_dir: as ``readers.read_dataset``.
+        format, annotations, images_dir: a ``sources.Source`` in a reader format.
         flip: flip-test averaging.
 
     Persons without ground truth (or without a crop) are skipped. MPII gives
     the full PCKh table, COCO its AP, other specs PCK.
     """
-    spec, records = readers.read_dataset(format, annotations, images_dir)
+    spec, records = sources.read_records(sources.Source(format, annotations, images_dir))
     usable = [r for r in records if _usable(r)]
     if not usable:
         raise ValueError(f"{annotations}: none of its {len(records)} persons has ground truth and a crop.")
@@ -474,4 +475,4 @@ def check_output_path(path: str) -> None:
 
 def write_results_json(path: str, results: dict) -> None:
     """Writes the results as JSON (temp file + rename: never a partial file)."""
-    readers.atomic_write_text(path, json.dumps(_jsonable(results), indent=2, allow_nan=False) + "\n")
+    atomic_files.write_text(path, json.dumps(_jsonable(results), indent=2, allow_nan=False) + "\n")

@@ -23,13 +23,11 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from tf_hourglass.data import keypoint_specs, readers, tfrecord
+from tf_hourglass.data import keypoint_specs, sources
 from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.data.pipeline import InMemorySource, make_dataset
 from tf_hourglass.data.records import KeypointSpec
 from tf_hourglass.export.verify import SYNTHETIC_HELDOUT_START
-
-FORMS = "'synthetic', 'tfrecord:PATTERN' or 'FORMAT:ANNOTATIONS[:IMAGES_DIR]'"
 
 
 @dataclasses.dataclass
@@ -44,28 +42,6 @@ class CalibrationData:
     num_heldout: int
 
 
-def parse_calibration(name: str) -> tuple[str, str | None, str | None]:
-    """``(kind, annotations or pattern, images_dir)``; kind is "synthetic", "tfrecord" or a reader format."""
-    if name == "synthetic":
-        return "synthetic", None, None
-    kind, _, rest = name.partition(":")
-    if kind == "tfrecord" and rest:
-        return "tfrecord", rest, None
-    if kind in readers.FORMATS and rest:
-        annotations, _, images_dir = rest.partition(":")
-        return kind, annotations, images_dir or None
-    raise ValueError(
-        f"calibration must be {FORMS} with FORMAT one of {list(readers.FORMATS)}. Received: {name!r}"
-    )
-
-
-def _tfrecord_spec(pattern: str) -> KeypointSpec:
-    files = sorted(tf.io.gfile.glob(pattern))
-    if not files:
-        raise FileNotFoundError(f"No TFRecord files match {pattern!r}.")
-    return tfrecord.read_spec_sidecar(tfrecord.prefix_of(files[0]))
-
-
 def _source(kind, annotations, images_dir, input_size, num_calibration, num_heldout):
     """(spec, pipeline source) holding at least the calibration and held-out people."""
     if kind == "synthetic":
@@ -77,8 +53,8 @@ def _source(kind, annotations, images_dir, input_size, num_calibration, num_held
         images = np.concatenate([calibration_images, heldout_images])
         return keypoint_specs.MPII, InMemorySource(calibration_records + heldout_records, images)
     if kind == "tfrecord":
-        return _tfrecord_spec(annotations), annotations
-    spec, records = readers.read_dataset(kind, annotations, images_dir)
+        return sources.tfrecord_spec(annotations), annotations
+    spec, records = sources.read_records(sources.Source(kind, annotations, images_dir))
     if not records:
         raise ValueError(f"{annotations!r} holds no people.")
     return spec, InMemorySource(records[: num_calibration + num_heldout])
@@ -104,7 +80,7 @@ def load_calibration(
             "num_calibration and num_heldout must be >= 1. "
             f"Received: num_calibration={num_calibration}, num_heldout={num_heldout}"
         )
-    kind, annotations, images_dir = parse_calibration(name)
+    kind, annotations, images_dir = dataclasses.astuple(sources.parse_source(name, "calibration"))
     spec, source = _source(kind, annotations, images_dir, codec.input_size, num_calibration, num_heldout)
     if spec.num_keypoints != num_keypoints:
         raise ValueError(

@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 from tqdm.auto import tqdm
 
-from tf_hourglass.data import readers, tfrecord
+from tf_hourglass.data import sources, tfrecord
 from tf_hourglass.data.keypoint_specs import MPII
 from tf_hourglass.data.pipeline import AugmentConfig, InMemorySource
 from tf_hourglass.data.records import KeypointSpec
@@ -65,16 +65,19 @@ def load_sources(data_config) -> DataSources:
             num_train=n_train,
         )
     if fmt == "tfrecord":
+        # The spec sits beside the shards (PREFIX.spec.json), unless the config names it.
         spec_path = data_config.spec or tfrecord.spec_sidecar_path(
             tfrecord.prefix_of(data_config.train_annotations)
         )
-        spec = tfrecord.read_spec_sidecar(spec_path)
+        spec = sources.tfrecord_spec(data_config.train_annotations, spec_path)
         return DataSources(spec=spec, train=data_config.train_annotations, val=data_config.val_annotations)
     images_dir = data_config.images_dir or None
-    spec, train_records = readers.read_dataset(fmt, data_config.train_annotations, images_dir)
-    val_spec, val_records = readers.read_dataset(
+    train = sources.Source(fmt, data_config.train_annotations, images_dir)
+    val = sources.Source(
         data_config.val_format or fmt, data_config.val_annotations, data_config.val_images_dir or images_dir
     )
+    spec, train_records = sources.read_records(train)
+    val_spec, val_records = sources.read_records(val)
     if val_spec.num_keypoints != spec.num_keypoints:
         raise ValueError(
             f"Validation data ({data_config.val_format or fmt}) has {val_spec.num_keypoints} keypoints but "
