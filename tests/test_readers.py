@@ -334,3 +334,59 @@ def test_non_mat_file_raises_dataset_error(tmp_path):
 def test_missing_annotation_file_raises_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"nope\.h5"):
         readers.read_mpii_h5(str(tmp_path / "nope.h5"), str(tmp_path))
+
+
+# ---------------------------------------------------------------------------
+# Raw ground truth (the official kits' coordinates) agrees with the records.
+
+
+def test_raw_mpii_ground_truth_is_the_records_plus_one_in_both_official_files(shared_data):
+    _, records = _mpii_h5(shared_data)
+    keypoints = np.stack([r.keypoints for r in records])
+    has_gt = np.stack([r.has_gt for r in records])
+    from_h5 = readers.read_ground_truth(str(shared_data / "mpii/annot/valid.h5"))
+    from_mat = readers.read_ground_truth(str(shared_data / "mpii/annot/gt_valid.mat"))
+    for truth in (from_h5, from_mat):
+        assert truth.spec is keypoint_specs.MPII and truth.num_persons == 2958
+        np.testing.assert_array_equal(truth.has_gt, has_gt)
+    np.testing.assert_allclose(from_h5.keypoints[has_gt], keypoints[has_gt] + 1, atol=1e-9)
+    # gt_valid.mat keeps the sub-pixel head joints that valid.h5 floored, and has 13
+    # joints with one coordinate zeroed where valid.h5 has a value.
+    far = np.abs(from_mat.keypoints - from_h5.keypoints).max(axis=-1) >= 1
+    assert (far & has_gt).sum() == 13
+    assert np.all(np.min(from_mat.keypoints[far & has_gt], axis=-1) == 0)
+    np.testing.assert_allclose(from_h5.head_size, [r.normalizer for r in records])
+    assert from_h5.head_boxes is None and from_mat.head_size is None
+    assert from_mat.head_boxes.shape == (2958, 2, 2)
+
+
+@pytest.mark.parametrize("dataset", ["lsp", "lspet"])
+def test_raw_lsp_ground_truth_has_the_records_joints_one_based(shared_data, dataset):
+    joints = str(shared_data / dataset / "joints.mat")
+    _, records = readers.read_dataset(dataset, joints, str(shared_data / dataset / "images"))
+    truth = readers.read_ground_truth(joints)
+    assert truth.spec is keypoint_specs.LSP and truth.num_persons == len(records)
+    has_gt = np.stack([r.has_gt for r in records])
+    np.testing.assert_array_equal(truth.has_gt, has_gt)
+    np.testing.assert_allclose(
+        truth.keypoints[has_gt], np.stack([r.keypoints for r in records])[has_gt] + 1, atol=1e-9
+    )
+
+
+def test_raw_ground_truth_errors_name_the_file_and_the_expected_layout(tmp_path):
+    path = tmp_path / "gt.h5"
+    with h5py.File(path, "w") as f:
+        f["part"] = np.zeros((3, 14, 2))
+    with pytest.raises(
+        DatasetError, match=r"gt\.h5: key 'part' has shape \(3, 14, 2\), expected \(N, 16, 2\)"
+    ):
+        readers.read_ground_truth(str(path))
+    path = tmp_path / "gt_valid.mat"
+    scipy.io.savemat(path, {"pos_gt_src": np.zeros((16, 2, 4)), "jnt_missing": np.zeros((16, 4))})
+    with pytest.raises(DatasetError, match=r"gt_valid\.mat: missing key 'headboxes_src'; present keys"):
+        readers.read_ground_truth(str(path))
+    (tmp_path / "gt.txt").write_text("1 2")
+    with pytest.raises(DatasetError, match=r"gt\.txt: unsupported ground-truth file"):
+        readers.read_ground_truth(str(tmp_path / "gt.txt"))
+    with pytest.raises(FileNotFoundError, match=r"Ground-truth file not found: .*nowhere\.mat"):
+        readers.read_ground_truth(str(tmp_path / "nowhere.mat"))

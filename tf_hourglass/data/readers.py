@@ -31,11 +31,14 @@ Coordinate conventions found in the data (see the tests for the checks):
 * COCO: integer 0-based pixel indices, used as-is (as mmpose / HRNet and the
   OKS evaluation do).
 
-Malformed files raise ``DatasetError`` naming the file and the record or key.
+``read_ground_truth`` reads the same files for the official evaluation kits,
+keeping their raw coordinates (``evaluate --predictions``). Malformed files
+raise ``DatasetError`` naming the file and the record or key.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -111,23 +114,24 @@ def _make_record(
     )
 
 
-def _read_bytes(path: str) -> bytes:
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"Annotation file not found: {path!r}.")
+def read_bytes(path: str, what: str = "annotation file") -> bytes:
+    """The whole file (any ``tf.io.gfile`` path); FileNotFoundError names it as ``what``."""
+    if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
+        raise FileNotFoundError(f"{what[0].upper() + what[1:]} not found: {path!r}.")
     with tf.io.gfile.GFile(path, "rb") as f:
         return f.read()
 
 
-def _load_json(path: str):
+def load_json(path: str, what: str = "annotation file"):
     try:
-        return json.loads(_read_bytes(path))
+        return json.loads(read_bytes(path, what))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DatasetError(f"{path}: not valid JSON ({e}).") from e
 
 
-def _load_h5(path: str) -> dict[str, np.ndarray]:
+def load_h5(path: str, what: str = "annotation file") -> dict[str, np.ndarray]:
     """All datasets of a flat HDF5 file as numpy arrays (read via gfile)."""
-    data = _read_bytes(path)
+    data = read_bytes(path, what)
     try:
         with h5py.File(io.BytesIO(data), "r") as f:
             return {k: f[k][()] for k in f.keys() if isinstance(f[k], h5py.Dataset)}
@@ -135,18 +139,22 @@ def _load_h5(path: str) -> dict[str, np.ndarray]:
         raise DatasetError(f"{path}: not a readable HDF5 file ({e}).") from e
 
 
-def _load_mat(path: str) -> dict[str, np.ndarray]:
-    data = _read_bytes(path)
+def load_mat(path: str, what: str = "annotation file") -> dict[str, np.ndarray]:
+    """The variables of a MATLAB .mat file up to v7 (v7.3 is HDF5: save with -v7)."""
+    data = read_bytes(path, what)
     try:
         return scipy.io.loadmat(io.BytesIO(data))
     except (ValueError, TypeError, OSError, NotImplementedError, scipy.io.matlab.MatReadError) as e:
-        raise DatasetError(f"{path}: not a readable MATLAB .mat file ({e}).") from e
+        raise DatasetError(
+            f"{path}: not a readable MATLAB .mat file ({e}); MATLAB v7.3 files need saving with -v7."
+        ) from e
 
 
-def _require_array(data: dict, path: str, key: str, shape: tuple) -> np.ndarray:
+def require_array(data: dict, path: str, key: str, shape: tuple) -> np.ndarray:
     """``data[key]`` as an array whose shape matches ``shape`` (None = any size)."""
     if key not in data:
-        raise DatasetError(f"{path}: missing key {key!r}; present keys: {sorted(data)}.")
+        present = sorted(k for k in data if not k.startswith("__"))
+        raise DatasetError(f"{path}: missing key {key!r}; present keys: {present}.")
     array = np.asarray(data[key])
     if array.ndim != len(shape) or any(
         s is not None and s != a for s, a in zip(shape, array.shape, strict=True)
@@ -188,22 +196,26 @@ def _join(images_dir: str | None, name: str) -> str:
 # MPII and FLIC (the original Stacked Hourglass HDF5 layout).
 
 
+def _hourglass_has_gt(part: np.ndarray) -> np.ndarray:
+    # (0, 0) is the file's "not annotated"; other values, even negative ones
+    # (a joint just outside the frame), are ground truth.
+    return ~np.all(part == 0, axis=-1)
+
+
 def _read_hourglass_h5(
     path: str, images_dir: str, spec: KeypointSpec
 ) -> tuple[KeypointSpec, list[PoseRecord]]:
-    data = _load_h5(path)
+    data = load_h5(path)
     k = spec.num_keypoints
-    names = _require_array(data, path, "imgname", (None,))
+    names = require_array(data, path, "imgname", (None,))
     n = names.shape[0]
-    part = _require_array(data, path, "part", (n, k, 2)).astype(np.float64)
-    visible = _require_array(data, path, "visible", (n, k))
-    center = _require_array(data, path, "center", (n, 2)).astype(np.float64)
-    scale = _require_array(data, path, "scale", (n,)).astype(np.float64)
-    normalize = _require_array(data, path, "normalize", (n,)).astype(np.float64)
+    part = require_array(data, path, "part", (n, k, 2)).astype(np.float64)
+    visible = require_array(data, path, "visible", (n, k))
+    center = require_array(data, path, "center", (n, 2)).astype(np.float64)
+    scale = require_array(data, path, "scale", (n,)).astype(np.float64)
+    normalize = require_array(data, path, "normalize", (n,)).astype(np.float64)
 
-    # (0, 0) is the file's "not annotated"; other values, even negative ones
-    # (a joint just outside the frame), are ground truth.
-    has_gt = ~np.all(part == 0, axis=-1)
+    has_gt = _hourglass_has_gt(part)
     keypoints = matlab_to_zero_based(part)
     center = matlab_to_zero_based(center)
     records = []
@@ -252,7 +264,7 @@ def read_mpii_json(annotations: str, images_dir: str) -> tuple[KeypointSpec, lis
     """
     spec = keypoint_specs.MPII
     k = spec.num_keypoints
-    entries = _load_json(annotations)
+    entries = load_json(annotations)
     if not isinstance(entries, list):
         raise DatasetError(f"{annotations}: expected a JSON list of persons, got {type(entries)}.")
     records = []
@@ -289,14 +301,18 @@ def read_mpii_json(annotations: str, images_dir: str) -> tuple[KeypointSpec, lis
 # LSP and LSPET.
 
 
+def _lsp_has_gt(xy: np.ndarray) -> np.ndarray:
+    # Non-positive (or NaN) raw coordinates mark joints outside the image,
+    # which LSPET leaves unannotated.
+    return np.all(np.isfinite(xy) & (xy > 0), axis=-1)
+
+
 def _lsp_records(joints: np.ndarray, flag_visible: int, images_dir: str, name_format: str):
     """Records from an (N, 14, 3) array of 1-based (x, y, flag)."""
     records = []
     for i in range(joints.shape[0]):
         xy, flag = joints[i, :, :2], joints[i, :, 2]
-        # Non-positive (or NaN) raw coordinates mark joints outside the image,
-        # which LSPET leaves unannotated.
-        has_gt = np.all(np.isfinite(xy) & (xy > 0), axis=-1)
+        has_gt = _lsp_has_gt(xy)
         keypoints = matlab_to_zero_based(xy)
         center, scale = center_scale_from_keypoints(keypoints, has_gt)
         records.append(
@@ -320,7 +336,7 @@ def read_lsp(joints_mat: str, images_dir: str) -> tuple[KeypointSpec, list[PoseR
     centre / scale from the annotated joints' bounding box
     (``center_scale_from_keypoints``).
     """
-    joints = _require_array(_load_mat(joints_mat), joints_mat, "joints", (3, 14, None))
+    joints = require_array(load_mat(joints_mat), joints_mat, "joints", (3, 14, None))
     return keypoint_specs.LSP, _lsp_records(
         np.transpose(joints, (2, 1, 0)).astype(np.float64), 0, images_dir, "im%04d.jpg"
     )
@@ -331,7 +347,7 @@ def read_lspet(joints_mat: str, images_dir: str) -> tuple[KeypointSpec, list[Pos
 
     Images are ``im00001.jpg`` ...; otherwise as ``read_lsp``.
     """
-    joints = _require_array(_load_mat(joints_mat), joints_mat, "joints", (14, 3, None))
+    joints = require_array(load_mat(joints_mat), joints_mat, "joints", (14, 3, None))
     return keypoint_specs.LSP, _lsp_records(
         np.transpose(joints, (2, 0, 1)).astype(np.float64), 1, images_dir, "im%05d.jpg"
     )
@@ -351,7 +367,7 @@ def read_coco(annotations: str, images_dir: str) -> tuple[KeypointSpec, list[Pos
     """
     spec = keypoint_specs.COCO
     k = spec.num_keypoints
-    data = _load_json(annotations)
+    data = load_json(annotations)
     if not isinstance(data, dict):
         raise DatasetError(f"{annotations}: expected a COCO JSON object, got {type(data)}.")
     images = _require_field(data, annotations, "the file", "images")
@@ -405,7 +421,7 @@ def read_custom(annotations: str, images_dir: str | None = None) -> tuple[Keypoi
     """
     path = annotations
     images_dir = os.path.dirname(path) if images_dir is None else images_dir
-    data = _load_json(path)
+    data = load_json(path)
     if not isinstance(data, dict) or data.get("format") != CUSTOM_FORMAT:
         received = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise DatasetError(f"{path}: 'format' must be {CUSTOM_FORMAT!r}; received {received!r}.")
@@ -531,6 +547,82 @@ def remove_empty_folders(folder: str, created: str | None) -> None:
         if folder == created:
             return
         folder = os.path.dirname(folder)
+
+
+# ---------------------------------------------------------------------------
+# Ground truth as the official evaluation kits read it: raw file coordinates.
+
+
+@dataclasses.dataclass
+class GroundTruth:
+    """Annotated keypoints of N persons in the file's own coordinates (MPII's are 1-based).
+
+    The official MPII kit compares predictions with these raw numbers, so
+    ``evaluate --predictions`` does too; records (0-based) are for everything else.
+    """
+
+    path: str
+    spec: KeypointSpec
+    keypoints: np.ndarray  # (N, K, 2)
+    has_gt: np.ndarray  # (N, K) bool
+    head_size: np.ndarray | None = None  # (N,): valid.h5's normalize
+    head_boxes: np.ndarray | None = None  # (N, 2, 2) [[x1, y1], [x2, y2]]: gt_valid.mat's headboxes_src
+
+    @property
+    def num_persons(self) -> int:
+        return self.keypoints.shape[0]
+
+
+def read_ground_truth(path: str) -> GroundTruth:
+    """Reads an MPII/FLIC ``.h5``, the MPII kit's ``gt_valid.mat`` or an LSP/LSPET ``joints.mat``.
+
+    Keypoints stay in the file's coordinates; ``has_gt`` follows the same rules
+    as the record readers (and, for ``gt_valid.mat``, its ``jnt_missing``).
+    """
+    what = "ground-truth file"
+    extension = os.path.splitext(path)[1].lower()
+    if extension in (".h5", ".hdf5"):
+        data = load_h5(path, what)
+        part = require_array(data, path, "part", (None, None, 2))
+        specs = {spec.num_keypoints: spec for spec in (keypoint_specs.MPII, keypoint_specs.FLIC)}
+        if part.shape[1] not in specs:
+            raise DatasetError(
+                f"{path}: key 'part' has shape {part.shape}, expected (N, 16, 2) for MPII or (N, 11, 2) for FLIC."
+            )
+        spec = specs[part.shape[1]]
+        head_size = None
+        if spec is keypoint_specs.MPII:
+            head_size = require_array(data, path, "normalize", (part.shape[0],)).astype(np.float64)
+        return GroundTruth(path, spec, part.astype(np.float64), _hourglass_has_gt(part), head_size=head_size)
+    if extension == ".mat":
+        data = load_mat(path, what)
+        if "pos_gt_src" in data:  # the official MPII kit's gt_valid.mat
+            gt = require_array(data, path, "pos_gt_src", (16, 2, None))
+            n = gt.shape[2]
+            missing = require_array(data, path, "jnt_missing", (16, n))
+            boxes = require_array(data, path, "headboxes_src", (2, 2, n))
+            return GroundTruth(
+                path,
+                keypoint_specs.MPII,
+                np.transpose(gt, (2, 0, 1)).astype(np.float64),
+                missing.T == 0,
+                head_boxes=np.transpose(boxes, (2, 0, 1)).astype(np.float64),
+            )
+        joints = require_array(data, path, "joints", (None, None, None))
+        if joints.shape[:2] == (3, 14):  # LSP
+            joints = np.transpose(joints, (2, 1, 0))
+        elif joints.shape[:2] == (14, 3):  # LSPET
+            joints = np.transpose(joints, (2, 0, 1))
+        else:
+            raise DatasetError(
+                f"{path}: key 'joints' has shape {joints.shape}, expected (3, 14, N) (LSP) or (14, 3, N) (LSPET)."
+            )
+        xy = joints[..., :2].astype(np.float64)
+        return GroundTruth(path, keypoint_specs.LSP, xy, _lsp_has_gt(xy))
+    raise DatasetError(
+        f"{path}: unsupported ground-truth file; expected .h5 (MPII valid.h5 / FLIC layout), .mat (MPII "
+        "gt_valid.mat, LSP/LSPET joints.mat) or .json (COCO person_keypoints)."
+    )
 
 
 # ---------------------------------------------------------------------------

@@ -10,8 +10,9 @@ results dict whose ``"protocol"`` says what was computed:
   {joint: percent, ..., "Total": percent}, "mean", "num_persons"}``.
 * ``"coco"``: pycocotools' keypoint AP/AR under ``"coco_keypoints"``.
 
-Ground-truth files, read in their own coordinates (the official MPII files are
-1-based and predictions are compared with the raw numbers, as the kit does):
+Ground-truth files, read by ``readers.read_ground_truth`` in their own
+coordinates (the official MPII files are 1-based and predictions are compared
+with the raw numbers, as the kit does):
 
 * ``.h5`` in the original Hourglass layout (``part``, ``normalize``): MPII
   ``annot/valid.h5`` (16 joints) or FLIC (11 joints);
@@ -25,20 +26,16 @@ Prediction files: ``.h5`` with ``preds (N, K, 2)``, or ``.mat`` with ``preds
 
 from __future__ import annotations
 
-import dataclasses
-import io
 import json
 import math
 import os
 
-import h5py
 import numpy as np
-import scipy.io
 import tensorflow as tf
 from absl import logging
 
 from tf_hourglass import atomic_files
-from tf_hourglass.data import keypoint_specs, sources
+from tf_hourglass.data import keypoint_specs, readers, sources
 from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.data.pipeline import InMemorySource, make_dataset
 from tf_hourglass.data.records import KeypointSpec
@@ -48,140 +45,21 @@ from tf_hourglass.model_loader import load_model_for_inference
 HDF5_EXTENSIONS = (".h5", ".hdf5")
 
 
-@dataclasses.dataclass
-class GroundTruth:
-    """Annotated keypoints of N persons, in the file's own coordinates."""
-
-    path: str
-    spec: KeypointSpec
-    keypoints: np.ndarray  # (N, K, 2)
-    has_gt: np.ndarray  # (N, K) bool
-    head_size: np.ndarray | None  # (N,) for head-normalised specs, else None
-
-    @property
-    def num_persons(self) -> int:
-        return self.keypoints.shape[0]
-
-
-# ----------------------------------------------------------------------------
-# Files
-# ----------------------------------------------------------------------------
-
-
-def _read_bytes(path: str, what: str) -> bytes:
-    if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
-        raise FileNotFoundError(f"{what} not found: {path}")
-    with tf.io.gfile.GFile(path, "rb") as f:
-        return f.read()
-
-
-def _load_h5(path: str, what: str) -> dict[str, np.ndarray]:
-    try:
-        with h5py.File(io.BytesIO(_read_bytes(path, what)), "r") as f:
-            return {k: f[k][()] for k in f.keys() if isinstance(f[k], h5py.Dataset)}
-    except OSError as error:
-        if isinstance(error, FileNotFoundError):
-            raise
-        raise ValueError(f"{what} {path} is not a readable HDF5 file ({error}).") from error
-
-
-def _load_mat(path: str, what: str) -> dict[str, np.ndarray]:
-    try:
-        return scipy.io.loadmat(io.BytesIO(_read_bytes(path, what)))
-    except (ValueError, TypeError, NotImplementedError, scipy.io.matlab.MatReadError) as error:
-        raise ValueError(
-            f"{what} {path} is not a readable MATLAB .mat file ({error}); MATLAB v7.3 files need "
-            "saving with -v7."
-        ) from error
-
-
-def _require(data: dict, key: str, path: str, what: str) -> np.ndarray:
-    if key not in data:
-        keys = sorted(k for k in data if not k.startswith("__"))
-        raise ValueError(f"{what} {path} has no {key!r}; it holds {keys}.")
-    return np.asarray(data[key])
-
-
-def _require_shape(array: np.ndarray, shape: tuple, key: str, path: str, what: str) -> np.ndarray:
-    if array.ndim != len(shape) or any(
-        s is not None and s != a for s, a in zip(shape, array.shape, strict=True)
-    ):
-        expected = tuple("N" if s is None else s for s in shape)
-        raise ValueError(f"{what} {path}: {key!r} has shape {array.shape}; expected {expected}.")
-    return array
-
-
 def _extension(path: str) -> str:
     return os.path.splitext(path)[1].lower()
 
 
-def load_ground_truth(path: str) -> GroundTruth:
-    """Reads a ground-truth file (see the module docstring), keeping its coordinates."""
-    what = "ground-truth file"
-    extension = _extension(path)
-    if extension in HDF5_EXTENSIONS:
-        data = _load_h5(path, what)
-        part = _require(data, "part", path, what)
-        if part.ndim != 3 or part.shape[1:] not in ((16, 2), (11, 2)):
-            raise ValueError(
-                f"{what} {path}: 'part' has shape {part.shape}; expected (N, 16, 2) for MPII or "
-                "(N, 11, 2) for FLIC."
-            )
-        spec = keypoint_specs.MPII if part.shape[1] == 16 else keypoint_specs.FLIC
-        # (0, 0) is the Hourglass files' "not annotated".
-        has_gt = ~np.all(part == 0, axis=-1)
-        head_size = None
-        if spec is keypoint_specs.MPII:
-            head_size = _require_shape(
-                _require(data, "normalize", path, what), (part.shape[0],), "normalize", path, what
-            )
-        return GroundTruth(path, spec, part.astype(np.float64), has_gt, head_size)
-    if extension == ".mat":
-        data = _load_mat(path, what)
-        if "pos_gt_src" in data:  # the official MPII kit's gt_valid.mat
-            gt = _require_shape(np.asarray(data["pos_gt_src"]), (16, 2, None), "pos_gt_src", path, what)
-            n = gt.shape[2]
-            missing = _require_shape(
-                _require(data, "jnt_missing", path, what), (16, n), "jnt_missing", path, what
-            )
-            boxes = _require_shape(
-                _require(data, "headboxes_src", path, what), (2, 2, n), "headboxes_src", path, what
-            )
-            return GroundTruth(
-                path,
-                keypoint_specs.MPII,
-                np.transpose(gt, (2, 0, 1)).astype(np.float64),
-                missing.T == 0,
-                metrics.mpii_head_size(np.transpose(boxes, (2, 0, 1))),
-            )
-        joints = _require(data, "joints", path, what)
-        if joints.ndim == 3 and joints.shape[:2] == (3, 14):  # LSP: (3, 14, N)
-            joints = np.transpose(joints, (2, 1, 0))
-        elif joints.ndim == 3 and joints.shape[:2] == (14, 3):  # LSPET: (14, 3, N)
-            joints = np.transpose(joints, (2, 0, 1))
-        else:
-            raise ValueError(
-                f"{what} {path}: 'joints' has shape {joints.shape}; expected (3, 14, N) (LSP) or "
-                "(14, 3, N) (LSPET)."
-            )
-        xy = joints[..., :2].astype(np.float64)
-        # As readers.read_lsp: non-positive coordinates mark joints outside the image.
-        has_gt = np.all(np.isfinite(xy) & (xy > 0), axis=-1)
-        return GroundTruth(path, keypoint_specs.LSP, xy, has_gt, None)
-    raise ValueError(
-        f"Unsupported {what} {path}; expected .h5 (MPII valid.h5 / FLIC layout), .mat (MPII "
-        "gt_valid.mat, LSP/LSPET joints.mat) or .json (COCO person_keypoints)."
-    )
-
-
-def load_predictions(path: str, ground_truth: GroundTruth) -> np.ndarray:
+def load_predictions(path: str, ground_truth: readers.GroundTruth) -> np.ndarray:
     """Predictions (N, K, 2) for ``ground_truth``'s persons, checked against it."""
     what = "predictions file"
     extension = _extension(path)
     if extension in HDF5_EXTENSIONS:
-        key, preds = "preds", _require(_load_h5(path, what), "preds", path, what)
+        data = readers.load_h5(path, what)
+        if "preds" not in data:
+            raise ValueError(f"{what} {path} has no 'preds' (N, K, 2); it holds {sorted(data)}.")
+        key, preds = "preds", np.asarray(data["preds"])
     elif extension == ".mat":
-        data = _load_mat(path, what)
+        data = readers.load_mat(path, what)
         if "preds" in data:
             key, preds = "preds", np.asarray(data["preds"])
         elif "pos_pred_src" in data:
@@ -230,10 +108,7 @@ def load_predictions(path: str, ground_truth: GroundTruth) -> np.ndarray:
 def load_coco_results(path: str) -> list[dict]:
     """Predictions in COCO results format: a JSON list of {image_id, category_id, keypoints, score}."""
     what = "predictions file"
-    try:
-        results = json.loads(_read_bytes(path, what))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{what} {path} is not valid JSON ({error}).") from error
+    results = readers.load_json(path, what)
     if not isinstance(results, list):
         raise ValueError(
             f"{what} {path} must be a JSON list of COCO results; received {type(results).__name__}."
@@ -257,10 +132,10 @@ def load_coco_results(path: str) -> list[dict]:
 
 def _check_coco_image_ids(results: list[dict], predictions: str, ground_truth: str) -> None:
     """pycocotools only asserts this; here the message names both files."""
+    data = readers.load_json(ground_truth, "ground-truth file")
     try:
-        data = json.loads(_read_bytes(ground_truth, "ground-truth file"))
         image_ids = {image["id"] for image in data["images"]}
-    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, KeyError) as error:
+    except (TypeError, KeyError) as error:
         raise ValueError(
             f"ground-truth file {ground_truth} is not a COCO keypoints JSON ({error!r})."
         ) from error
@@ -314,9 +189,12 @@ def evaluate_predictions(predictions: str, ground_truth: str) -> dict:
         _check_coco_image_ids(results, predictions, ground_truth)
         stats = metrics.coco_keypoint_ap(ground_truth, results)
         return {"protocol": "coco", "coco_keypoints": stats, "num_predicted": len(results), "inputs": inputs}
-    truth = load_ground_truth(ground_truth)
+    truth = readers.read_ground_truth(ground_truth)
     preds = load_predictions(predictions, truth)
-    results = score_keypoints(truth.spec, preds, truth.keypoints, truth.has_gt, truth.head_size)
+    head_size = truth.head_size
+    if truth.head_boxes is not None:
+        head_size = metrics.mpii_head_size(truth.head_boxes)
+    results = score_keypoints(truth.spec, preds, truth.keypoints, truth.has_gt, head_size)
     return {**results, "inputs": inputs}
 
 
@@ -332,7 +210,7 @@ def _usable(record) -> bool:
 
 def _coco_results(annotations: str, predictions) -> tuple[list[dict], list[int]]:
     """COCO results (x, y, score per joint; person score = mean joint score) for predicted records."""
-    data = json.loads(_read_bytes(annotations, "annotations file"))
+    data = readers.load_json(annotations)
     image_of = {ann["id"]: ann["image_id"] for ann in data["annotations"]}
     results = []
     for keypoints, scores, record_id in zip(
