@@ -107,24 +107,22 @@ def test_the_recipe_trains_on_a_custom_format_dataset_written_elsewhere(tmp_path
     assert results["evaluated_on"] == "val" and results["num_persons"] == 8
 
 
-@pytest.mark.e2e
-def test_command_line_override_is_applied_and_checked_before_any_work(tmp_path):
-    workdir = tmp_path / "run"
-    process = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tf_hourglass.train",
-            f"--config={tiny_config(tmp_path)}",
-            f"--workdir={workdir}",
-            "--config.train.batch_size=0",
-        ],
+def run_train_command(tmp_path, *flags):
+    """Runs `python -m tf_hourglass.train` on the tiny config with `flags`."""
+    return subprocess.run(
+        [sys.executable, "-m", "tf_hourglass.train", f"--config={tiny_config(tmp_path)}", *flags],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
+
+
+@pytest.mark.e2e
+def test_command_line_override_is_applied_and_checked_before_any_work(tmp_path):
+    workdir = tmp_path / "run"
+    process = run_train_command(tmp_path, f"--workdir={workdir}", "--config.train.batch_size=0")
     assert process.returncode != 0
     assert "config.train.batch_size must be an integer >= 1. Received: train.batch_size=0" in process.stderr
     assert not workdir.exists()
@@ -165,21 +163,7 @@ def test_bad_flags_fail_with_one_line_and_no_traceback(tmp_path, flag, message):
     a_file = tmp_path / "notes.txt"
     a_file.write_text("mine")
     flag, message = flag.format(file=a_file), message.format(file=str(a_file))
-    process = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tf_hourglass.train",
-            f"--config={tiny_config(tmp_path)}",
-            f"--workdir={tmp_path / 'run'}",
-            flag,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
+    process = run_train_command(tmp_path, f"--workdir={tmp_path / 'run'}", flag)
     assert process.returncode != 0
     assert "Traceback" not in process.stderr
     assert message in process.stderr.strip().splitlines()[-1]
