@@ -4,9 +4,19 @@ Built from the published architecture (``models/layers.py``, ``models/posenet.py
 with the same module names, so ``state_dict()`` has the official keys. Needs
 torch; used by ``benchmarks/train_step_vs_pytorch.py`` and by an optional test
 of the weight converter.
+
+Run as a script, it serves timed training steps over stdin/stdout, so the
+benchmark can time PyTorch in a process of its own (no TensorFlow threads or
+allocator beside it)::
+
+    python benchmarks/pytorch_posenet.py NSTACK FILTERS DEPTH IMAGE_SIZE BATCH_SIZE THREADS
+    # each "step" line in -> one line out: the step's time in seconds
 """
 
 from __future__ import annotations
+
+import sys
+import time
 
 import torch
 from torch import nn
@@ -118,3 +128,37 @@ def heatmap_loss(combined_hm_preds, heatmaps):
     """The original calc_loss: per-stack mean squared error, summed over stacks."""
     per_stack = ((combined_hm_preds - heatmaps[:, None]) ** 2).mean(dim=(2, 3, 4))
     return per_stack.sum(dim=1).mean()
+
+
+def training_step(nstack, filters, depth, image_size, batch_size):
+    """One RMSprop(2.5e-4) step on a fixed random batch, as the official train.py does it."""
+    net = PoseNet(nstack, filters, 16, depth=depth).train()
+    optimizer = torch.optim.RMSprop(net.parameters(), lr=2.5e-4)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(batch_size, image_size, image_size, 3, generator=generator)
+    heatmaps = torch.rand(batch_size, 16, image_size // 4, image_size // 4, generator=generator)
+
+    def step():
+        optimizer.zero_grad()
+        loss = heatmap_loss(net(images), heatmaps)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def serve_steps(argv):
+    nstack, filters, depth, image_size, batch_size, threads = map(int, argv)
+    torch.set_num_threads(threads)
+    step = training_step(nstack, filters, depth, image_size, batch_size)
+    print(torch.__version__, flush=True)
+    for line in sys.stdin:
+        if line.strip() != "step":
+            raise SystemExit(f"pytorch_posenet: expected 'step', got {line.strip()!r}")
+        start = time.perf_counter()
+        step()
+        print(time.perf_counter() - start, flush=True)
+
+
+if __name__ == "__main__":
+    serve_steps(sys.argv[1:])

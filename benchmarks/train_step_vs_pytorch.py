@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/train_step_vs_pytorch.py --preset hg2 --batch_size 8
     .venv/bin/python benchmarks/train_step_vs_pytorch.py --preset hg8 --modes graph
-    .venv/bin/python benchmarks/train_step_vs_pytorch.py --preset hg2_small --batch_size 16 --no_pytorch
+    .venv/bin/python benchmarks/train_step_vs_pytorch.py --preset hg2_small --batch_size 16 --nopytorch
 
 One training step = forward, MSE on every stack (intermediate supervision),
 backward, RMSprop(2.5e-4) update, on a fixed batch in memory (the input
@@ -10,18 +10,31 @@ pipeline is measured by pipeline_speed.py). Ours runs through Keras'
 ``train_function`` (what ``model.fit`` runs each step), in graph mode and with
 XLA (``jit_compile=True``), optionally under the mixed_bfloat16 policy (fast on
 CPUs with AVX512-BF16 or AMX, emulated and slow elsewhere). The PyTorch side is ``benchmarks/pytorch_posenet.py``
-(princeton-vl's architecture) in eager mode, run when torch is installed
+(princeton-vl's architecture) in eager mode, in a child process of its own
+(no TensorFlow threads or allocator beside it), run when torch is installed
 (``pip install torch``). Both use the same number of threads. The runs are
 interleaved (one step of each in turn) so that a change in the machine's speed
 affects both, with a pause before each step so that one framework's
 spin-waiting threads do not slow the other; the figures are medians after
 warm-up steps, in ms per image.
+
+By default the PyTorch process's glibc malloc is told to keep freed memory
+(``--keep_freed_memory``: MALLOC_TRIM_THRESHOLD_ and MALLOC_MMAP_THRESHOLD_).
+PyTorch's eager CPU allocator frees every activation after use, and glibc gives
+large blocks back to the OS, so each step page-faults them in again: on our
+2-core VM that doubled PyTorch's step and made it swing by 2x from step to step.
+TensorFlow keeps its own buffers and is unaffected. Timing PyTorch as its CPU
+tuning guide advises (jemalloc/tcmalloc, or these thresholds) is the fair race.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from absl import app, flags
 
@@ -35,6 +48,8 @@ from timing import describe_machine  # noqa: E402
 from tf_hourglass import HeatmapLoss, from_preset  # noqa: E402
 from tf_hourglass.model import HOURGLASS_PRESETS  # noqa: E402
 
+HERE = Path(__file__).resolve().parent
+
 _PRESET = flags.DEFINE_enum("preset", "hg2", sorted(HOURGLASS_PRESETS), "Hourglass preset.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Images per step.")
 _THREADS = flags.DEFINE_integer("threads", 2, "Threads for each framework.")
@@ -44,6 +59,21 @@ _MODES = flags.DEFINE_list(
     "modes", ["graph", "xla"], "Our modes: graph, xla, graph-bf16, xla-bf16 (-bf16: mixed_bfloat16 policy)."
 )
 _PYTORCH = flags.DEFINE_bool("pytorch", True, "Also time the PyTorch PoseNet (needs torch).")
+_KEEP_FREED_MEMORY = flags.DEFINE_bool(
+    "keep_freed_memory",
+    True,
+    "Tell glibc's malloc to keep freed memory for reuse instead of returning it to the OS "
+    "(PyTorch's CPU tuning guide gets the same from jemalloc or tcmalloc). Without it, PyTorch's "
+    "eager step page-faults its activation buffers in again every step.",
+)
+
+# mode -> (jit_compile, Keras dtype policy)
+MODES = {
+    "graph": (False, "float32"),
+    "xla": (True, "float32"),
+    "graph-bf16": (False, "mixed_bfloat16"),
+    "xla-bf16": (True, "mixed_bfloat16"),
+}
 
 
 def keras_step(preset, batch_size, jit_compile, precision="float32"):
@@ -66,45 +96,76 @@ def keras_step(preset, batch_size, jit_compile, precision="float32"):
     return step
 
 
-def pytorch_step(preset, batch_size):
-    import torch
-    from pytorch_posenet import PoseNet, heatmap_loss
+class PyTorchSteps:
+    """The official PoseNet's training steps, run in a child process of their own."""
 
-    config = HOURGLASS_PRESETS[preset]
-    size = config["input_shape"][0]
-    net = PoseNet(config["num_stacks"], config["filters"], 16, depth=config["depth"]).train()
-    optimizer = torch.optim.RMSprop(net.parameters(), lr=2.5e-4)
-    generator = torch.Generator().manual_seed(0)
-    images = torch.rand(batch_size, size, size, 3, generator=generator)
-    heatmaps = torch.rand(batch_size, 16, size // 4, size // 4, generator=generator)
+    def __init__(self, preset, batch_size, threads, keep_freed_memory):
+        config = HOURGLASS_PRESETS[preset]
+        shape = (config["num_stacks"], config["filters"], config["depth"], config["input_shape"][0])
+        env = dict(os.environ)
+        if keep_freed_memory:
+            # 32 MiB is the largest mmap threshold glibc accepts on 64-bit machines.
+            env.update(MALLOC_TRIM_THRESHOLD_=str(2**34), MALLOC_MMAP_THRESHOLD_=str(32 * 2**20))
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                str(HERE / "pytorch_posenet.py"),
+                *map(str, shape),
+                str(batch_size),
+                str(threads),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self.version = self._read_line()
 
-    def step():
-        optimizer.zero_grad()
-        loss = heatmap_loss(net(images), heatmaps)
-        loss.backward()
-        optimizer.step()
-        return float(loss)
+    def _read_line(self):
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(
+                f"the PyTorch process ended (exit code {self.process.wait()}); see its error above"
+            )
+        return line.strip()
 
-    return step
+    def step(self):
+        """Runs one step and returns its time in seconds, as measured in the child."""
+        self.process.stdin.write("step\n")
+        self.process.stdin.flush()
+        return float(self._read_line())
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def timed(step):
+    def run():
+        start = time.perf_counter()
+        step()
+        return time.perf_counter() - start
+
+    return run
 
 
 def main(argv):
     del argv
     tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
     tf.config.threading.set_inter_op_parallelism_threads(_THREADS.value)
-    steps = {
-        f"ours, {mode}": keras_step(_PRESET.value, _BATCH_SIZE.value, mode == "xla") for mode in _MODES.value
-    }
+    steps = {}
+    for mode in _MODES.value:
+        if mode not in MODES:
+            raise app.UsageError(f"--modes: unknown mode {mode!r}; expected some of {', '.join(MODES)}")
+        jit_compile, precision = MODES[mode]
+        steps[f"ours, {mode}"] = timed(keras_step(_PRESET.value, _BATCH_SIZE.value, jit_compile, precision))
+    pytorch = None
     if _PYTORCH.value:
-        try:
-            import torch
-        except ImportError:
+        if importlib.util.find_spec("torch") is None:
             print("torch is not installed: timing ours only (pip install torch for the side-by-side run).")
         else:
-            torch.set_num_threads(_THREADS.value)
-            steps[f"PyTorch PoseNet {torch.__version__}, eager"] = pytorch_step(
-                _PRESET.value, _BATCH_SIZE.value
-            )
+            pytorch = PyTorchSteps(_PRESET.value, _BATCH_SIZE.value, _THREADS.value, _KEEP_FREED_MEMORY.value)
+            steps[f"PyTorch PoseNet {pytorch.version}, eager"] = pytorch.step
     for step in steps.values():
         for _ in range(_WARMUP.value):
             step()
@@ -112,10 +173,11 @@ def main(argv):
     for _ in range(_REPEATS.value):
         for name, step in steps.items():
             time.sleep(0.5)  # lets the other framework's spinning worker threads go to sleep
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(step())
+    if pytorch is not None:
+        pytorch.close()
     print(f"machine: {describe_machine()}, {_THREADS.value} threads each")
+    print(f"malloc keeps freed memory: {_KEEP_FREED_MEMORY.value}")
     print(
         f"{_PRESET.value}, batch {_BATCH_SIZE.value}, median of {_REPEATS.value} after {_WARMUP.value} warm-up steps"
     )
