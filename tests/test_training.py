@@ -168,3 +168,33 @@ def test_bad_flags_fail_with_one_line_and_no_traceback(tmp_path, flag, message):
     assert "Traceback" not in process.stderr
     assert message in process.stderr.strip().splitlines()[-1]
     assert a_file.read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    ("flags", "strategy", "expected"),
+    [
+        ("fpu sse2 avx512f avx512_bf16 avx512_vnni", "default", "mixed_bfloat16"),
+        ("fpu sse2 avx512f amx_bf16 amx_tile", "mirrored", "mixed_bfloat16"),
+        ("fpu sse2 avx2 fma", "default", "float32"),
+        ("fpu sse2 avx512f avx512_bf16", "tpu", "float32"),
+    ],
+)
+def test_auto_precision_is_bfloat16_only_on_cpus_that_compute_it_natively(
+    tmp_path, monkeypatch, flags, strategy, expected
+):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n")
+    read_flags = trainer.native_bfloat16_cpu_flags
+    monkeypatch.setattr(trainer, "native_bfloat16_cpu_flags", lambda: read_flags(cpuinfo))
+    config = load_config(tiny_config(tmp_path))
+    config.runtime.strategy = strategy
+    assert config.runtime.precision == "auto"
+    precision, reason = trainer.resolve_precision(config.runtime)
+    assert precision == expected
+    assert reason.startswith("auto: ")
+    config.runtime.precision = "float32"
+    assert trainer.resolve_precision(config.runtime) == ("float32", "set in the config")
+
+
+def test_cpu_flags_of_a_missing_cpuinfo_are_none(tmp_path):
+    assert trainer.native_bfloat16_cpu_flags(tmp_path / "no_such_file") == []

@@ -60,7 +60,9 @@ from tf_hourglass.training.run_setup import model_kwargs
 from tf_hourglass.training.workdir import workdir_lock
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+# CPU flags (as /proc/cpuinfo spells them) of instructions that compute bfloat16 natively.
+BFLOAT16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 SCHEDULES = ("constant", "plateau", "cosine")
 DATA_FORMATS = ("synthetic", "tfrecord", *readers.FORMATS)
@@ -122,6 +124,36 @@ def validate_config(config) -> None:
     )
 
 
+def native_bfloat16_cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> list[str]:
+    """The CPU's bfloat16 instruction flags; none where the file is missing (not Linux)."""
+    try:
+        with open(cpuinfo) as file:
+            flags = next((line.split(":", 1)[1].split() for line in file if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return [flag for flag in BFLOAT16_CPU_FLAGS if flag in flags]
+
+
+def resolve_precision(runtime_config) -> tuple[str, str]:
+    """The Keras dtype policy to train with, and why.
+
+    "auto" trains in mixed_bfloat16 on a CPU-only run whose CPU has bfloat16
+    instructions (AVX512-BF16 or AMX): the oneDNN convolutions then take ~0.6x
+    the float32 time (BENCHMARKS.md, "Training step against PyTorch"). Elsewhere
+    (GPUs, TPUs, CPUs that would emulate bfloat16 slowly) it is float32.
+    Variables stay float32 either way, so ``final.keras`` loads as float32.
+    """
+    precision = runtime_config.precision
+    if precision != "auto":
+        return precision, "set in the config"
+    if runtime_config.strategy == "tpu" or tf.config.list_physical_devices("GPU"):
+        return "float32", "auto: an accelerator is in use"
+    flags = native_bfloat16_cpu_flags()
+    if flags:
+        return "mixed_bfloat16", f"auto: this CPU computes bfloat16 natively ({', '.join(flags)})"
+    return "float32", "auto: this CPU has no bfloat16 instructions"
+
+
 def make_strategy(runtime_config) -> tf.distribute.Strategy:
     if runtime_config.strategy == "mirrored":
         return tf.distribute.MirroredStrategy()
@@ -147,11 +179,12 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise NotADirectoryError(f"--workdir {workdir!r} is a file, not a directory.")
     os.makedirs(workdir, exist_ok=True)
-    keras.config.set_dtype_policy(config.runtime.precision)
+    precision, reason = resolve_precision(config.runtime)
+    keras.config.set_dtype_policy(precision)
     strategy = make_strategy(config.runtime)
     print(
         f"Strategy {config.runtime.strategy!r} ({type(strategy).__name__}): "
-        f"{strategy.num_replicas_in_sync} replica(s) in sync."
+        f"{strategy.num_replicas_in_sync} replica(s) in sync. Precision {precision} ({reason})."
     )
     # ----- multi_worker: the custom loop, since Keras 3 model.fit fails there (keras-team/keras#20585)
     if config.runtime.strategy == "multi_worker":
