@@ -129,20 +129,23 @@ def test_command_line_override_is_applied_and_checked_before_any_work(tmp_path):
 
 
 @pytest.mark.e2e
-def test_mixed_bfloat16_with_xla_trains_and_keeps_float32_heatmaps(tmp_path):
+def test_mixed_bfloat16_with_xla_trains_keeps_float32_heatmaps_and_leaves_the_policy_float32(tmp_path):
     config = load_config(tiny_config(tmp_path, epochs=1))
     config.runtime.precision = "mixed_bfloat16"
     config.runtime.jit_compile = True
-    try:
-        results = trainer.train_and_evaluate(config, str(tmp_path / "run"))
-        # The run set the global policy; the model it built computes in bfloat16.
-        assert keras.config.dtype_policy().name == "mixed_bfloat16"
-        model = keras.saving.load_model(tmp_path / "run" / "final.keras")
+    results = trainer.train_and_evaluate(config, str(tmp_path / "run"))
+    # The run set the policy for itself only: the model loads in float32 for export.
+    assert keras.config.dtype_policy().name == "float32"
+    model = keras.saving.load_model(tmp_path / "run" / "final.keras")
+    assert model.get_layer("stack1_heatmap_conv").compute_dtype == "float32"
+    try:  # under the training policy the same file computes in bfloat16
+        keras.config.set_dtype_policy("mixed_bfloat16")
+        bfloat16_model = keras.saving.load_model(tmp_path / "run" / "final.keras")
     finally:
         keras.config.set_dtype_policy("float32")
     assert 0.0 <= results["score"] <= 100.0
-    assert model.get_layer("stack1_heatmap_conv").compute_dtype == "bfloat16"
-    assert all(output.dtype == "float32" for output in model.outputs)
+    assert bfloat16_model.get_layer("stack1_heatmap_conv").compute_dtype == "bfloat16"
+    assert all(output.dtype == "float32" for output in bfloat16_model.outputs)
     rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
     assert all(float(row["loss"]) > 0 for row in rows)
 

@@ -180,15 +180,21 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
         raise NotADirectoryError(f"--workdir {workdir!r} is a file, not a directory.")
     os.makedirs(workdir, exist_ok=True)
     precision, reason = resolve_precision(config.runtime)
+    # The policy is global Keras state: set it for this run only, so that what runs
+    # next in the same process (a notebook exporting or predicting) stays float32.
+    previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)
-    strategy = make_strategy(config.runtime)
-    print(
-        f"Strategy {config.runtime.strategy!r} ({type(strategy).__name__}): "
-        f"{strategy.num_replicas_in_sync} replica(s) in sync. Precision {precision} ({reason})."
-    )
-    # ----- multi_worker: the custom loop, since Keras 3 model.fit fails there (keras-team/keras#20585)
-    if config.runtime.strategy == "multi_worker":
-        return custom_loop.train_and_evaluate_multi_worker(config, workdir, strategy)
-    # ----- every other strategy: model.fit, one run per workdir
-    with workdir_lock(workdir):
-        return fit_loop.train_and_evaluate_with_fit(config, workdir, strategy)
+    try:
+        strategy = make_strategy(config.runtime)
+        print(
+            f"Strategy {config.runtime.strategy!r} ({type(strategy).__name__}): "
+            f"{strategy.num_replicas_in_sync} replica(s) in sync. Precision {precision} ({reason})."
+        )
+        # ----- multi_worker: the custom loop, since Keras 3 model.fit fails there (keras-team/keras#20585)
+        if config.runtime.strategy == "multi_worker":
+            return custom_loop.train_and_evaluate_multi_worker(config, workdir, strategy)
+        # ----- every other strategy: model.fit, one run per workdir
+        with workdir_lock(workdir):
+            return fit_loop.train_and_evaluate_with_fit(config, workdir, strategy)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
