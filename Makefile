@@ -25,7 +25,7 @@ quickstart: $(STAMP)
 	$(PY) -m tf_hourglass.export --model $(WORKDIR) --format tflite --output $(WORKDIR)/export/model.tflite --overwrite
 
 # Two pytest workers: much of the test time is single-threaded tracing and process
-# start-up, so on 2 AVX2 cores the suite takes 14 minutes instead of 25. loadscope keeps
+# start-up, so two workers nearly halve the suite's time on 2 cores. loadscope keeps
 # each module's fixtures (trained tiny models, exports) in one worker.
 test: $(STAMP)
 	$(PY) -m ruff check tf_hourglass tests benchmarks configs export
