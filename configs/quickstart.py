@@ -6,8 +6,10 @@ Command (what `make quickstart` runs):
 
 Expected result: at most 15 minutes of training on a 2-core CPU, then the
 held-out score printed as ``PCKh@0.5 = NN.N%`` on 500 synthetic figures never
-seen in training: 86.8% in a fresh clone on the project's first 2-core
-machine, 84.8% on a slower one where 17 of the 20 epochs fit in the budget
+seen in training: 86.2-86.8% in fresh clones on the project's first 2-core
+machine (86.5% in 420 s of training there, where runtime.precision="auto"
+trains in mixed_bfloat16 on the CPU's bfloat16 instructions; 590 s in
+float32), 84.8% on a slower one where 17 of the 20 epochs fit in the budget
 (the learning curves are in BENCHMARKS.md).
 
 Why this recipe: targets with peak 10 (sigma 1 at 32x32, i.e. 2 at 64x64) make
