@@ -1,0 +1,123 @@
+"""One home per concept (issue 16), checked on the package's source: no module
+grows a second copy of a constant, a loader, a decoder or a file-commit step."""
+
+import ast
+import configparser
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "tf_hourglass"
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+def module_name(path: Path) -> str:
+    return path.relative_to(PACKAGE).as_posix()
+
+
+def syntax_tree(path: Path) -> ast.AST:
+    return ast.parse(path.read_text(), filename=str(path))
+
+
+def constants(path: Path) -> list:
+    return [node.value for node in ast.walk(syntax_tree(path)) if isinstance(node, ast.Constant)]
+
+
+def called_names(path: Path) -> set[str]:
+    """Dotted names of the functions a module calls: ``f(...)`` gives ``f``, ``os.path.join(...)`` ``os.path.join``."""
+    names = set()
+    for node in ast.walk(syntax_tree(path)):
+        if isinstance(node, ast.Call):
+            parts, function = [], node.func
+            while isinstance(function, ast.Attribute):
+                parts.append(function.attr)
+                function = function.value
+            parts.append(getattr(function, "id", "?"))
+            names.add(".".join(reversed(parts)))
+    return names
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Dotted names a module imports; ``from a import b`` gives both ``a`` and ``a.b``."""
+    names = set()
+    for node in ast.walk(syntax_tree(path)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+@pytest.mark.parametrize(
+    ("value", "home"),
+    [
+        ("final.keras", "run_files.py"),
+        ("inference.json", "run_files.py"),
+        (200.0, "data/records.py"),  # PIXELS_PER_SCALE, the original code's crop unit
+    ],
+)
+def test_run_file_names_and_crop_constants_are_written_in_one_module(value, home):
+    holders = [
+        module_name(path)
+        for path in MODULES
+        if any(type(constant) is type(value) and constant == value for constant in constants(path))
+    ]
+    assert holders == [home]
+
+
+def test_only_the_model_loader_loads_keras_files():
+    loaders = [
+        module_name(path)
+        for path in MODULES
+        if any(name.endswith("load_model") for name in called_names(path))
+    ]
+    assert loaders == ["model_loader.py"]
+
+
+def test_the_codec_is_the_only_heatmap_decoder():
+    assert not (PACKAGE / "evaluation" / "decoding.py").exists()
+    definers = [
+        module_name(path)
+        for path in MODULES
+        for node in ast.walk(syntax_tree(path))
+        if isinstance(node, ast.FunctionDef) and "heatmap" in node.name and "decode" in node.name
+    ]
+    assert definers == ["data/codec.py"]
+
+
+def test_files_are_committed_by_renames_in_the_atomic_files_helper_only():
+    renamers = [
+        module_name(path)
+        for path in MODULES
+        if any(name.endswith((".rename", ".renames")) or name == "os.replace" for name in called_names(path))
+    ]
+    # convert.py renames its temporary shards (named by atomic_files) together,
+    # once every shard is written, so a failed conversion commits none of them.
+    assert renamers == ["atomic_files.py", "data/convert.py"]
+
+
+def test_fit_and_custom_loops_share_the_run_setup_and_do_not_import_each_other():
+    fit_loop = imported_modules(PACKAGE / "training" / "fit_loop.py")
+    custom_loop = imported_modules(PACKAGE / "training" / "custom_loop.py")
+    assert "tf_hourglass.training.custom_loop" not in fit_loop
+    assert "tf_hourglass.training.fit_loop" not in custom_loop
+    assert "tf_hourglass.training.run_setup" in fit_loop & custom_loop
+    assert "tf_hourglass.training.callbacks" in fit_loop & custom_loop
+
+
+def test_every_console_script_is_a_main_function_listed_in_the_readme():
+    setup = configparser.ConfigParser()
+    setup.read(ROOT / "setup.cfg")
+    scripts = [
+        line.split("=") for line in setup["options.entry_points"]["console_scripts"].split("\n") if line
+    ]
+    readme = (ROOT / "README.md").read_text()
+    assert len(scripts) == 7
+    for name, target in scripts:
+        module, function = target.strip().split(":")
+        path = ROOT / Path(*module.split(".")).with_suffix(".py")
+        defined = {node.name for node in ast.walk(syntax_tree(path)) if isinstance(node, ast.FunctionDef)}
+        assert function in defined, f"{name.strip()}: no {function}() in {path.relative_to(ROOT)}"
+        assert f"`{name.strip()}`" in readme
