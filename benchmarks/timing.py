@@ -35,4 +35,7 @@ def describe_machine():
                     break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, TensorFlow {tf.__version__}"
+    from tf_hourglass.training.trainer import native_bfloat16_cpu_flags
+
+    bfloat16 = ", ".join(native_bfloat16_cpu_flags()) or "none"
+    return f"{cpu}, {os.cpu_count()} cores (bfloat16 instructions: {bfloat16}), TensorFlow {tf.__version__}"
