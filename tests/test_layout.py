@@ -121,3 +121,21 @@ def test_every_console_script_is_a_main_function_listed_in_the_readme():
         defined = {node.name for node in ast.walk(syntax_tree(path)) if isinstance(node, ast.FunctionDef)}
         assert function in defined, f"{name.strip()}: no {function}() in {path.relative_to(ROOT)}"
         assert f"`{name.strip()}`" in readme
+
+
+def test_inference_evaluation_and_serving_share_one_prediction_path():
+    for name in ("inference.py", "evaluation/evaluator.py", "export/saved_model.py"):
+        assert "tf_hourglass.prediction" in imported_modules(PACKAGE / name), name
+
+
+def test_the_version_is_written_once():
+    setup = configparser.ConfigParser()
+    setup.read(ROOT / "setup.cfg")
+    assert setup["metadata"]["version"] == "attr: tf_hourglass.__version__"
+    writers = [
+        module_name(path)
+        for path in MODULES
+        for node in ast.walk(syntax_tree(path))
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "__version__" for t in node.targets)
+    ]
+    assert writers == ["__init__.py"]
