@@ -19,7 +19,7 @@ from absl import app, flags
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
-from timing import describe_machine, time_call  # noqa: E402
+from timing import describe_machine, matmul_flops_per_second, time_call  # noqa: E402
 
 from tf_hourglass.model import from_preset, model_inputs  # noqa: E402
 from tf_hourglass.model.complexity import count_multiply_adds, count_trainable_parameters  # noqa: E402
@@ -27,15 +27,6 @@ from tf_hourglass.model.complexity import count_multiply_adds, count_trainable_p
 _PRESETS = flags.DEFINE_list("presets", ["hg1", "hg2", "hg8"], "Presets to measure.")
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "8"], "Batch sizes.")
 _MIN_SECONDS = flags.DEFINE_float("min_seconds", 5.0, "Time each measurement at least this long.")
-
-
-def matmul_flops_per_second(min_seconds):
-    n = 2048
-    a = tf.random.uniform((n, n))
-    b = tf.random.uniform((n, n))
-    matmul = tf.function(lambda: tf.matmul(a, b))
-    seconds = time_call(lambda: matmul().numpy(), min_seconds)
-    return 2 * n**3 / seconds
 
 
 def main(argv):

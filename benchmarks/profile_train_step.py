@@ -34,6 +34,12 @@ from train_step_vs_pytorch import _BATCH_SIZE, _PRESET, _THREADS, keras_step  # 
 
 _STEPS = flags.DEFINE_integer("steps", 3, "Traced steps (after 2 warm-up steps).")
 _TOP = flags.DEFINE_integer("top", 15, "Op types listed.")
+_INTER_OP_THREADS = flags.DEFINE_integer(
+    "inter_op_threads",
+    None,
+    "Ops run side by side (default: --threads). With 1, ops run one at a time, so each op's "
+    "time is its own and not shared with a concurrent op.",
+)
 
 
 def op_events(logdir):
@@ -68,7 +74,8 @@ def phase(op_name, op_type):
 def main(argv):
     del argv
     tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
-    tf.config.threading.set_inter_op_parallelism_threads(_THREADS.value)
+    inter_op_threads = _INTER_OP_THREADS.value or _THREADS.value
+    tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
     step = keras_step(_PRESET.value, _BATCH_SIZE.value, jit_compile=False)
     for _ in range(2):
         step()
@@ -89,7 +96,7 @@ def main(argv):
             batch_norm += seconds
     total = sum(phases.values())
     per_step = lambda s: 1e3 * s / _STEPS.value  # noqa: E731
-    print(f"machine: {describe_machine()}, {_THREADS.value} threads")
+    print(f"machine: {describe_machine()}, {_THREADS.value} threads, {inter_op_threads} op(s) at a time")
     print(f"{_PRESET.value}, batch {_BATCH_SIZE.value}, graph mode: {wall * 1e3:.0f} ms per step (wall)")
     print(f"op time {per_step(total):.0f} ms per step (CPU time of op kernels, all threads)\n")
     print(f"{'phase':20} {'ms/step':>8} {'share':>6}")

@@ -22,6 +22,17 @@ def time_call(fn, min_seconds, warmup=2):
     return float(np.median(times))
 
 
+def matmul_flops_per_second(min_seconds, dtype="float32", n=2048):
+    """The machine's n x n matrix-multiply rate in FLOP/s (2 x multiply-adds per second)."""
+    import tensorflow as tf
+
+    a = tf.random.uniform((n, n), dtype=dtype)
+    b = tf.random.uniform((n, n), dtype=dtype)
+    matmul = tf.function(lambda: tf.matmul(a, b))
+    seconds = time_call(lambda: matmul().numpy(), min_seconds)
+    return 2 * n**3 / seconds
+
+
 def describe_machine():
     """CPU model and core count, for the results' header."""
     import tensorflow as tf

@@ -43,10 +43,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from timing import describe_machine  # noqa: E402
+from timing import describe_machine, matmul_flops_per_second  # noqa: E402
 
 from tf_hourglass import HeatmapLoss, from_preset  # noqa: E402
 from tf_hourglass.model import HOURGLASS_PRESETS  # noqa: E402
+from tf_hourglass.model.complexity import count_multiply_adds  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -183,10 +184,29 @@ def main(argv):
     )
     medians = {name: float(np.median(t)) * 1e3 / _BATCH_SIZE.value for name, t in times.items()}
     reference = next((m for name, m in medians.items() if name.startswith("PyTorch")), None)
-    print(f"{'':40} {'ms/image':>9} {'x PyTorch speed':>16}")
+    # A training step computes each convolution three times over: forward, input
+    # gradients, weight gradients (the first one's input gradient is skipped: 0.6% here).
+    flop_per_image = 3 * 2 * count_multiply_adds(from_preset(_PRESET.value))
+    float32_rate = matmul_flops_per_second(min_seconds=3.0)
+    bfloat16_rate = matmul_flops_per_second(min_seconds=3.0, dtype="bfloat16")
+    print(f"convolution arithmetic of a training step: {flop_per_image / 1e9:.1f} GFLOP per image")
+    print(
+        f"this machine's 2048x2048 matmul: float32 {float32_rate / 1e9:.0f} GFLOP/s, "
+        f"bfloat16 {bfloat16_rate / 1e9:.0f} GFLOP/s"
+    )
+    print(f"{'':40} {'ms/image':>9} {'GFLOP/s':>8} {'of f32 matmul':>13} {'x PyTorch speed':>16}")
     for name, ms in medians.items():
+        rate = flop_per_image / ms * 1e3
         ratio = f"{reference / ms:16.2f}" if reference else ""
-        print(f"{name:40} {ms:9.1f} {ratio}")
+        print(f"{name:40} {ms:9.1f} {rate / 1e9:8.0f} {rate / float32_rate:13.0%} {ratio}")
+    floor = flop_per_image / float32_rate * 1e3
+    print(f"a step running entirely at the float32 matmul rate: {floor:.1f} ms/image")
+    if reference:
+        target = reference / 1.5
+        print(
+            f"1.5x PyTorch's speed: {target:.1f} ms/image, i.e. the whole step at "
+            f"{flop_per_image / target * 1e3 / float32_rate:.0%} of the float32 matmul rate"
+        )
 
 
 if __name__ == "__main__":
