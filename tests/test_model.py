@@ -237,3 +237,71 @@ def test_fused_batchnorm_trains_like_keras_and_keeps_torchs_unbiased_moving_vari
         - 1
     )
     np.testing.assert_allclose(fused_bn(x, training=False).numpy(), expected, atol=1e-4)
+
+
+def test_pointwise_conv_trains_with_keras_conv_gradients_and_infers_as_keras_conv():
+    from tf_hourglass.model.hourglass import PointwiseConv2D
+
+    x = tf.constant(np.random.default_rng(0).normal(size=(2, 5, 6, 7)).astype("float32"))
+    keras_conv = keras.layers.Conv2D(4, 1)
+    pointwise = PointwiseConv2D(4)
+    keras_conv.build(x.shape)
+    pointwise.build(x.shape)
+    pointwise.set_weights([keras_conv.kernel.numpy(), np.linspace(-1, 1, 4).astype("float32")])
+    keras_conv.bias.assign(pointwise.bias)
+    results = []
+    for layer in (keras_conv, pointwise):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            outputs = layer(x, training=True)
+            loss = tf.reduce_sum(outputs**3)
+        results.append([outputs, *tape.gradient(loss, [x, layer.kernel, layer.bias])])
+    for mine, keras_result in zip(results[1], results[0], strict=True):
+        np.testing.assert_allclose(mine.numpy(), keras_result.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(pointwise(x, training=False).numpy(), keras_conv(x).numpy())
+    # Inference is TensorFlow's convolution: what the exports trace.
+    graph = tf.function(lambda images: pointwise(images, training=False)).get_concrete_function(x).graph
+    assert {op.type for op in graph.get_operations()} >= {"Conv2D", "BiasAdd"}
+    assert "MatMul" not in {op.type for op in graph.get_operations()}
+
+
+def test_pointwise_conv_gradients_under_mixed_bfloat16_reach_float32_variables():
+    from tf_hourglass.model.hourglass import PointwiseConv2D
+
+    x = tf.constant(np.random.default_rng(0).normal(size=(2, 5, 6, 8)).astype("float32"))
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        layer = PointwiseConv2D(4)
+        with tf.GradientTape() as tape:
+            outputs = layer(x, training=True)
+            loss = tf.reduce_sum(tf.cast(outputs, "float32") ** 2)
+        kernel_gradient, bias_gradient = tape.gradient(loss, [layer.kernel, layer.bias])
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert outputs.dtype == "bfloat16"
+    assert kernel_gradient.dtype == bias_gradient.dtype == "float32"
+    flat = x.numpy().reshape(-1, 8) @ layer.kernel.numpy()[0, 0] + layer.bias.numpy()
+    expected_kernel_gradient = x.numpy().reshape(-1, 8).T @ (2 * flat)
+    np.testing.assert_allclose(kernel_gradient.numpy()[0, 0], expected_kernel_gradient, rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("kwargs", [{"kernel_size": 3}, {"strides": 2}])
+def test_pointwise_conv_rejects_other_kernels_and_strides(kwargs):
+    from tf_hourglass.model.hourglass import PointwiseConv2D
+
+    with pytest.raises(
+        ValueError,
+        match=f"received kernel_size={kwargs.get('kernel_size', 1)}, strides={kwargs.get('strides', 1)}",
+    ):
+        PointwiseConv2D(4, **kwargs)
+
+
+def test_hourglass_one_by_one_convolutions_are_pointwise_convs():
+    from tf_hourglass.model.hourglass import PointwiseConv2D
+
+    model = from_preset("hg1", input_shape=(64, 64, 3))
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    pointwise = [layer.name for layer in convs if isinstance(layer, PointwiseConv2D)]
+    one_by_one = [layer.name for layer in convs if layer.kernel_size == (1, 1)]
+    assert pointwise == one_by_one and len(pointwise) > 20

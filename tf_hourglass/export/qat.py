@@ -50,7 +50,7 @@ def _tf_keras_layer(layer):
     """A tf-keras layer configured like the Keras 3 ``layer`` (weights not yet copied)."""
     kind = type(layer).__name__
     layers = tf_keras.layers
-    if kind == "Conv2D":
+    if kind in ("Conv2D", "PointwiseConv2D"):  # the same layer at inference
         if layer.groups != 1 or layer.data_format != "channels_last":
             raise ValueError(
                 f"Conv2D {layer.name!r}: only groups=1, channels_last convolutions are supported."
