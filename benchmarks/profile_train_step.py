@@ -32,6 +32,8 @@ from timing import describe_machine  # noqa: E402
 # Its flags (--preset, --batch_size, --threads, ...) are this script's too.
 from train_step_vs_pytorch import _BATCH_SIZE, _PRESET, _THREADS, keras_step  # noqa: E402
 
+from tf_hourglass import from_preset  # noqa: E402
+
 _STEPS = flags.DEFINE_integer("steps", 3, "Traced steps (after 2 warm-up steps).")
 _TOP = flags.DEFINE_integer("top", 15, "Op types listed.")
 _INTER_OP_THREADS = flags.DEFINE_integer(
@@ -39,6 +41,12 @@ _INTER_OP_THREADS = flags.DEFINE_integer(
     None,
     "Ops run side by side (default: --threads). With 1, ops run one at a time, so each op's "
     "time is its own and not shared with a concurrent op.",
+)
+_BY_CONVOLUTION = flags.DEFINE_bool(
+    "by_convolution",
+    False,
+    "Also list the convolution ops by pass and shape with their GFLOP/s (best with --inter_op_threads 1). "
+    "Ops of custom gradients carry no layer name and are counted apart.",
 )
 
 
@@ -71,6 +79,57 @@ def phase(op_name, op_type):
     return "forward"
 
 
+def convolution_pass(op_type):
+    """forward, input gradient or weight gradient for TensorFlow's (and oneDNN's) convolution ops."""
+    name = op_type.removeprefix("_MklNative").removeprefix("_Mkl")
+    if name.startswith("Conv2DBackpropFilter"):
+        return "weight gradient"
+    if name.startswith("Conv2DBackpropInput"):
+        return "input gradient"
+    if name in ("Conv2D", "FusedConv2D"):
+        return "forward"
+    return None
+
+
+def print_convolutions(events, preset, batch_size, steps):
+    """Op time and GFLOP/s of the convolutions, per pass and shape (resolution, kernel, channels)."""
+    import keras
+
+    shapes = {}
+    for layer in from_preset(preset).layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            _, height, width, out_channels = layer.output.shape
+            kernel_height, kernel_width, in_channels, _ = layer.kernel.shape
+            shape = (height, f"{kernel_height}x{kernel_width}", f"{in_channels}->{out_channels}")
+            flop = 2 * batch_size * height * width * kernel_height * kernel_width * in_channels * out_channels
+            shapes[layer.name] = (shape, flop)
+    seconds, flops, unattributed = collections.Counter(), collections.Counter(), 0.0
+    for op_name, op_type, duration in events:
+        conv_pass = convolution_pass(op_type)
+        if conv_pass is None:
+            continue
+        parts = [re.sub(r"_\d+$", "", part) for part in op_name.split("/")] + op_name.split("/")
+        layer = next((part for part in parts if part in shapes), None)
+        if layer is None:
+            unattributed += duration
+            continue
+        shape, flop = shapes[layer]
+        seconds[(conv_pass, *shape)] += duration
+        flops[(conv_pass, *shape)] += flop
+    print(
+        f"\n{'convolution pass':16} {'size':>5} {'kernel':>6} {'channels':>9} {'ms/step':>8} {'GFLOP/s':>8}"
+    )
+    for key, duration in seconds.most_common(_TOP.value):
+        conv_pass, size, kernel, channels = key
+        rate = flops[key] / duration / 1e9
+        print(f"{conv_pass:16} {size:>5} {kernel:>6} {channels:>9} {1e3 * duration / steps:8.1f} {rate:8.0f}")
+    rest = sum(seconds.values()) - sum(d for _, d in seconds.most_common(_TOP.value))
+    print(
+        f"(the other shapes: {1e3 * rest / steps:.0f} ms; convolution ops without a layer name: "
+        f"{1e3 * unattributed / steps:.0f} ms)"
+    )
+
+
 def main(argv):
     del argv
     tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
@@ -88,7 +147,8 @@ def main(argv):
     tf.profiler.experimental.stop()
 
     phases, types, batch_norm = collections.Counter(), collections.Counter(), 0.0
-    for op_name, op_type, seconds in op_events(logdir):
+    events = list(op_events(logdir))
+    for op_name, op_type, seconds in events:
         phases[phase(op_name, op_type)] += seconds
         types[op_type] += seconds
         # Our BatchNormalization layers are named *_bn (their ops *_bn_1/... inside a call).
@@ -107,8 +167,10 @@ def main(argv):
     for op_type, seconds in types.most_common(_TOP.value):
         print(f"{op_type:28} {per_step(seconds):8.0f} {100 * seconds / total:5.1f}%")
     print(
-        f"(trace: {logdir}; np.sum of the rest: {per_step(total - sum(s for _, s in types.most_common(_TOP.value))):.0f} ms)"
+        f"(trace: {logdir}; the other op types: {per_step(total - sum(s for _, s in types.most_common(_TOP.value))):.0f} ms)"
     )
+    if _BY_CONVOLUTION.value:
+        print_convolutions(events, _PRESET.value, _BATCH_SIZE.value, _STEPS.value)
 
 
 if __name__ == "__main__":
