@@ -154,10 +154,16 @@ def main(argv):
     del argv
     tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
     tf.config.threading.set_inter_op_parallelism_threads(_THREADS.value)
-    steps = {}
     for mode in _MODES.value:
         if mode not in MODES:
             raise app.UsageError(f"--modes: unknown mode {mode!r}; expected some of {', '.join(MODES)}")
+    # The machine's matmul rates first: a capped oneDNN (ONEDNN_MAX_CPU_ISA) has no bfloat16 matmul.
+    rates = {"float32": matmul_flops_per_second(min_seconds=3.0)}
+    if any(MODES[mode][1] == "mixed_bfloat16" for mode in _MODES.value):
+        rates["bfloat16"] = matmul_flops_per_second(min_seconds=3.0, dtype="bfloat16")
+    float32_rate = rates["float32"]
+    steps = {}
+    for mode in _MODES.value:
         jit_compile, precision = MODES[mode]
         steps[f"ours, {mode}"] = timed(keras_step(_PRESET.value, _BATCH_SIZE.value, jit_compile, precision))
     pytorch = None
@@ -187,12 +193,9 @@ def main(argv):
     # A training step computes each convolution three times over: forward, input
     # gradients, weight gradients (the first one's input gradient is skipped: 0.6% here).
     flop_per_image = 3 * 2 * count_multiply_adds(from_preset(_PRESET.value))
-    float32_rate = matmul_flops_per_second(min_seconds=3.0)
-    bfloat16_rate = matmul_flops_per_second(min_seconds=3.0, dtype="bfloat16")
     print(f"convolution arithmetic of a training step: {flop_per_image / 1e9:.1f} GFLOP per image")
     print(
-        f"this machine's 2048x2048 matmul: float32 {float32_rate / 1e9:.0f} GFLOP/s, "
-        f"bfloat16 {bfloat16_rate / 1e9:.0f} GFLOP/s"
+        f"this machine's 2048x2048 matmul: {', '.join(f'{d} {r / 1e9:.0f} GFLOP/s' for d, r in rates.items())}"
     )
     print(f"{'':40} {'ms/image':>9} {'GFLOP/s':>8} {'of f32 matmul':>13} {'x PyTorch speed':>16}")
     for name, ms in medians.items():

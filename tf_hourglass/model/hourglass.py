@@ -17,6 +17,10 @@ outputs match it:
 * head of each stack: residual modules, 1x1 conv + BN + ReLU, 1x1 conv to K
   heatmaps; the next stack's input is x + 1x1conv(features) + 1x1conv(heatmaps).
 
+Two layers train faster than Keras' own on CPUs and compute the same thing:
+``FusedBatchNormalization`` and ``PointwiseConv2D`` (1x1 convolutions). At
+inference both run Keras' code, so exported graphs are plain Keras layers.
+
 Input: float images in [0, 1] (as the original code), shape ``input_shape``.
 Outputs: one heatmap tensor per stack at 1/4 of the input resolution, named
 ``heatmaps_1`` ... ``heatmaps_{num_stacks}``, always float32. As for any Keras
