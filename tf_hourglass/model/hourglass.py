@@ -62,12 +62,13 @@ class PointwiseConv2D(layers.Conv2D):
     """Keras' 1x1 Conv2D, whose training gradients are computed as matrix products.
 
     A 1x1 convolution over NHWC activations is a matrix product of the
-    (N*H*W, C_in) activations with the kernel. oneDNN computes its weight
-    gradient at 110-250 GFLOP/s in an hg2 training step against 330-450 for
-    the same product as a matmul, and those gradients were 21% of a float32 step
-    (benchmarks/profile_train_step.py). The forward pass stays TensorFlow's
-    convolution, and so does inference: exported graphs do not change.
-    Gradients equal Keras' to float rounding (tested).
+    (N*H*W, C_in) activations with the kernel. oneDNN's convolution kernels
+    computed its weight gradient at 106-229 GFLOP/s in an hg2 training step
+    (21% of a float32 step; benchmarks/profile_train_step.py --by_convolution),
+    its matmul computes the same product at 330-360. The forward pass and the
+    input gradient stay TensorFlow's convolution, and inference is Keras' own
+    code: exported graphs do not change. Gradients equal Keras' to float
+    rounding (tested).
     """
 
     def __init__(self, filters, kernel_size=1, strides=1, **kwargs):
