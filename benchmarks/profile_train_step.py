@@ -24,6 +24,7 @@ from absl import app, flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
@@ -33,6 +34,7 @@ from timing import describe_machine  # noqa: E402
 from train_step_vs_pytorch import _BATCH_SIZE, _PRESET, _THREADS, keras_step  # noqa: E402
 
 from tf_hourglass import from_preset  # noqa: E402
+from tf_hourglass.model.complexity import layer_multiply_adds  # noqa: E402
 
 _STEPS = flags.DEFINE_integer("steps", 3, "Traced steps (after 2 warm-up steps).")
 _TOP = flags.DEFINE_integer("top", 15, "Op types listed.")
@@ -93,16 +95,13 @@ def convolution_pass(op_type):
 
 def print_convolutions(events, preset, batch_size, steps):
     """Op time and GFLOP/s of the convolutions, per pass and shape (resolution, kernel, channels)."""
-    import keras
-
     shapes = {}
     for layer in from_preset(preset).layers:
         if isinstance(layer, keras.layers.Conv2D):
-            _, height, width, out_channels = layer.output.shape
+            _, height, _, out_channels = layer.output.shape
             kernel_height, kernel_width, in_channels, _ = layer.kernel.shape
             shape = (height, f"{kernel_height}x{kernel_width}", f"{in_channels}->{out_channels}")
-            flop = 2 * batch_size * height * width * kernel_height * kernel_width * in_channels * out_channels
-            shapes[layer.name] = (shape, flop)
+            shapes[layer.name] = (shape, 2 * batch_size * layer_multiply_adds(layer))
     seconds, flops, unattributed = collections.Counter(), collections.Counter(), 0.0
     for op_name, op_type, duration in events:
         conv_pass = convolution_pass(op_type)

@@ -17,20 +17,23 @@ def count_multiply_adds(model: keras.Model) -> int:
     is customary: they are a fraction of a percent of the convolutions here.
     Needs a model with a static input height and width.
     """
-    total = 0
-    for layer in _all_layers(model):
-        if isinstance(layer, keras.layers.Conv2D):
-            _, out_h, out_w, out_c = layer.output.shape
-            kh, kw = layer.kernel_size
-            in_c = layer.input.shape[-1]
-            if None in (out_h, out_w):
-                raise ValueError(
-                    f"count_multiply_adds needs static spatial shapes; layer {layer.name!r} has {layer.output.shape}"
-                )
-            total += out_h * out_w * kh * kw * (in_c // layer.groups) * out_c
-        elif isinstance(layer, keras.layers.Dense):
-            total += int(np.prod(layer.output.shape[1:-1] or [1])) * layer.input.shape[-1] * layer.units
-    return int(total)
+    return sum(layer_multiply_adds(layer) for layer in _all_layers(model))
+
+
+def layer_multiply_adds(layer: keras.layers.Layer) -> int:
+    """Multiply-adds of one layer's forward pass for one image: convolutions and dense layers, else 0."""
+    if isinstance(layer, keras.layers.Conv2D):
+        _, out_h, out_w, out_c = layer.output.shape
+        kh, kw = layer.kernel_size
+        in_c = layer.input.shape[-1]
+        if None in (out_h, out_w):
+            raise ValueError(
+                f"count_multiply_adds needs static spatial shapes; layer {layer.name!r} has {layer.output.shape}"
+            )
+        return int(out_h * out_w * kh * kw * (in_c // layer.groups) * out_c)
+    if isinstance(layer, keras.layers.Dense):
+        return int(np.prod(layer.output.shape[1:-1] or [1])) * layer.input.shape[-1] * layer.units
+    return 0
 
 
 def _all_layers(model):
