@@ -19,6 +19,7 @@ from tf_hourglass.data import transforms
 from tf_hourglass.data.crop import center_scale_from_box
 from tf_hourglass.export import export_model, verify
 from tf_hourglass.model import as_stack_list
+from tf_hourglass.model_loader import load_model_for_inference
 
 pytestmark = pytest.mark.e2e  # every test here trains, exports or starts processes
 
@@ -261,3 +262,17 @@ def test_rest_client_round_trip_through_a_local_predict_endpoint(loaded, tmp_pat
         expected, _, matrix = keras_keypoints(image)
         assert crop_pixel_distance(matrix, expected, np.array(result["keypoints"])) < 0.2
         assert result["names"][0] == "r_ankle" and len(result["scores"]) == 16
+
+
+def test_saved_model_carries_the_model_info_inside(export):
+    with open(os.path.join(export.path, "assets.extra", "tf_hourglass_info.json")) as f:
+        info = json.load(f)
+    assert info["codec"] == {
+        "sigma": 1.0,
+        "peak": codec().peak,
+        "decode_method": "quarter",
+        "background_channel": False,
+    }
+    loaded = load_model_for_inference(export.path)
+    assert loaded.spec.name == "mpii"
+    assert loaded.codec().peak == codec().peak

@@ -1,6 +1,7 @@
 """TFLite export: float32, float16, dynamic and int8 files run by LiteRT, agree with Keras, use builtin ops only."""
 
 import dataclasses
+import json
 import sys
 
 import numpy as np
@@ -12,7 +13,7 @@ from export_helpers import codec, tiny_model, tiny_model_path
 from tf_hourglass.export import VerificationError, export_model, saved_model, tflite, verify
 from tf_hourglass.export.errors import ExportError
 from tf_hourglass.model import as_stack_list
-from tf_hourglass.model_loader import TFLiteRunner
+from tf_hourglass.model_loader import TFLiteRunner, load_model_for_inference
 
 pytestmark = pytest.mark.e2e  # every test here trains, exports or starts processes
 
@@ -175,3 +176,15 @@ def test_integer_modes_need_calibration_data(tmp_path):
     with pytest.raises(ValueError, match="quantize for format 'onnx' must be one of"):
         export_model(tiny_model_path(), str(tmp_path / "m.onnx"), "onnx", quantize="int8")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("quantize", ["none", "int8"])
+def test_exported_file_carries_the_model_info_beside_it(exports, quantize):
+    path = exports[quantize].path
+    with open(path + ".info.json") as f:
+        info = json.load(f)
+    assert info["codec"]["peak"] == codec().peak  # given to export_model
+    assert info["spec"]["name"] == "mpii" and info["input_size"] == list(codec().input_size)
+    loaded = load_model_for_inference(path)
+    assert loaded.spec.name == "mpii"
+    assert loaded.codec().peak == codec().peak

@@ -77,6 +77,9 @@ def test_training_run_writes_checkpoints_logs_metrics_and_final_model(tmp_path):
     assert json.loads((workdir / "results.json").read_text())["score"] == results["score"]
     model = keras.saving.load_model(workdir / "final.keras")
     assert model.num_stacks == 2 and model.num_keypoints == 16
+    # final.keras carries what inference needs itself, not only inference.json beside it.
+    assert model.pose_info.spec.name == "mpii" and model.pose_info.peak == 5.0
+    assert model.pose_info.decode_method == "quarter" and model.pose_info.input_size == (64, 64)
     assert (workdir / "best.weights.h5").exists()
     assert json.loads((workdir / "best.json").read_text())["epoch"] in (1, 2)
     rows = list(csv.DictReader((workdir / "metrics.csv").open()))

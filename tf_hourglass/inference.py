@@ -24,9 +24,9 @@ from tf_hourglass.data import keypoint_specs, transforms
 from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.data.crop import box_crop_matrix, whole_image_box
 from tf_hourglass.data.records import KeypointSpec
+from tf_hourglass.model.info import SINGLE_PERSON
 from tf_hourglass.model_loader import load_model_for_inference
 from tf_hourglass.prediction import predict_keypoints
-from tf_hourglass.run_files import read_run_settings
 
 # ----------------------------------------------------------------------------
 # Images and boxes
@@ -95,14 +95,13 @@ def check_box(box, image_width: int, image_height: int) -> tuple[float, float, f
 
 
 def resolve_spec(spec, num_keypoints: int, model_name: str = "the model") -> KeypointSpec:
-    """A spec object, a dataset name ("mpii", "lsp", ...), or None: MPII for 16 keypoints."""
+    """A spec object, a dataset name ("mpii", "lsp", ...), or None (then the model's own must be given)."""
     if spec is None:
-        if num_keypoints != keypoint_specs.MPII.num_keypoints:
-            raise ValueError(
-                f"{model_name} predicts {num_keypoints} keypoints, so a keypoint spec is needed (the "
-                "MPII default has 16); pass spec= a KeypointSpec or a name such as 'lsp' or 'coco'."
-            )
-        return keypoint_specs.MPII
+        raise ValueError(
+            f"{model_name} predicts {num_keypoints} keypoints and does not say which, so a keypoint spec is "
+            "needed (only 16-keypoint models default to MPII); pass spec= a KeypointSpec or a name such as "
+            "'lsp' or 'coco'."
+        )
     if isinstance(spec, str):
         spec = keypoint_specs.get_spec(spec)
     if spec.num_keypoints != num_keypoints:
@@ -120,13 +119,12 @@ class PoseEstimator:
         model: anything ``model_loader.load_model_for_inference`` takes (a Keras model, a
             ``.keras`` file, a workdir, a SavedModel directory, a ``.tflite``).
         spec: the model's keypoints (a ``KeypointSpec`` or a dataset name);
-            default: the training run's (``inference.json`` in its workdir),
+            default: the model's own (saved with it by training or conversion),
             else MPII, which needs a 16-keypoint model.
-        codec: decodes the heatmaps; default ``HeatmapCodec`` with the model's
-            input and heatmap sizes and the training run's sigma and peak
-            ("quarter" decoding, scores = heatmap maxima / peak).
-            A codec with the training run's ``peak`` gives scores near 1 for
-            confident joints.
+        codec: decodes the heatmaps; default: the model's own codec settings
+            (sigma, peak and decode method of its training run, see
+            ``ModelInfo``; scores = heatmap maxima / peak, so near 1 for
+            confident joints).
         flip_test: also run the mirrored crop and average the heatmaps.
 
     ``predict`` returns ``{"keypoints": (K, 2) float32 (x, y) image pixels,
@@ -134,15 +132,15 @@ class PoseEstimator:
     """
 
     def __init__(self, model, spec=None, codec: HeatmapCodec | None = None, flip_test: bool = False):
-        run_settings = read_run_settings(model)
         self.model = load_model_for_inference(model)
-        self.spec = resolve_spec(spec or run_settings.get("spec"), self.model.num_keypoints, self.model.name)
-        if codec is None:
-            codec = HeatmapCodec(
-                input_size=self.model.input_size,
-                heatmap_size=self.model.heatmap_size,
-                **run_settings.get("codec", {}),
+        if self.model.info.kind != SINGLE_PERSON:
+            raise ValueError(
+                f"{self.model.name} is a {self.model.info.kind} model; PoseEstimator estimates one person "
+                "per box with a single-person model."
             )
+        self.spec = resolve_spec(spec or self.model.spec, self.model.num_keypoints, self.model.name)
+        if codec is None:
+            codec = self.model.codec()
         if (codec.input_size, codec.heatmap_size) != (self.model.input_size, self.model.heatmap_size):
             raise ValueError(
                 f"codec sizes (input {codec.input_size}, heatmap {codec.heatmap_size}) differ from the "

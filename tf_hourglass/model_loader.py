@@ -9,10 +9,20 @@ is the loader of Keras models (a ``.keras`` file or a workdir), which export
 needs as Keras objects. ``TFLiteRunner`` runs a ``.tflite`` file with its
 (de)quantisation, and ``numpy_inference_model`` makes any NumPy heatmap
 function (TFLite, ONNX Runtime, TensorRT) an ``InferenceModel``.
+
+Every loaded model carries its ``ModelInfo`` (``model/info.py``: keypoint
+spec, codec settings, kind), read by ``read_model_info``: a ``.keras`` model's
+own (saved in its config), else the info file an export writes beside its
+file (``run_files.info_path``), else the ``inference.json`` that earlier
+versions wrote beside a model, else what the network implies (16 keypoints:
+MPII). ``InferenceModel.spec`` and ``InferenceModel.codec()`` give the rest
+of the package one answer.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -21,8 +31,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_hourglass.data import keypoint_specs
+from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.model import as_stack_list, keypoint_heatmaps
-from tf_hourglass.run_files import MODEL_FILE
+from tf_hourglass.model.info import ModelInfo, default_spec, model_info
+from tf_hourglass.run_files import MODEL_FILE, RUN_SETTINGS_FILE, info_path
 
 # Signatures tried, in order, in a SavedModel or .tflite file: a dedicated
 # "heatmaps" one (tf_hourglass.export), then the standard serving ones.
@@ -46,6 +59,7 @@ class InferenceModel:
         name: where the model came from, for messages.
         resources: objects to keep alive as long as ``call`` is used (a loaded
             SavedModel, a TFLite interpreter).
+        info: its ``ModelInfo`` (default: what K keypoints imply, MPII for 16).
     """
 
     def __init__(
@@ -56,6 +70,7 @@ class InferenceModel:
         num_keypoints: int,
         name: str = "model",
         resources=None,
+        info: ModelInfo | None = None,
     ):
         self._call = call
         self.input_size = tuple(int(s) for s in input_size)
@@ -63,6 +78,20 @@ class InferenceModel:
         self.num_keypoints = int(num_keypoints)
         self.name = name
         self._resources = resources
+        self.info = info or ModelInfo(spec=default_spec(self.num_keypoints), input_size=self.input_size)
+
+    @property
+    def spec(self):
+        """The model's keypoints (a ``KeypointSpec``), or None when nothing says which they are."""
+        return self.info.spec
+
+    def codec(self, decode_method: str | None = None) -> HeatmapCodec:
+        """The ``HeatmapCodec`` that decodes this model's heatmaps, from its saved settings.
+
+        Without a background channel: this model's heatmaps are its K keypoint maps only.
+        """
+        codec = self.info.codec(self.input_size, self.heatmap_size, decode_method)
+        return dataclasses.replace(codec, background_channel=False)
 
     def __call__(self, images, training=False):
         # ``training`` is accepted (and ignored) so that code written for Keras
@@ -134,7 +163,9 @@ def keras_inference_model(model: keras.Model, name: str | None = None) -> Infere
     def call(images):
         return keypoint_heatmaps(model, images)
 
-    return InferenceModel(call, input_size, heatmap_size, num_keypoints, name, resources=model)
+    return InferenceModel(
+        call, input_size, heatmap_size, num_keypoints, name, resources=model, info=model_info(model)
+    )
 
 
 def _images_as(images, dtype: tf.DType):
@@ -174,11 +205,18 @@ def load_saved_model(path: str) -> InferenceModel:
         outputs = signature(**{input_name: _images_as(images, input_spec.dtype)})
         return tf.cast(outputs[output_name], tf.float32)
 
-    return InferenceModel(call, input_size, heatmap_size, num_keypoints, path, resources=loaded)
+    info = read_model_info(path, ModelInfo(spec=default_spec(num_keypoints), input_size=input_size))
+    return InferenceModel(call, input_size, heatmap_size, num_keypoints, path, resources=loaded, info=info)
 
 
 def numpy_inference_model(
-    run: Callable, input_size, heatmap_size, num_keypoints: int, name: str = "model", resources=None
+    run: Callable,
+    input_size,
+    heatmap_size,
+    num_keypoints: int,
+    name: str = "model",
+    resources=None,
+    info: ModelInfo | None = None,
 ) -> InferenceModel:
     """A NumPy function (float32 crops [B, H, W, 3] -> heatmaps [B, Hh, Wh, K]) as an ``InferenceModel``.
 
@@ -194,7 +232,9 @@ def numpy_inference_model(
         heatmaps.set_shape([None, *heatmap_size, num_keypoints])
         return heatmaps
 
-    return InferenceModel(call, input_size, heatmap_size, num_keypoints, name, resources=resources or run)
+    return InferenceModel(
+        call, input_size, heatmap_size, num_keypoints, name, resources=resources or run, info=info
+    )
 
 
 class TFLiteRunner:
@@ -274,9 +314,62 @@ class TFLiteRunner:
 def load_tflite(path: str) -> InferenceModel:
     """A ``.tflite`` file (see ``TFLiteRunner``) as an ``InferenceModel``."""
     runner = TFLiteRunner(path)
-    return numpy_inference_model(
-        runner, runner.input_size, runner.heatmap_size, runner.num_keypoints, path, resources=runner
+    info = read_model_info(
+        path, ModelInfo(spec=default_spec(runner.num_keypoints), input_size=runner.input_size)
     )
+    return numpy_inference_model(
+        runner,
+        runner.input_size,
+        runner.heatmap_size,
+        runner.num_keypoints,
+        path,
+        resources=runner,
+        info=info,
+    )
+
+
+# ----------------------------------------------------------------------------
+# What a model file says about itself
+# ----------------------------------------------------------------------------
+
+
+def _read_json(path: str):
+    try:
+        with tf.io.gfile.GFile(path) as f:
+            return json.loads(f.read())
+    except (ValueError, RecursionError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({str(error)[:100]}).") from error
+
+
+def read_model_info(path: str, network_info: ModelInfo) -> ModelInfo:
+    """The ``ModelInfo`` written beside (or inside) a model file, else ``network_info``.
+
+    Looks for the info file an export writes (``run_files.info_path``: inside a
+    SavedModel, ``FILE.info.json`` beside a file), then for an ``inference.json``
+    in the model's folder (what training and conversion wrote before models
+    carried their info: only the spec, sigma and peak; the rest is
+    ``network_info``'s, the facts read off the network itself).
+
+    Raises:
+        ValueError: an info file that is no valid JSON or does not fit, naming it.
+    """
+    path = os.fspath(path)
+    exported = info_path(path)
+    if tf.io.gfile.exists(exported):
+        return ModelInfo.from_dict(_read_json(exported), exported)
+    folder = path if tf.io.gfile.isdir(path) else os.path.dirname(path)
+    settings_path = os.path.join(folder, RUN_SETTINGS_FILE)
+    if not tf.io.gfile.exists(settings_path):
+        return network_info
+    settings = _read_json(settings_path)
+    try:
+        spec = keypoint_specs.spec_from_dict(settings["spec"])
+        codec = settings.get("codec", {})
+        return dataclasses.replace(
+            network_info, spec=spec, sigma=codec.get("sigma", 1.0), peak=codec.get("peak", 1.0)
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise ValueError(f"{settings_path}: not the settings of a model ({error}).") from error
 
 
 def _read_keras_file(path: str) -> keras.Model:
@@ -291,7 +384,11 @@ def _read_keras_file(path: str) -> keras.Model:
     if not is_zip:
         raise ValueError(f"{path!r} exists but is not a .keras model (not a zip archive).")
     # Importing tf_hourglass registers StackedHourglass for deserialization.
-    return keras.saving.load_model(path, compile=False, safe_mode=True)
+    model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    if getattr(model, "pose_info", None) is None and hasattr(model, "image_shape"):
+        # Saved before models carried their info: an inference.json beside it says the rest.
+        model.pose_info = read_model_info(path, model_info(model))
+    return model
 
 
 def keras_model_path(model) -> str | None:

@@ -1,8 +1,10 @@
-"""The files a training run (or a weights conversion) leaves for inference, named once.
+"""The files a training run, a weights conversion or an export leaves for inference, named once.
 
-A workdir holds ``final.keras`` (``MODEL_FILE``), the trained model, and
-``inference.json`` (``RUN_SETTINGS_FILE``): its keypoint spec and the heatmap
-targets' scale, which evaluate, predict, ``PoseEstimator`` and export read.
+A workdir holds ``final.keras`` (``MODEL_FILE``), the trained model, which
+carries its ``ModelInfo`` (keypoint spec, codec settings, kind) in its config,
+and ``inference.json`` (``RUN_SETTINGS_FILE``): the keypoint spec and the heatmap
+targets' scale, as earlier versions wrote it (still read for models without
+saved info). An exported file gets its ``ModelInfo`` beside it (``info_path``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,18 @@ from tf_hourglass.data.records import KeypointSpec
 
 MODEL_FILE = "final.keras"
 RUN_SETTINGS_FILE = "inference.json"
+# Inside an exported SavedModel; assets.extra is where TF Serving looks for extra files and leaves them be.
+SAVED_MODEL_INFO_FILE = os.path.join("assets.extra", "tf_hourglass_info.json")
+# Beside an exported file: model.tflite -> model.tflite.info.json.
+INFO_FILE_SUFFIX = ".info.json"
+
+
+def info_path(model_path: str) -> str:
+    """Where an exported model's ``ModelInfo`` is: inside a SavedModel folder, else beside the file."""
+    model_path = os.fspath(model_path)
+    if tf.io.gfile.isdir(model_path):
+        return os.path.join(model_path, SAVED_MODEL_INFO_FILE)
+    return model_path + INFO_FILE_SUFFIX
 
 
 def run_settings_text(spec: KeypointSpec, sigma: float, peak: float) -> str:
@@ -26,25 +40,3 @@ def run_settings_text(spec: KeypointSpec, sigma: float, peak: float) -> str:
         "codec": {"sigma": float(sigma), "peak": float(peak)},
     }
     return json.dumps(settings, indent=2) + "\n"
-
-
-def read_run_settings(model) -> dict:
-    """The keypoint spec and codec settings a training run wrote next to its model, if any.
-
-    ``train_and_evaluate`` writes ``inference.json`` into the workdir beside
-    ``final.keras``; a model given as that workdir or a file in it finds it.
-    Returns {} for anything else.
-    """
-    if not isinstance(model, (str, os.PathLike)):
-        return {}
-    path = os.fspath(model)
-    folder = path if tf.io.gfile.isdir(path) else os.path.dirname(path)
-    settings_path = os.path.join(folder, RUN_SETTINGS_FILE)
-    if not tf.io.gfile.exists(settings_path):
-        return {}
-    with tf.io.gfile.GFile(settings_path) as f:
-        settings = json.load(f)
-    return {
-        "spec": keypoint_specs.spec_from_dict(settings["spec"]),
-        "codec": {"sigma": settings["codec"]["sigma"], "peak": settings["codec"]["peak"]},
-    }

@@ -36,7 +36,6 @@ from absl import logging
 
 from tf_hourglass import atomic_files
 from tf_hourglass.data import keypoint_specs, readers, sources
-from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.data.pipeline import InMemorySource, make_dataset
 from tf_hourglass.data.records import KeypointSpec
 from tf_hourglass.evaluation import evaluator, metrics
@@ -274,7 +273,7 @@ def evaluate_model(
             f"Model {inference_model.name} predicts {inference_model.num_keypoints} keypoints but "
             f"{annotations} ({format}) has {spec.num_keypoints}."
         )
-    codec = HeatmapCodec(input_size=inference_model.input_size, heatmap_size=inference_model.heatmap_size)
+    codec = inference_model.codec()  # the model's own sigma, peak and decode method
     dataset = make_dataset(
         InMemorySource(usable), spec, codec, batch_size=batch_size, training=False, with_metadata=True
     )

@@ -68,20 +68,20 @@ flags.DEFINE_string(
 flags.DEFINE_float(
     "sigma",
     None,
-    "Training target sigma in heatmap pixels (DARK decoding); default: the run's, else 1.",
+    "Training target sigma in heatmap pixels (DARK decoding); default: the model's.",
     flag_values=_FLAGS,
 )
 flags.DEFINE_float(
     "peak",
     None,
-    "Training target peak: scores = heatmap max / peak; default: the run's, else 1.",
+    "Training target peak: scores = heatmap max / peak; default: the model's.",
     flag_values=_FLAGS,
 )
 flags.DEFINE_enum(
     "decode_method",
-    "quarter",
+    None,
     list(DECODE_METHODS),
-    "Heatmap decoding in the SavedModel.",
+    "Heatmap decoding in the SavedModel; default: the model's.",
     flag_values=_FLAGS,
 )
 flags.DEFINE_integer("opset", 17, "ONNX opset (onnx, tensorrt).", lower_bound=17, flag_values=_FLAGS)

@@ -16,6 +16,10 @@ Every export is written to a temporary ``OUTPUT.tmp-XXXXXXXX`` (``atomic_files``
 compared with the Keras model (``verify``), and only then renamed to
 ``OUTPUT``; an existing ``OUTPUT`` is replaced only with ``overwrite=True``.
 Integer exports also compare PCK/PCKh with the float model on held-out data.
+Each export carries the model's ``ModelInfo`` (keypoint spec, codec settings,
+kind): inside a SavedModel folder, beside any other file
+(``run_files.info_path``), so the package's loaders read an exported file as
+they read the ``.keras`` model.
 """
 
 from __future__ import annotations
@@ -34,8 +38,9 @@ from tf_hourglass.export import calibration as calibration_lib
 from tf_hourglass.export import onnx, saved_model, tensorrt, tflite, verify
 from tf_hourglass.export.errors import VerificationError
 from tf_hourglass.model import StackedHourglass, as_stack_list
+from tf_hourglass.model.info import model_info
 from tf_hourglass.model_loader import TFLiteRunner, keras_model_path, load_keras_model, numpy_inference_model
-from tf_hourglass.run_files import read_run_settings
+from tf_hourglass.run_files import info_path
 
 FORMATS = ("saved_model", "tflite", "onnx", "tensorrt", "tftrt")
 QUANTIZE_MODES = {
@@ -74,7 +79,7 @@ def _check_arguments(format, quantize, calibration, max_pck_drop, decode_method)
         )
     if max_pck_drop < 0:
         raise ValueError(f"max_pck_drop must be >= 0. Received: max_pck_drop={max_pck_drop}")
-    if decode_method not in DECODE_METHODS:
+    if decode_method is not None and decode_method not in DECODE_METHODS:
         raise ValueError(
             f"decode_method must be one of {DECODE_METHODS}. Received: decode_method={decode_method!r}"
         )
@@ -266,7 +271,7 @@ def export_model(
     samples: str | None = None,
     sigma: float | None = None,
     peak: float | None = None,
-    decode_method: str = "quarter",
+    decode_method: str | None = None,
     num_calibration: int = 200,
     num_heldout: int = 200,
     max_pck_drop: float = 1.0,
@@ -293,8 +298,8 @@ def export_model(
         samples: a folder of photos for the parity check (default: the
             project's ``../shared/data/people`` when present, else synthetic figures).
         sigma, peak, decode_method: the ``HeatmapCodec`` the SavedModel decodes
-            with; sigma and peak default to the training run's (``inference.json``
-            in its workdir), else 1, so that scores are near 1 for confident joints.
+            with; each defaults to the model's own (``ModelInfo``: its training
+            run's, so that scores are near 1 for confident joints).
         num_calibration, num_heldout: people used to calibrate / held out.
         max_pck_drop: int8/qat fail when PCK drops by more points than this.
         opset: ONNX opset (>= 17), for onnx and tensorrt.
@@ -317,9 +322,6 @@ def export_model(
     if format == "tftrt":
         tensorrt.require(tensorrt.tftrt_missing(), "a TF-TRT SavedModel")
 
-    run_codec = read_run_settings(model).get("codec", {})
-    sigma = run_codec.get("sigma", 1.0) if sigma is None else sigma
-    peak = run_codec.get("peak", 1.0) if peak is None else peak
     model = load_keras_model(model)
     if quantize == "qat" and not isinstance(model, StackedHourglass):
         raise ValueError(
@@ -330,12 +332,21 @@ def export_model(
     heatmap_shape = as_stack_list(model.outputs)[-1].shape
     # A CPM's last map is its background, which exports drop.
     num_keypoints = int(heatmap_shape[-1]) - int(getattr(model, "background_channel", False))
+    info = model_info(model)
+    info = dataclasses.replace(
+        info,
+        sigma=info.sigma if sigma is None else sigma,
+        peak=info.peak if peak is None else peak,
+        decode_method=decode_method or info.decode_method,
+        input_size=input_size,
+    )
+    # Exports decode the K keypoint maps only (a CPM's background map is dropped).
     codec = HeatmapCodec(
         input_size=input_size,
         heatmap_size=heatmap_shape[1:3],
-        sigma=sigma,
-        peak=peak,
-        decode_method=decode_method,
+        sigma=info.sigma,
+        peak=info.peak,
+        decode_method=info.decode_method,
     )
     data = None
     if calibration:
@@ -378,11 +389,16 @@ def export_model(
             )
             accuracy = verify.compare_accuracy(model, exported, data.heldout, codec, data.spec)
             report(verify.check_accuracy(accuracy, max_pck_drop, label))
+        if os.path.isdir(tmp):  # a SavedModel carries its info inside
+            os.makedirs(os.path.dirname(info_path(tmp)), exist_ok=True)
+            atomic_files.write_text(info_path(tmp), info.to_json())
         size = verify.size_on_disk(tmp)
         if os.path.lexists(output):
             if not overwrite:
                 raise FileExistsError(f"{output!r} appeared during the export; not replacing it.")
             _check_output(model, output, format, overwrite)
             atomic_files.remove(output)  # a folder cannot be renamed over; the check above allows it
+    if not os.path.isdir(output):
+        atomic_files.write_text(info_path(output), info.to_json())
     report(f"wrote {output} ({label}, {verify.format_size(size)} on disk)")
     return ExportResult(output, format, quantize, size, parity, accuracy, lines)

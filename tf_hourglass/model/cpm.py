@@ -171,13 +171,15 @@ class ConvolutionalPoseMachine(PoseModel):
         self.center_map_sigma = center_map_sigma(input_shape[:2]) if use_center_map else None
 
     def get_config(self):
-        return {
-            "num_stages": self.num_stages,
-            "num_keypoints": self.num_keypoints,
-            "input_shape": self.image_shape,
-            "use_center_map": self.use_center_map,
-            "filters": self.filters,
-            "stage_kernel_size": self.stage_kernel_size,
-            "name": self.name,
-            "trainable": self.trainable,
-        }
+        return self.with_pose_info(
+            {
+                "num_stages": self.num_stages,
+                "num_keypoints": self.num_keypoints,
+                "input_shape": self.image_shape,
+                "use_center_map": self.use_center_map,
+                "filters": self.filters,
+                "stage_kernel_size": self.stage_kernel_size,
+                "name": self.name,
+                "trainable": self.trainable,
+            }
+        )

@@ -386,15 +386,17 @@ class StackedHourglass(PoseModel):
         self.input_mean = input_mean
 
     def get_config(self):
-        return {
-            "num_stacks": self.num_stacks,
-            "num_keypoints": self.num_keypoints,
-            "filters": self.filters,
-            "depth": self.depth,
-            "num_residual_modules": self.num_residual_modules,
-            "input_shape": self.image_shape,
-            "stem": self.stem,
-            "input_mean": self.input_mean,
-            "name": self.name,
-            "trainable": self.trainable,
-        }
+        return self.with_pose_info(
+            {
+                "num_stacks": self.num_stacks,
+                "num_keypoints": self.num_keypoints,
+                "filters": self.filters,
+                "depth": self.depth,
+                "num_residual_modules": self.num_residual_modules,
+                "input_shape": self.image_shape,
+                "stem": self.stem,
+                "input_mean": self.input_mean,
+                "name": self.name,
+                "trainable": self.trainable,
+            }
+        )

@@ -10,7 +10,10 @@ inference and export must know, and each model says it through attributes:
 * ``num_keypoints`` K, and ``background_channel``: CPM outputs K+1 maps, the
   last one the background, which is trained but never decoded;
 * ``center_map_sigma``: CPM takes a second input, a Gaussian centre map
-  (None for models that take only images).
+  (None for models that take only images);
+* ``pose_info``: the ``ModelInfo`` saved with the model (keypoint spec, codec
+  settings, kind; ``model/info.py``), None until training or a conversion
+  sets it. It is part of the config, so ``.keras`` files carry it.
 
 ``model_inputs`` and ``keypoint_heatmaps`` turn images into what the model
 takes and its last output into K keypoint heatmaps, so predictors and
@@ -23,6 +26,7 @@ import keras
 import tensorflow as tf
 
 from tf_hourglass.data.center_map import centered_maps
+from tf_hourglass.model.info import SINGLE_PERSON, ModelInfo
 
 IMAGES_INPUT = "images"
 CENTER_MAP_INPUT = "center_map"
@@ -44,6 +48,8 @@ class PoseModel(keras.Model):
     background_channel = False
     center_map_sigma = None
     heatmap_stride = 4
+    model_kind = SINGLE_PERSON
+    pose_info: ModelInfo | None = None
 
     @property
     def heatmap_size(self):
@@ -55,9 +61,20 @@ class PoseModel(keras.Model):
         """Channels of each output: K, plus one for a background map."""
         return self.num_keypoints + int(self.background_channel)
 
+    def with_pose_info(self, config: dict) -> dict:
+        """``config`` (the architecture's arguments) plus the saved ``pose_info``, for ``get_config``."""
+        if self.pose_info is not None:
+            config["pose_info"] = self.pose_info.to_dict()
+        return config
+
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        config = dict(config)
+        info = config.pop("pose_info", None)
+        model = cls(**config)
+        if info is not None:
+            model.pose_info = ModelInfo.from_dict(info, f"the saved {cls.__name__}'s pose_info")
+        return model
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         # Intermediate supervision: one target heatmap tensor supervises every

@@ -25,6 +25,7 @@ from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.data.pipeline import make_dataset
 from tf_hourglass.evaluation import evaluator
 from tf_hourglass.model import ConvolutionalPoseMachine, StackedHourglass, from_preset
+from tf_hourglass.model.info import info_for
 from tf_hourglass.model.presets import preset_class
 from tf_hourglass.run_files import MODEL_FILE
 from tf_hourglass.training.callbacks import make_callbacks
@@ -136,6 +137,9 @@ def start_run(config, workdir, strategy) -> TrainingRun:
     model, epoch_variable, manager = build_model(
         config, strategy, sources.spec.num_keypoints, os.path.join(workdir, "checkpoints")
     )
+    codec = make_codec(model, config.data, config.eval.decode_method)
+    # The model carries what inference needs (spec, codec settings) into final.keras.
+    model.pose_info = info_for(model, sources.spec, codec)
     return TrainingRun(
         config=config,
         workdir=workdir,
@@ -144,7 +148,7 @@ def start_run(config, workdir, strategy) -> TrainingRun:
         epoch_variable=epoch_variable,
         manager=manager,
         initial_epoch=int(epoch_variable.numpy()),
-        codec=make_codec(model, config.data, config.eval.decode_method),
+        codec=codec,
     )
 
 

@@ -15,6 +15,7 @@ import os
 from tf_hourglass import atomic_files
 from tf_hourglass.data import keypoint_specs
 from tf_hourglass.data.records import KeypointSpec
+from tf_hourglass.model.info import info_for
 from tf_hourglass.run_files import MODEL_FILE, RUN_SETTINGS_FILE, run_settings_text
 from tf_hourglass.weights.pytorch_hourglass import load_pytorch_checkpoint
 
@@ -90,6 +91,7 @@ def convert_checkpoint(
             f"{checkpoint}: the model predicts {model.num_keypoints} keypoints but the spec {spec.name!r} has "
             f"{spec.num_keypoints}; pass the spec the checkpoint was trained with."
         )
+    model.pose_info = info_for(model, spec, sigma=TARGET_SIGMA, peak=TARGET_PEAK)
     os.makedirs(os.path.dirname(model_path) or ".", exist_ok=True)
     atomic_files.save(model.save, model_path, suffix=".keras")
     atomic_files.write_text(settings_path, settings)
