@@ -34,8 +34,10 @@ import tensorflow as tf
 from tf_hourglass.data import keypoint_specs
 from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.model import as_stack_list, keypoint_heatmaps
+from tf_hourglass.model import presets as architecture_presets
 from tf_hourglass.model.info import ModelInfo, default_spec, model_info
 from tf_hourglass.run_files import MODEL_FILE, RUN_SETTINGS_FILE, info_path
+from tf_hourglass.weights import pretrained
 
 # Signatures tried, in order, in a SavedModel or .tflite file: a dedicated
 # "heatmaps" one (tf_hourglass.export), then the standard serving ones.
@@ -391,18 +393,47 @@ def _read_keras_file(path: str) -> keras.Model:
     return model
 
 
+def resolve_pretrained(model):
+    """A pretrained preset's name (``weights.pretrained.PRETRAINED``) as its cached ``.keras`` file.
+
+    A path that exists wins over a preset of the same name; anything else is returned as is.
+    """
+    if pretrained.is_pretrained(model) and not os.path.exists(model):
+        return pretrained.pretrained_model_path(model)
+    return model
+
+
+def from_preset(preset: str, **overrides) -> keras.Model:
+    """A model by preset name: a pretrained one (``hg8_mpii_pv``: downloaded once, with its
+    weights and ``ModelInfo``), or an architecture (``hg8``: random weights; keyword
+    arguments override its fields, e.g. ``from_preset("hg8", num_keypoints=14)``)."""
+    if pretrained.is_pretrained(preset):
+        if overrides:
+            raise ValueError(
+                f"{preset!r} is a pretrained model; its architecture cannot change. Received: {overrides}"
+            )
+        return load_keras_model(preset)
+    if preset not in architecture_presets.PRESETS:
+        raise ValueError(
+            f"Unknown preset {preset!r}. Architectures: {sorted(architecture_presets.PRESETS)}; "
+            f"pretrained: {sorted(pretrained.PRETRAINED)}."
+        )
+    return architecture_presets.from_preset(preset, **overrides)
+
+
 def keras_model_path(model) -> str | None:
     """The file ``load_keras_model`` reads (a workdir's final.keras), or None for an in-memory model."""
     if isinstance(model, keras.Model):
         return None
-    path = os.fspath(model)
+    path = os.fspath(resolve_pretrained(model))
     return os.path.join(path, MODEL_FILE) if tf.io.gfile.isdir(path) else path
 
 
 def load_keras_model(model) -> keras.Model:
-    """A Keras model, a ``.keras`` file, or a training workdir (its ``final.keras``), as a Keras model."""
+    """A Keras model, a ``.keras`` file, a training workdir (its ``final.keras``) or a pretrained preset."""
     if isinstance(model, keras.Model):
         return model
+    model = resolve_pretrained(model)
     path = keras_model_path(model)
     if tf.io.gfile.isdir(os.fspath(model)):
         if not tf.io.gfile.exists(path):
@@ -421,9 +452,10 @@ def load_model_for_inference(model) -> InferenceModel:
     """Any supported model as an ``InferenceModel``.
 
     Args:
-        model: an ``InferenceModel``; a Keras model; or a path to a ``.keras``
+        model: an ``InferenceModel``; a Keras model; a path to a ``.keras``
             file, a training workdir containing ``final.keras``, a SavedModel
-            directory or a ``.tflite`` file.
+            directory or a ``.tflite`` file; or a pretrained preset's name
+            (``hg8_mpii_pv``, downloaded once).
 
     Raises:
         FileNotFoundError: the path does not exist.
@@ -434,7 +466,7 @@ def load_model_for_inference(model) -> InferenceModel:
         return model
     if isinstance(model, keras.Model):
         return keras_inference_model(model)
-    path = os.fspath(model)
+    path = os.fspath(resolve_pretrained(model))
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"Model not found: {path!r}.")
     if tf.io.gfile.isdir(path):
