@@ -95,7 +95,9 @@ def test_files_are_committed_by_renames_in_the_atomic_files_helper_only():
     ]
     # convert.py renames its temporary shards (named by atomic_files) together,
     # once every shard is written, so a failed conversion commits none of them.
-    assert renamers == ["atomic_files.py", "data/convert.py"]
+    # pretrained.py renames a download's .part file, kept between runs so that a
+    # broken download resumes, once it is whole.
+    assert renamers == ["atomic_files.py", "data/convert.py", "weights/pretrained.py"]
 
 
 def test_fit_and_custom_loops_share_the_run_setup_and_do_not_import_each_other():
@@ -139,3 +141,108 @@ def test_the_version_is_written_once():
         if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "__version__" for t in node.targets)
     ]
     assert writers == ["__init__.py"]
+
+
+# ----------------------------------------------------------------------------
+# The import graph: no cycles, and every import points down the layers.
+# ----------------------------------------------------------------------------
+
+# Lowest first. A module may import its own layer and the ones below, never one above.
+LAYERS = (
+    ("base", ("atomic_files", "cli")),
+    ("data", ("data",)),
+    ("model", ("model", "run_files")),
+    ("loading", ("weights", "model_loader", "prediction", "visualization")),
+    ("tasks", ("training", "evaluation", "export", "inference", "predict_files")),
+)
+# Commands (flags only) sit on top: they may import anything.
+COMMANDS = (
+    "tf_hourglass",  # the package's public names
+    "tf_hourglass.train",
+    "tf_hourglass.evaluate",
+    "tf_hourglass.predict",
+    "tf_hourglass.export.__main__",
+    "tf_hourglass.data.convert",
+    "tf_hourglass.data.synthetic.__main__",
+    "tf_hourglass.weights.__main__",
+)
+
+
+def dotted_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+PACKAGE_MODULES = {dotted_name(path): path for path in MODULES}
+
+
+def package_imports(path: Path) -> set[str]:
+    """The package modules a module imports, anywhere in it (also inside functions).
+
+    ``from tf_hourglass import atomic_files`` is an import of ``tf_hourglass.atomic_files``,
+    not of the package's ``__init__``.
+    """
+    imports = set()
+    for node in ast.walk(syntax_tree(path)):
+        if isinstance(node, ast.Import):
+            imports.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            for alias in node.names:
+                submodule = f"{node.module}.{alias.name}"
+                imports.add(submodule if submodule in PACKAGE_MODULES else node.module)
+    return {name for name in imports if name in PACKAGE_MODULES} - {dotted_name(path)}
+
+
+IMPORT_GRAPH = {name: package_imports(path) for name, path in PACKAGE_MODULES.items()}
+
+
+def layer_of(module: str) -> int:
+    if module in COMMANDS:
+        return len(LAYERS)
+    relative = module.removeprefix("tf_hourglass.")
+    for index, (_, prefixes) in enumerate(LAYERS):
+        if any(relative == prefix or relative.startswith(prefix + ".") for prefix in prefixes):
+            return index
+    raise AssertionError(f"{module} is in no layer of tests/test_layout.py::LAYERS; add it where it belongs")
+
+
+def test_every_module_belongs_to_a_layer():
+    for module in IMPORT_GRAPH:
+        layer_of(module)
+
+
+def test_imports_point_down_the_layers_data_model_loading_tasks_commands():
+    upward = [
+        f"{module} ({LAYERS[layer_of(module)][0] if layer_of(module) < len(LAYERS) else 'commands'}) imports "
+        f"{target} ({LAYERS[layer_of(target)][0] if layer_of(target) < len(LAYERS) else 'commands'})"
+        for module, targets in sorted(IMPORT_GRAPH.items())
+        for target in sorted(targets)
+        if layer_of(target) > layer_of(module)
+    ]
+    assert upward == []
+
+
+def test_the_import_graph_has_no_cycles():
+    state = {}  # module -> "open" while on the path, "done" after
+
+    def visit(module, path):
+        state[module] = "open"
+        for target in sorted(IMPORT_GRAPH[module]):
+            if state.get(target) == "open":
+                cycle = path[path.index(target) :] + [target]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if target not in state:
+                visit(target, [*path, target])
+        state[module] = "done"
+
+    for module in sorted(IMPORT_GRAPH):
+        if module not in state:
+            visit(module, [module])
+
+
+def test_the_layer_check_sees_an_upward_import():
+    """The checks above look at real imports: a data module that imported the model would be caught."""
+    assert layer_of("tf_hourglass.data.codec") < layer_of("tf_hourglass.model.hourglass")
+    assert "tf_hourglass.data.codec" in IMPORT_GRAPH["tf_hourglass.model.info"]
+    assert "tf_hourglass.atomic_files" in IMPORT_GRAPH["tf_hourglass.data.readers"]
+    assert "tf_hourglass" not in IMPORT_GRAPH["tf_hourglass.data.readers"]
