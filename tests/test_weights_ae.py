@@ -259,3 +259,83 @@ def test_command_with_a_pv_checkpoint_as_ae_exits_1_naming_the_source(tmp_path, 
     err = capsys.readouterr().err
     assert err.startswith(f"weights: error: {path}") and "pass source='pv'" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_real_torch_posenet_saved_by_torch_converts_exactly(tmp_path):
+    """With torch installed (optional): a PoseNet of the official module layout, torch.save in both formats."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    # The official modules' attribute names (so the state dict keys are the official ones), written here.
+    class Conv(nn.Module):
+        def __init__(self, c_in, c_out, k=3, stride=1, relu=True):
+            super().__init__()
+            self.conv = nn.Conv2d(c_in, c_out, k, stride, padding=(k - 1) // 2, bias=True)
+            self.relu = nn.ReLU() if relu else None
+
+        def forward(self, x):
+            x = self.conv(x)
+            return self.relu(x) if self.relu is not None else x
+
+    class Merge(nn.Module):
+        def __init__(self, c_in, c_out):
+            super().__init__()
+            self.conv = Conv(c_in, c_out, 1, relu=False)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    class Hourglass(nn.Module):
+        def __init__(self, n, f, increase):
+            super().__init__()
+            self.up1, self.pool1, self.low1 = Conv(f, f), nn.MaxPool2d(2, 2), Conv(f, f + increase)
+            self.low2 = (
+                Hourglass(n - 1, f + increase, increase) if n > 1 else Conv(f + increase, f + increase)
+            )
+            self.low3, self.up2 = Conv(f + increase, f), nn.Upsample(scale_factor=2, mode="nearest")
+
+        def forward(self, x):
+            return self.up1(x) + self.up2(self.low3(self.low2(self.low1(self.pool1(x)))))
+
+    class PoseNet(nn.Module):
+        def __init__(self, nstack, f, out, increase, depth):
+            super().__init__()
+            self.nstack = nstack
+            self.pre = nn.Sequential(
+                Conv(3, 64, 7, 2), Conv(64, 128), nn.MaxPool2d(2, 2), Conv(128, 128), Conv(128, f)
+            )
+            self.features = nn.ModuleList(
+                nn.Sequential(Hourglass(depth, f, increase), Conv(f, f), Conv(f, f)) for _ in range(nstack)
+            )
+            self.outs = nn.ModuleList(Conv(f, out, 1, relu=False) for _ in range(nstack))
+            self.merge_features = nn.ModuleList(Merge(f, f) for _ in range(nstack - 1))
+            self.merge_preds = nn.ModuleList(Merge(out, f) for _ in range(nstack - 1))
+
+        def forward(self, images):
+            x, preds = self.pre(images.permute(0, 3, 1, 2)), []
+            for i in range(self.nstack):
+                feature = self.features[i](x)
+                preds.append(self.outs[i](feature))
+                if i < self.nstack - 1:
+                    x = x + self.merge_preds[i](preds[-1]) + self.merge_features[i](feature)
+            return torch.stack(preds, 1)
+
+    class Trainer(nn.Module):  # train.py saves the state dict of this wrapper around DataParallel
+        def __init__(self, model):
+            super().__init__()
+            self.model = nn.DataParallel(model)
+
+    torch.manual_seed(0)
+    net = PoseNet(2, 16, 68, 8, 2).eval()
+    trainer = Trainer(net)
+    optimizer = torch.optim.Adam(trainer.parameters(), 2e-4)
+    batch = images(64)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(batch)).numpy()
+    for legacy in (False, True):
+        path = tmp_path / f"checkpoint_{legacy}.pth.tar"
+        checkpoint = {"state_dict": trainer.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 3}
+        torch.save(checkpoint, path, _use_new_zipfile_serialization=not legacy)
+        model = load_pytorch_checkpoint(path, "ae", (64, 64, 3))
+        errors = max_relative_errors(model, [expected[:, i] for i in range(2)], batch)
+        assert max(errors) < 1e-4, errors

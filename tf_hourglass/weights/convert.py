@@ -27,7 +27,7 @@ TARGET_SIGMA = 1.0
 TARGET_PEAK = 1.0
 # pose-ae-train's GenerateHeatmap: sigma output_res / 64 = 2 at 128x128, peak 1.
 AE_TARGET_SIGMA = 2.0
-# What each source predicts by default, and its input side in pixels.
+# The keypoints each source predicts unless told otherwise.
 DEFAULT_SPECS = {"pv": "mpii", "bp": "mpii", "ae": "coco"}
 
 
