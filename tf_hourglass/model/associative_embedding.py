@@ -38,7 +38,9 @@ output apart.
 Input: float RGB images in [0, 1] without mean subtraction (as the official
 code's ``image / 255``), NHWC, sides multiples of 4 * 2**depth (64). Outputs:
 one tensor per stack at 1/4 of the input resolution (512x512 -> 128x128),
-``heatmaps_1`` ... ``heatmaps_{num_stacks}``, always float32.
+``heatmaps_1`` ... ``heatmaps_{num_stacks}``, always float32. As for any Keras
+functional model, a one-stack model returns a tensor rather than a list of
+one; ``as_stack_list`` gives a list either way.
 
 Initialisation is what the official training starts from: PyTorch's default
 ``nn.Conv2d`` init, U(+-1/sqrt(fan_in)) for kernels and biases (its
@@ -77,7 +79,7 @@ def apply_stem(x, filters):
 
 
 def apply_hourglass(x, order, increase, name):
-    """Hourglass of order ``order`` on ``x``'s channels, each level ``increase`` wider (``layers.Hourglass``)."""
+    """Hourglass of order ``order`` on ``x``'s channels, each level ``increase`` wider (the official ``Hourglass``)."""
     width = x.shape[-1]
     upper = apply_conv_relu(x, width, 3, f"{name}_up")
     lower = layers.MaxPooling2D(2, strides=2, name=f"{name}_pool")(x)
