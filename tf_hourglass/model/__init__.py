@@ -1,5 +1,6 @@
-"""Model architectures: Stacked Hourglass and Convolutional Pose Machines."""
+"""Model architectures: Stacked Hourglass, Convolutional Pose Machines and Associative Embedding."""
 
+from tf_hourglass.model.associative_embedding import AssociativeEmbedding
 from tf_hourglass.model.cpm import ConvolutionalPoseMachine
 from tf_hourglass.model.hourglass import StackedHourglass
 from tf_hourglass.model.pose_model import (
@@ -9,9 +10,18 @@ from tf_hourglass.model.pose_model import (
     model_inputs,
     output_name,
 )
-from tf_hourglass.model.presets import CPM_PRESETS, HOURGLASS_PRESETS, PRESET_PARAMETERS, PRESETS, from_preset
+from tf_hourglass.model.presets import (
+    AE_PRESETS,
+    CPM_PRESETS,
+    HOURGLASS_PRESETS,
+    PRESET_PARAMETERS,
+    PRESETS,
+    from_preset,
+)
 
 __all__ = [
+    "AE_PRESETS",
+    "AssociativeEmbedding",
     "CPM_PRESETS",
     "ConvolutionalPoseMachine",
     "HOURGLASS_PRESETS",

@@ -57,6 +57,16 @@ def torch_conv_initializer():
     return keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_in", distribution="uniform")
 
 
+def torch_bias_initializer(fan_in):
+    """PyTorch's default ``nn.Conv2d`` bias init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) of its kernel's fan_in.
+
+    A Keras bias initializer sees only the bias' shape, so the bound is fixed
+    when the layer is made (the kernel's fan_in is known then).
+    """
+    bound = 1.0 / float(fan_in) ** 0.5
+    return keras.initializers.RandomUniform(-bound, bound)
+
+
 @keras.saving.register_keras_serializable(package="tf_hourglass")
 class PointwiseConv2D(layers.Conv2D):
     """Keras' 1x1 Conv2D, whose training gradients are computed as matrix products.
@@ -118,8 +128,10 @@ def _pointwise_conv(inputs, kernel, bias):
     return outputs, gradients
 
 
-def apply_conv(x, filters, kernel_size, name, strides=1, padding="same"):
+def apply_conv(x, filters, kernel_size, name, strides=1, padding="same", torch_bias=False):
+    """Convolution with bias, Torch's kernel init; ``torch_bias`` also draws the bias as PyTorch does (else 0)."""
     conv = PointwiseConv2D if kernel_size == 1 and strides == 1 else layers.Conv2D
+    fan_in = kernel_size * kernel_size * x.shape[-1]
     return conv(
         filters,
         kernel_size,
@@ -127,6 +139,7 @@ def apply_conv(x, filters, kernel_size, name, strides=1, padding="same"):
         padding=padding,
         use_bias=True,
         kernel_initializer=torch_conv_initializer(),
+        bias_initializer=torch_bias_initializer(fan_in) if torch_bias else "zeros",
         name=name,
     )(x)
 

@@ -1,12 +1,14 @@
-"""Named configurations of both model families.
+"""Named configurations of the model families.
 
-Trainable parameter counts with 16 keypoints are pinned by tests; the hg1, hg2
-and hg8 counts equal the original Torch network's, and cpm6 with 14 keypoints
-(LSP) has the released Caffe model's 31,219,866.
+Trainable parameter counts (with 16 keypoints for hourglasses and CPMs, 17 for
+Associative Embedding) are pinned by tests; the hg1, hg2 and hg8 counts equal
+the original Torch network's, cpm6 with 14 keypoints (LSP) has the released
+Caffe model's 31,219,866 and ae_hg4 the official PyTorch PoseNet's 138,893,840.
 """
 
 from __future__ import annotations
 
+from tf_hourglass.model.associative_embedding import AssociativeEmbedding
 from tf_hourglass.model.cpm import ConvolutionalPoseMachine
 from tf_hourglass.model.hourglass import StackedHourglass
 
@@ -35,9 +37,28 @@ CPM_PRESETS = {
     "cpm_tiny": dict(num_stages=2, filters=8, stage_kernel_size=3, input_shape=(64, 64, 3)),
 }
 
-PRESETS = {**HOURGLASS_PRESETS, **CPM_PRESETS}
+AE_PRESETS = {
+    # pose-ae-train's network: 4 stacks, 256 features growing by 128 per level,
+    # 17 COCO keypoints with 1-D tags and its 34 unused channels, 512x512 input.
+    "ae_hg4": dict(
+        num_stacks=4, filters=256, increase=128, depth=4, extra_channels=34, input_shape=(512, 512, 3)
+    ),
+    # A CPU-sized multi-person network for synthetic scenes: 256x256 input, 64 features.
+    "ae_small": dict(
+        num_stacks=2, filters=64, increase=32, depth=4, extra_channels=0, input_shape=(256, 256, 3)
+    ),
+    # A tiny network for tests.
+    "ae_tiny": dict(num_stacks=2, filters=16, increase=8, depth=2, extra_channels=0, input_shape=(64, 64, 3)),
+}
 
-# Trainable parameters of each preset with 16 keypoints.
+PRESETS = {**HOURGLASS_PRESETS, **CPM_PRESETS, **AE_PRESETS}
+PRESET_CLASSES = {
+    **dict.fromkeys(HOURGLASS_PRESETS, StackedHourglass),
+    **dict.fromkeys(CPM_PRESETS, ConvolutionalPoseMachine),
+    **dict.fromkeys(AE_PRESETS, AssociativeEmbedding),
+}
+
+# Trainable parameters of each preset with 16 keypoints (17 for the ae_ presets).
 PRESET_PARAMETERS = {
     "hg1": 3_426_448,
     "hg2": 6_570_400,
@@ -50,6 +71,9 @@ PRESET_PARAMETERS = {
     "cpm6": 31_377_062,
     "cpm_small": 754_187,
     "cpm_tiny": 35_150,
+    "ae_hg4": 138_893_840,
+    "ae_small": 4_632_196,
+    "ae_tiny": 335_844,
 }
 
 
@@ -57,7 +81,7 @@ def preset_class(preset: str):
     """The model class a preset builds."""
     if preset not in PRESETS:
         raise ValueError(f"Unknown preset {preset!r}. Known presets: {sorted(PRESETS)}")
-    return StackedHourglass if preset in HOURGLASS_PRESETS else ConvolutionalPoseMachine
+    return PRESET_CLASSES[preset]
 
 
 def from_preset(preset: str, **overrides):

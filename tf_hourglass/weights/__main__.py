@@ -2,9 +2,12 @@
 
     python -m tf_hourglass.weights --source pv --checkpoint checkpoint.pt --output hg8_pv.keras
     python -m tf_hourglass.weights --source bp --checkpoint model_best.pth.tar --output runs/hg2_bp
+    python -m tf_hourglass.weights --source ae --checkpoint exp/pretrained/checkpoint.pth.tar --output ae.keras
 
 --source pv: princeton-vl/pytorch_stacked_hourglass (checkpoint.pt);
 --source bp: bearpaw/pytorch-pose (checkpoint.pth.tar, model_best.pth.tar);
+--source ae: princeton-vl/pose-ae-train (exp/<name>/checkpoint.pth.tar), the
+multi-person Associative Embedding network (COCO's 17 joints, 512x512 input);
 bearpaw trains on mean-subtracted images, so its model subtracts the MPII mean
 (or --mean-file's) from the [0, 1] input every other model takes.
 The checkpoint is read without torch and without running code from it. The
@@ -25,14 +28,29 @@ from tf_hourglass.cli import fail, parse_flags
 from tf_hourglass.weights.pytorch_hourglass import SOURCES
 
 _FLAGS = flags.FlagValues()
-flags.DEFINE_enum("source", None, list(SOURCES), "pv (princeton-vl) or bp (bearpaw).", flag_values=_FLAGS)
+flags.DEFINE_enum(
+    "source",
+    None,
+    list(SOURCES),
+    "pv (princeton-vl), bp (bearpaw) or ae (princeton-vl/pose-ae-train).",
+    flag_values=_FLAGS,
+)
 flags.DEFINE_string("checkpoint", None, "The PyTorch checkpoint file.", flag_values=_FLAGS)
 flags.DEFINE_string("output", None, "MODEL.keras, or a folder to hold final.keras.", flag_values=_FLAGS)
 flags.DEFINE_bool("overwrite", False, "Replace an existing model and inference.json.", flag_values=_FLAGS)
 flags.DEFINE_string(
-    "spec", "mpii", "Keypoints of the checkpoint, in channel order (mpii, lsp, ...).", flag_values=_FLAGS
+    "spec",
+    None,
+    "Keypoints of the checkpoint, in channel order (mpii, lsp, coco, ...); default mpii, coco for ae.",
+    flag_values=_FLAGS,
 )
-flags.DEFINE_integer("input_size", 256, "Square input side in pixels.", lower_bound=16, flag_values=_FLAGS)
+flags.DEFINE_integer(
+    "input_size",
+    None,
+    "Square input side in pixels; default 256, 512 for ae.",
+    lower_bound=16,
+    flag_values=_FLAGS,
+)
 flags.DEFINE_string(
     "mean_file",
     None,

@@ -4,12 +4,16 @@ The model goes where ``output`` says: a ``.keras`` path, or a folder that
 becomes a workdir holding ``final.keras``. Beside it, ``inference.json`` gives
 the keypoint order and the training targets' scale (MPII's 16 joints, r-ankle
 ... l-wrist, Gaussians of sigma 1 heatmap pixel at 64x64 with peak 1, as both
-PyTorch projects train), so ``evaluate``, ``predict``, ``PoseEstimator`` and
-``export`` decode it as they decode a model trained here.
+single-person PyTorch projects train), so ``evaluate``, ``predict``,
+``PoseEstimator`` and ``export`` decode it as they decode a model trained here.
+pose-ae-train's model (``source="ae"``) is multi-person: its ``inference.json``
+says so (``"kind": "multi_person_ae"``), with COCO's 17 joints in COCO order
+and its targets (sigma 2 at 128x128, peak 1).
 """
 
 from __future__ import annotations
 
+import json
 import os
 
 from tf_hourglass import atomic_files
@@ -17,11 +21,23 @@ from tf_hourglass.data import keypoint_specs
 from tf_hourglass.data.records import KeypointSpec
 from tf_hourglass.model.info import info_for
 from tf_hourglass.run_files import MODEL_FILE, RUN_SETTINGS_FILE, run_settings_text
-from tf_hourglass.weights.pytorch_hourglass import load_pytorch_checkpoint
+from tf_hourglass.weights.pytorch_hourglass import INPUT_SIZES, load_pytorch_checkpoint
 
-# Both projects render MPII targets as Gaussians of sigma 1 at 64x64 with peak 1.
+# Both single-person projects render MPII targets as Gaussians of sigma 1 at 64x64 with peak 1.
 TARGET_SIGMA = 1.0
 TARGET_PEAK = 1.0
+# pose-ae-train's GenerateHeatmap: sigma output_res / 64 = 2 at 128x128, peak 1.
+AE_TARGET_SIGMA = 2.0
+# The keypoints each source predicts unless told otherwise.
+DEFAULT_SPECS = {"pv": "mpii", "bp": "mpii", "ae": "coco"}
+
+
+def converted_settings_text(source: str, spec: KeypointSpec) -> str:
+    """``inference.json`` of a converted ``source`` model; an ae model is marked multi-person."""
+    if source != "ae":
+        return run_settings_text(spec, TARGET_SIGMA, TARGET_PEAK)
+    settings = json.loads(run_settings_text(spec, AE_TARGET_SIGMA, TARGET_PEAK))
+    return json.dumps({**settings, "kind": "multi_person_ae"}, indent=2) + "\n"
 
 
 def output_paths(output: str) -> tuple[str, str]:
@@ -47,20 +63,23 @@ def convert_checkpoint(
     checkpoint,
     output,
     source: str,
-    spec: str | KeypointSpec = "mpii",
-    input_size: int = 256,
+    spec: str | KeypointSpec | None = None,
+    input_size: int | None = None,
     input_mean="source",
     overwrite: bool = False,
 ) -> str:
     """Writes the checkpoint's model as ``.keras`` with its ``inference.json``; returns the model path.
 
     Args:
-        checkpoint: a PV ``checkpoint.pt`` or BP ``*.pth.tar`` file.
+        checkpoint: a PV ``checkpoint.pt``, BP ``*.pth.tar`` or AE
+            ``checkpoint.pth.tar`` file.
         output: ``MODEL.keras`` (``inference.json`` goes beside it) or a folder
             (it gets ``final.keras`` and ``inference.json``).
-        source: "pv" or "bp" (see ``tf_hourglass.weights.SOURCES``).
-        spec: the keypoints the checkpoint predicts, in its channel order.
-        input_size: square input side in pixels (both projects use 256).
+        source: "pv", "bp" or "ae" (see ``tf_hourglass.weights.SOURCES``).
+        spec: the keypoints the checkpoint predicts, in its channel order;
+            None for the source's (``DEFAULT_SPECS``: MPII, or COCO for ae).
+        input_size: square input side in pixels; None for the source's
+            training size (256, or 512 for ae).
         input_mean: what the model subtracts from its input (see
             ``load_pytorch_checkpoint``); "source" for the project's.
         overwrite: replace an existing model file and ``inference.json``.
@@ -69,12 +88,14 @@ def convert_checkpoint(
     ``overwrite``, and ``ValueError`` (``CheckpointError``) for a checkpoint
     that cannot be read or does not fit; nothing is written then.
     """
+    spec = DEFAULT_SPECS[source] if spec is None else spec
     spec = keypoint_specs.get_spec(spec) if isinstance(spec, str) else spec
+    input_size = INPUT_SIZES[source] if input_size is None else input_size
     model_path, settings_path = output_paths(output)
     if os.path.exists(output) and output.endswith(".keras") and os.path.isdir(output):
         raise FileExistsError(f"{output} is a directory; give a .keras file path or a workdir folder.")
     _check_writable_folder(os.path.dirname(model_path) or ".", output)
-    settings = run_settings_text(spec, TARGET_SIGMA, TARGET_PEAK)
+    settings = converted_settings_text(source, spec)
     existing = [path for path in (model_path, settings_path) if os.path.exists(path)]
     if os.path.exists(settings_path):
         with open(settings_path) as f:

@@ -1,6 +1,7 @@
 """PyTorch Stacked Hourglass weights in our Keras model, layer for layer.
 
-Two public PyTorch projects publish hourglass checkpoints:
+Two public PyTorch projects publish single-person hourglass checkpoints (the
+multi-person Associative Embedding one, ``ae``, is in ``pytorch_ae``):
 
 * ``pv``: princeton-vl/pytorch_stacked_hourglass, the authors' port
   (``checkpoint.pt``: ``{'state_dict', 'optimizer', 'epoch'}``, keys prefixed
@@ -33,17 +34,22 @@ from tf_hourglass.weights.torch_checkpoint import CheckpointError, read_torch_ch
 SOURCES = {
     "pv": "princeton-vl/pytorch_stacked_hourglass",
     "bp": "bearpaw/pytorch-pose",
+    "ae": "princeton-vl/pose-ae-train",
 }
 # nn.DataParallel (and PV's trainer wrapper, "model.") put these in front of every key.
 KEY_PREFIXES = ("model.module.", "module.", "model.")
-# A key each source's state dicts always have, to tell one from the other.
-MARKER_KEYS = {"pv": "outs.0.conv.weight", "bp": "score.0.weight"}
+# A key each source's state dicts always have and the others' never do, to tell them apart.
+MARKER_KEYS = {"pv": "hgs.0.0.up1.bn1.weight", "bp": "score.0.weight", "ae": "features.0.0.up1.conv.weight"}
+# The first stack's output convolution: its kernel is (output channels, width, 1, 1).
+OUTPUT_KEYS = {"pv": "outs.0.conv.weight", "bp": "score.0.weight", "ae": "outs.0.conv.weight"}
 STEMS = {"pv": "original", "bp": "bearpaw"}
+# The input side each project trains at.
+INPUT_SIZES = {"pv": 256, "bp": 256, "ae": 512}
 # What each project subtracts from its [0, 1] RGB input. bearpaw subtracts its
 # MPII training set's mean (computed by its dataset code and cached in
 # data/mpii/mean.pth.tar; ``read_mean_file`` reads that file). These values are
 # the ones code derived from bearpaw's publishes for MPII.
-INPUT_MEANS = {"pv": None, "bp": (0.4404, 0.4440, 0.4327)}
+INPUT_MEANS = {"pv": None, "bp": (0.4404, 0.4440, 0.4327), "ae": None}
 
 BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
 CONV_TENSORS = ("weight", "bias")
@@ -151,49 +157,60 @@ def state_dict_of(checkpoint, path: str) -> dict[str, np.ndarray]:
     return tensors
 
 
-def _count(state: dict, pattern: str) -> int:
+def count_indices(state: dict, pattern: str) -> int:
     """How many distinct values the (\\d+) group in ``pattern`` takes over the keys."""
     regex = re.compile(pattern)
     return len({match.group(1) for key in state if (match := regex.match(key))})
 
 
-def architecture_of(state: dict, source: str, path: str) -> dict:
-    """StackedHourglass arguments that fit a state dict of ``source``'s layout."""
-    marker = MARKER_KEYS[source]
-    if marker not in state:
+def output_kernel_shape(state: dict, source: str, path: str) -> tuple[int, int]:
+    """(output channels, width) of ``source``'s state dict; raises naming the source it looks like."""
+    marker, output_key = MARKER_KEYS[source], OUTPUT_KEYS[source]
+    if marker not in state or output_key not in state:
         other = next((s for s, key in MARKER_KEYS.items() if s != source and key in state), None)
         hint = f"; it looks like a {other!r} checkpoint: pass source={other!r}" if other else ""
+        missing = marker if marker not in state else output_key
         raise CheckpointError(
             f"{path}: not a {source!r} ({SOURCES[source]}) hourglass state dict: it has no "
-            f"{marker!r}{hint}. Found keys such as {sorted(state)[:4]}."
+            f"{missing!r}{hint}. Found keys such as {sorted(state)[:4]}."
         )
-    if state[marker].ndim != 4:
+    if state[output_key].ndim != 4:
         raise CheckpointError(
-            f"{path}: {marker!r} has shape {state[marker].shape}, not a convolution kernel's."
+            f"{path}: {output_key!r} has shape {state[output_key].shape}, not a convolution kernel's."
         )
-    num_keypoints, filters = state[marker].shape[:2]
+    return int(state[output_key].shape[0]), int(state[output_key].shape[1])
+
+
+def architecture_of(state: dict, source: str, path: str) -> dict:
+    """StackedHourglass arguments that fit a state dict of ``source``'s layout."""
+    num_keypoints, filters = output_kernel_shape(state, source, path)
     if source == "pv":
         depth = 1
         while f"hgs.0.0.{'low2.' * depth}up1.bn1.weight" in state:
             depth += 1
-        arguments = dict(num_stacks=_count(state, r"hgs\.(\d+)\."), depth=depth, num_residual_modules=1)
+        arguments = dict(
+            num_stacks=count_indices(state, r"hgs\.(\d+)\."), depth=depth, num_residual_modules=1
+        )
     else:
         arguments = dict(
-            num_stacks=_count(state, r"hg\.(\d+)\."),
-            depth=_count(state, r"hg\.0\.hg\.(\d+)\."),
-            num_residual_modules=_count(state, r"hg\.0\.hg\.0\.0\.(\d+)\."),
+            num_stacks=count_indices(state, r"hg\.(\d+)\."),
+            depth=count_indices(state, r"hg\.0\.hg\.(\d+)\."),
+            num_residual_modules=count_indices(state, r"hg\.0\.hg\.0\.0\.(\d+)\."),
         )
-    return dict(arguments, num_keypoints=int(num_keypoints), filters=int(filters), stem=STEMS[source])
+    return dict(arguments, num_keypoints=num_keypoints, filters=filters, stem=STEMS[source])
 
 
-def _describe(arguments: dict) -> str:
+def describe_arguments(arguments: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in arguments.items())
 
 
-def copy_weights(model: StackedHourglass, state: dict, source: str, path: str) -> None:
-    """Sets every weight of ``model`` from ``state``; raises naming every key that does not fit."""
+def copy_weights(model, state: dict, source: str, path: str, mapping=None) -> None:
+    """Sets every weight of ``model`` from ``state``; raises naming every key that does not fit.
+
+    ``mapping``: (Keras layer, PyTorch module, "conv" | "bn") triples; ``layer_map``'s by default.
+    """
     assignments, expected_keys, mismatches = [], set(), []
-    for layer_name, module, kind in layer_map(model, source):
+    for layer_name, module, kind in layer_map(model, source) if mapping is None else mapping:
         layer = model.get_layer(layer_name)
         names = CONV_TENSORS if kind == "conv" else BN_TENSORS
         keys = [f"{module}.{name}" for name in names]
@@ -221,9 +238,8 @@ def copy_weights(model: StackedHourglass, state: dict, source: str, path: str) -
         if mismatches:
             problems.append(f"{len(mismatches)} of another shape (e.g. {'; '.join(mismatches[:3])})")
         raise CheckpointError(
-            f"{path}: the {source!r} checkpoint does not fit StackedHourglass({_describe(model.get_config())}): "
-            + ", ".join(problems)
-            + "."
+            f"{path}: the {source!r} checkpoint does not fit "
+            f"{type(model).__name__}({describe_arguments(model.get_config())}): " + ", ".join(problems) + "."
         )
     covered = {layer.name for layer, _ in assignments}
     uncovered = [layer.name for layer in model.layers if layer.weights and layer.name not in covered]
@@ -251,29 +267,42 @@ def read_mean_file(path) -> tuple[float, float, float]:
     return tuple(float(v) for v in mean)
 
 
-def load_pytorch_checkpoint(
-    path, source: str, input_shape=(256, 256, 3), input_mean="source"
-) -> StackedHourglass:
-    """A ``StackedHourglass`` holding the weights of a PyTorch hourglass checkpoint.
+def load_pytorch_checkpoint(path, source: str, input_shape=None, input_mean="source"):
+    """A Keras model holding the weights of a PyTorch hourglass checkpoint.
 
     Args:
-        path: ``checkpoint.pt`` (``source="pv"``) or ``checkpoint.pth.tar`` /
-            ``model_best.pth.tar`` (``source="bp"``), in torch's zip or legacy
-            format. Read without torch and without running code from the file.
-        source: "pv" (princeton-vl/pytorch_stacked_hourglass) or "bp"
-            (bearpaw/pytorch-pose).
-        input_shape: the model's input; both projects train at 256x256.
+        path: ``checkpoint.pt`` (``source="pv"``), ``checkpoint.pth.tar`` /
+            ``model_best.pth.tar`` (``source="bp"``) or pose-ae-train's
+            ``exp/<name>/checkpoint.pth.tar`` (``source="ae"``), in torch's
+            zip or legacy format. Read without torch and without running code
+            from the file.
+        source: "pv" (princeton-vl/pytorch_stacked_hourglass), "bp"
+            (bearpaw/pytorch-pose): a ``StackedHourglass``; "ae"
+            (princeton-vl/pose-ae-train): an ``AssociativeEmbedding``.
+        input_shape: the model's input; None for the project's training size
+            (``INPUT_SIZES``: 256x256 for pv and bp, 512x512 for ae).
         input_mean: RGB values the model subtracts from its [0, 1] input:
-            "source" for the project's (none for pv; bearpaw's MPII mean for
-            bp, see ``INPUT_MEANS`` and ``read_mean_file``), None for none.
+            "source" for the project's (none for pv and ae; bearpaw's MPII
+            mean for bp, see ``INPUT_MEANS`` and ``read_mean_file``), None for
+            none (ae takes none).
 
-    The number of stacks, residual modules, hourglass depth and keypoints come
-    from the checkpoint. Raises ``CheckpointError`` (a ``ValueError``) naming
-    the file and what did not fit.
+    The architecture (stacks, residual modules, depth, widths, keypoints or
+    output channels) comes from the checkpoint. Raises ``CheckpointError`` (a
+    ``ValueError``) naming the file and what did not fit.
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {sorted(SOURCES)}; received {source!r}.")
     path = os.fspath(path)
+    if input_shape is None:
+        input_shape = (INPUT_SIZES[source], INPUT_SIZES[source], 3)
+    if source == "ae":
+        from tf_hourglass.weights.pytorch_ae import load_ae_checkpoint  # it builds on this module
+
+        if not (input_mean is None or (isinstance(input_mean, str) and input_mean == "source")):
+            raise ValueError(
+                f"pose-ae-train's network takes [0, 1] RGB without a mean; received {input_mean!r}."
+            )
+        return load_ae_checkpoint(path, input_shape)
     state = state_dict_of(read_torch_checkpoint(path), path)
     arguments = architecture_of(state, source, path)
     arguments["input_mean"] = (
@@ -283,7 +312,7 @@ def load_pytorch_checkpoint(
         model = StackedHourglass(**arguments, input_shape=tuple(input_shape), name=f"hourglass_{source}")
     except ValueError as e:
         raise CheckpointError(
-            f"{path}: the checkpoint's architecture ({_describe(arguments)}) is not buildable: {e}"
+            f"{path}: the checkpoint's architecture ({describe_arguments(arguments)}) is not buildable: {e}"
         ) from e
     copy_weights(model, state, source, path)
     return model
