@@ -17,7 +17,8 @@ from tf_hourglass.evaluation import run
 from tf_hourglass.model import as_stack_list
 from tf_hourglass.weights import CheckpointError, load_pytorch_checkpoint, read_torch_checkpoint
 from tf_hourglass.weights.__main__ import main as weights_main
-from tf_hourglass.weights.pytorch_hourglass import INPUT_MEANS, read_mean_file
+from tf_hourglass.weights.pytorch_hourglass import read_mean_file
+from tf_hourglass.weights.state_dicts import INPUT_MEANS
 
 PV_PREFIX, BP_PREFIX = "model.module.", "module."
 

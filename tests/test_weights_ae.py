@@ -13,11 +13,11 @@ from pytorch_reference import Params, random_state_dict, write_torch_checkpoint
 from tf_hourglass.data import keypoint_specs
 from tf_hourglass.model import AE_PRESETS, as_stack_list, from_preset
 from tf_hourglass.model.associative_embedding import AssociativeEmbedding
-from tf_hourglass.run_files import read_run_settings
+from tf_hourglass.model.info import MULTI_PERSON
 from tf_hourglass.weights import CheckpointError, load_pytorch_checkpoint
 from tf_hourglass.weights.__main__ import main as weights_main
 from tf_hourglass.weights.pytorch_ae import architecture_of, layer_map, load_ae_checkpoint
-from tf_hourglass.weights.pytorch_hourglass import SOURCES, copy_weights
+from tf_hourglass.weights.state_dicts import SOURCES, copy_weights
 
 AE_PREFIX = "model.module."  # train.py saves Trainer(DataParallel(PoseNet)).state_dict()
 OFFICIAL_OUTPUTS = Path(__file__).parent / "data" / "ae_official_outputs.npz"
@@ -208,12 +208,14 @@ def test_command_writes_a_multi_person_coco_model(tmp_path, small_state, capsys)
     assert weights_main(argv + ["--input-size", "64"]) == 0
     assert SOURCES["ae"] in capsys.readouterr().out
     settings = json.loads((output.parent / "inference.json").read_text())
-    assert settings["kind"] == "multi_person_ae"
     assert settings["codec"] == {"sigma": 2.0, "peak": 1.0}
     assert settings["spec"]["keypoint_names"] == list(keypoint_specs.COCO.keypoint_names)
-    assert read_run_settings(str(output))["spec"].keypoint_names == keypoint_specs.COCO.keypoint_names
 
     model = keras.saving.load_model(output)
+    # The file itself says it is a multi-person COCO model with the official targets.
+    assert model.pose_info.kind == MULTI_PERSON
+    assert model.pose_info.spec == keypoint_specs.COCO
+    assert (model.pose_info.sigma, model.pose_info.peak, model.pose_info.input_mean) == (2.0, 1.0, None)
     assert isinstance(model, AssociativeEmbedding) and model.input_shape == (None, 64, 64, 3)
     batch = images(64, n=1)
     assert max(max_relative_errors(model, ae_forward(Params(small_state), batch, **SMALL), batch)) < 1e-4

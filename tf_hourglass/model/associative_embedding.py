@@ -53,6 +53,7 @@ import keras
 from keras import layers
 
 from tf_hourglass.model.hourglass import NearestUpsampling2D, apply_conv
+from tf_hourglass.model.info import MULTI_PERSON
 from tf_hourglass.model.pose_model import (
     IMAGES_INPUT,
     PoseModel,
@@ -136,6 +137,8 @@ class AssociativeEmbedding(PoseModel):
     ``heatmaps_1`` ...; the channel layout is in the module docstring.
     """
 
+    model_kind = MULTI_PERSON  # its outputs are grouped into people, not decoded per crop
+
     def __init__(
         self,
         num_stacks=4,
@@ -190,18 +193,20 @@ class AssociativeEmbedding(PoseModel):
         return self.num_keypoints * (1 + self.tag_dim) + self.extra_channels
 
     def get_config(self):
-        return {
-            "num_stacks": self.num_stacks,
-            "filters": self.filters,
-            "increase": self.increase,
-            "depth": self.depth,
-            "num_keypoints": self.num_keypoints,
-            "tag_dim": self.tag_dim,
-            "extra_channels": self.extra_channels,
-            "input_shape": self.image_shape,
-            "name": self.name,
-            "trainable": self.trainable,
-        }
+        return self.with_pose_info(
+            {
+                "num_stacks": self.num_stacks,
+                "filters": self.filters,
+                "increase": self.increase,
+                "depth": self.depth,
+                "num_keypoints": self.num_keypoints,
+                "tag_dim": self.tag_dim,
+                "extra_channels": self.extra_channels,
+                "input_shape": self.image_shape,
+                "name": self.name,
+                "trainable": self.trainable,
+            }
+        )
 
 
 def _check_channels(outputs, num_keypoints, tag_dim):

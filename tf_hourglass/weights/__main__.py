@@ -25,7 +25,7 @@ import sys
 from absl import flags
 
 from tf_hourglass.cli import fail, parse_flags
-from tf_hourglass.weights.pytorch_hourglass import SOURCES
+from tf_hourglass.weights.state_dicts import SOURCES
 
 _FLAGS = flags.FlagValues()
 flags.DEFINE_enum(

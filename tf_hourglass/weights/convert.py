@@ -6,14 +6,14 @@ the keypoint order and the training targets' scale (MPII's 16 joints, r-ankle
 ... l-wrist, Gaussians of sigma 1 heatmap pixel at 64x64 with peak 1, as both
 single-person PyTorch projects train), so ``evaluate``, ``predict``,
 ``PoseEstimator`` and ``export`` decode it as they decode a model trained here.
-pose-ae-train's model (``source="ae"``) is multi-person: its ``inference.json``
-says so (``"kind": "multi_person_ae"``), with COCO's 17 joints in COCO order
-and its targets (sigma 2 at 128x128, peak 1).
+pose-ae-train's model (``source="ae"``) is multi-person: the ``.keras`` file
+says so (its ``ModelInfo`` kind ``multi_person``), with COCO's 17 joints in
+COCO order and its targets (sigma 2 at 128x128, peak 1). The model file carries
+all of it; ``inference.json`` is written as 0.1.0 wrote it, for older readers.
 """
 
 from __future__ import annotations
 
-import json
 import os
 
 from tf_hourglass import atomic_files
@@ -21,23 +21,16 @@ from tf_hourglass.data import keypoint_specs
 from tf_hourglass.data.records import KeypointSpec
 from tf_hourglass.model.info import info_for
 from tf_hourglass.run_files import MODEL_FILE, RUN_SETTINGS_FILE, run_settings_text
-from tf_hourglass.weights.pytorch_hourglass import INPUT_SIZES, load_pytorch_checkpoint
+from tf_hourglass.weights.checkpoints import load_pytorch_checkpoint
+from tf_hourglass.weights.state_dicts import INPUT_SIZES
 
 # Both single-person projects render MPII targets as Gaussians of sigma 1 at 64x64 with peak 1.
 TARGET_SIGMA = 1.0
 TARGET_PEAK = 1.0
 # pose-ae-train's GenerateHeatmap: sigma output_res / 64 = 2 at 128x128, peak 1.
-AE_TARGET_SIGMA = 2.0
+TARGET_SIGMAS = {"pv": TARGET_SIGMA, "bp": TARGET_SIGMA, "ae": 2.0}
 # The keypoints each source predicts unless told otherwise.
 DEFAULT_SPECS = {"pv": "mpii", "bp": "mpii", "ae": "coco"}
-
-
-def converted_settings_text(source: str, spec: KeypointSpec) -> str:
-    """``inference.json`` of a converted ``source`` model; an ae model is marked multi-person."""
-    if source != "ae":
-        return run_settings_text(spec, TARGET_SIGMA, TARGET_PEAK)
-    settings = json.loads(run_settings_text(spec, AE_TARGET_SIGMA, TARGET_PEAK))
-    return json.dumps({**settings, "kind": "multi_person_ae"}, indent=2) + "\n"
 
 
 def output_paths(output: str) -> tuple[str, str]:
@@ -95,7 +88,7 @@ def convert_checkpoint(
     if os.path.exists(output) and output.endswith(".keras") and os.path.isdir(output):
         raise FileExistsError(f"{output} is a directory; give a .keras file path or a workdir folder.")
     _check_writable_folder(os.path.dirname(model_path) or ".", output)
-    settings = converted_settings_text(source, spec)
+    settings = run_settings_text(spec, TARGET_SIGMAS[source], TARGET_PEAK)
     existing = [path for path in (model_path, settings_path) if os.path.exists(path)]
     if os.path.exists(settings_path):
         with open(settings_path) as f:
@@ -112,7 +105,8 @@ def convert_checkpoint(
             f"{checkpoint}: the model predicts {model.num_keypoints} keypoints but the spec {spec.name!r} has "
             f"{spec.num_keypoints}; pass the spec the checkpoint was trained with."
         )
-    model.pose_info = info_for(model, spec, sigma=TARGET_SIGMA, peak=TARGET_PEAK)
+    # The model's kind (single- or multi-person) comes from its class.
+    model.pose_info = info_for(model, spec, sigma=TARGET_SIGMAS[source], peak=TARGET_PEAK)
     os.makedirs(os.path.dirname(model_path) or ".", exist_ok=True)
     atomic_files.save(model.save, model_path, suffix=".keras")
     atomic_files.write_text(settings_path, settings)

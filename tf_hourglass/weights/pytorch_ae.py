@@ -3,7 +3,7 @@
 princeton-vl/pose-ae-train's ``train.py`` saves ``exp/<name>/checkpoint.pth.tar``
 as ``{'state_dict', 'optimizer', 'epoch'}``; the state dict is its ``Trainer``
 wrapper's around ``DataParallel(PoseNet)``, so every key starts with
-``model.module.`` (``pytorch_hourglass.state_dict_of`` strips it):
+``model.module.`` (``state_dicts.state_dict_of`` strips it):
 
 * ``pre.{0,1,3,4}.conv``: the stem convolutions (``pre.2`` is the max-pool);
 * ``features.{i}.0``: stack i's hourglass, ``up1``, ``low1``, ``low2`` (the
@@ -26,7 +26,7 @@ import os
 from collections.abc import Iterator
 
 from tf_hourglass.model.associative_embedding import AssociativeEmbedding
-from tf_hourglass.weights.pytorch_hourglass import (
+from tf_hourglass.weights.state_dicts import (
     copy_weights,
     count_indices,
     describe_arguments,

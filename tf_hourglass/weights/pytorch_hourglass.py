@@ -23,36 +23,22 @@ received every weight it has.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 
 import numpy as np
 
 from tf_hourglass.model.hourglass import StackedHourglass
+from tf_hourglass.weights.state_dicts import (
+    INPUT_MEANS,
+    copy_weights,
+    count_indices,
+    describe_arguments,
+    output_kernel_shape,
+    state_dict_of,
+)
 from tf_hourglass.weights.torch_checkpoint import CheckpointError, read_torch_checkpoint
 
-SOURCES = {
-    "pv": "princeton-vl/pytorch_stacked_hourglass",
-    "bp": "bearpaw/pytorch-pose",
-    "ae": "princeton-vl/pose-ae-train",
-}
-# nn.DataParallel (and PV's trainer wrapper, "model.") put these in front of every key.
-KEY_PREFIXES = ("model.module.", "module.", "model.")
-# A key each source's state dicts always have and the others' never do, to tell them apart.
-MARKER_KEYS = {"pv": "hgs.0.0.up1.bn1.weight", "bp": "score.0.weight", "ae": "features.0.0.up1.conv.weight"}
-# The first stack's output convolution: its kernel is (output channels, width, 1, 1).
-OUTPUT_KEYS = {"pv": "outs.0.conv.weight", "bp": "score.0.weight", "ae": "outs.0.conv.weight"}
 STEMS = {"pv": "original", "bp": "bearpaw"}
-# The input side each project trains at.
-INPUT_SIZES = {"pv": 256, "bp": 256, "ae": 512}
-# What each project subtracts from its [0, 1] RGB input. bearpaw subtracts its
-# MPII training set's mean (computed by its dataset code and cached in
-# data/mpii/mean.pth.tar; ``read_mean_file`` reads that file). These values are
-# the ones code derived from bearpaw's publishes for MPII.
-INPUT_MEANS = {"pv": None, "bp": (0.4404, 0.4440, 0.4327), "ae": None}
-
-BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
-CONV_TENSORS = ("weight", "bias")
 
 
 def _residual(keras_name: str, torch_name: str, source: str, has_skip: bool):
@@ -134,53 +120,6 @@ def layer_map(model: StackedHourglass, source: str) -> Iterator[tuple[str, str, 
             )
 
 
-def _ignored(key: str, source: str) -> bool:
-    # BatchNorm's step counter is not a weight; PV builds a skip convolution in
-    # every residual module and uses it only where channels change.
-    return key.endswith(".num_batches_tracked") or (source == "pv" and ".skip_layer." in key)
-
-
-def state_dict_of(checkpoint, path: str) -> dict[str, np.ndarray]:
-    """The model's tensors from a loaded checkpoint, without the DataParallel prefix."""
-    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict) or not state:
-        found = sorted(checkpoint)[:5] if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise CheckpointError(f"{path}: no 'state_dict' of tensors in the checkpoint (found {found}).")
-    for prefix in KEY_PREFIXES:  # longest first: "model.module." before "module."
-        if all(str(key).startswith(prefix) for key in state):
-            state = {str(key)[len(prefix) :]: value for key, value in state.items()}
-            break
-    tensors = {str(key): value for key, value in state.items() if isinstance(value, np.ndarray)}
-    if len(tensors) != len(state):
-        bad = next(str(key) for key, value in state.items() if not isinstance(value, np.ndarray))
-        raise CheckpointError(f"{path}: state_dict entry {bad!r} is not a tensor.")
-    return tensors
-
-
-def count_indices(state: dict, pattern: str) -> int:
-    """How many distinct values the (\\d+) group in ``pattern`` takes over the keys."""
-    regex = re.compile(pattern)
-    return len({match.group(1) for key in state if (match := regex.match(key))})
-
-
-def output_kernel_shape(state: dict, source: str, path: str) -> tuple[int, int]:
-    """(output channels, width) of ``source``'s state dict; raises naming the source it looks like."""
-    marker, output_key = MARKER_KEYS[source], OUTPUT_KEYS[source]
-    if marker not in state or output_key not in state:
-        other = next((s for s, key in MARKER_KEYS.items() if s != source and key in state), None)
-        hint = f"; it looks like a {other!r} checkpoint: pass source={other!r}" if other else ""
-        missing = marker if marker not in state else output_key
-        raise CheckpointError(
-            f"{path}: not a {source!r} ({SOURCES[source]}) hourglass state dict: it has no "
-            f"{missing!r}{hint}. Found keys such as {sorted(state)[:4]}."
-        )
-    if state[output_key].ndim != 4:
-        raise CheckpointError(
-            f"{path}: {output_key!r} has shape {state[output_key].shape}, not a convolution kernel's."
-        )
-    return int(state[output_key].shape[0]), int(state[output_key].shape[1])
-
-
 def architecture_of(state: dict, source: str, path: str) -> dict:
     """StackedHourglass arguments that fit a state dict of ``source``'s layout."""
     num_keypoints, filters = output_kernel_shape(state, source, path)
@@ -200,63 +139,6 @@ def architecture_of(state: dict, source: str, path: str) -> dict:
     return dict(arguments, num_keypoints=num_keypoints, filters=filters, stem=STEMS[source])
 
 
-def describe_arguments(arguments: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in arguments.items())
-
-
-def copy_weights(model, state: dict, source: str, path: str, mapping=None) -> None:
-    """Sets every weight of ``model`` from ``state``; raises naming every key that does not fit.
-
-    ``mapping``: (Keras layer, PyTorch module, "conv" | "bn") triples; ``layer_map``'s by default.
-    """
-    assignments, expected_keys, mismatches = [], set(), []
-    for layer_name, module, kind in layer_map(model, source) if mapping is None else mapping:
-        layer = model.get_layer(layer_name)
-        names = CONV_TENSORS if kind == "conv" else BN_TENSORS
-        keys = [f"{module}.{name}" for name in names]
-        expected_keys.update(keys)
-        if not all(key in state for key in keys):
-            continue
-        values = [np.asarray(state[key], np.float32) for key in keys]
-        if kind == "conv":
-            values[0] = values[0].transpose(2, 3, 1, 0)  # OIHW -> HWIO
-        for key, value, weight in zip(keys, values, layer.get_weights(), strict=True):
-            if value.shape != weight.shape:
-                torch_shape = state[key].shape
-                mismatches.append(
-                    f"{key} has shape {tuple(torch_shape)}, expected {_torch_shape(weight, kind)}"
-                )
-        assignments.append((layer, values))
-    missing = sorted(expected_keys - set(state))
-    unexpected = sorted(key for key in set(state) - expected_keys if not _ignored(key, source))
-    if missing or unexpected or mismatches:
-        problems = []
-        if missing:
-            problems.append(f"{len(missing)} missing tensors (e.g. {missing[:3]})")
-        if unexpected:
-            problems.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[:3]})")
-        if mismatches:
-            problems.append(f"{len(mismatches)} of another shape (e.g. {'; '.join(mismatches[:3])})")
-        raise CheckpointError(
-            f"{path}: the {source!r} checkpoint does not fit "
-            f"{type(model).__name__}({describe_arguments(model.get_config())}): " + ", ".join(problems) + "."
-        )
-    covered = {layer.name for layer, _ in assignments}
-    uncovered = [layer.name for layer in model.layers if layer.weights and layer.name not in covered]
-    if uncovered:  # a model layer no checkpoint tensor maps to: a bug in layer_map, never the user's
-        raise AssertionError(f"layers without PyTorch weights: {uncovered[:5]}")
-    for layer, values in assignments:
-        layer.set_weights(values)
-
-
-def _torch_shape(weight: np.ndarray, kind: str) -> tuple:
-    return (
-        tuple(np.transpose(weight, (3, 2, 0, 1)).shape)
-        if kind == "conv" and weight.ndim == 4
-        else weight.shape
-    )
-
-
 def read_mean_file(path) -> tuple[float, float, float]:
     """The RGB mean in bearpaw's cached ``mean.pth.tar`` (``{'mean': tensor, 'std': tensor}``)."""
     path = os.fspath(path)
@@ -267,42 +149,8 @@ def read_mean_file(path) -> tuple[float, float, float]:
     return tuple(float(v) for v in mean)
 
 
-def load_pytorch_checkpoint(path, source: str, input_shape=None, input_mean="source"):
-    """A Keras model holding the weights of a PyTorch hourglass checkpoint.
-
-    Args:
-        path: ``checkpoint.pt`` (``source="pv"``), ``checkpoint.pth.tar`` /
-            ``model_best.pth.tar`` (``source="bp"``) or pose-ae-train's
-            ``exp/<name>/checkpoint.pth.tar`` (``source="ae"``), in torch's
-            zip or legacy format. Read without torch and without running code
-            from the file.
-        source: "pv" (princeton-vl/pytorch_stacked_hourglass), "bp"
-            (bearpaw/pytorch-pose): a ``StackedHourglass``; "ae"
-            (princeton-vl/pose-ae-train): an ``AssociativeEmbedding``.
-        input_shape: the model's input; None for the project's training size
-            (``INPUT_SIZES``: 256x256 for pv and bp, 512x512 for ae).
-        input_mean: RGB values the model subtracts from its [0, 1] input:
-            "source" for the project's (none for pv and ae; bearpaw's MPII
-            mean for bp, see ``INPUT_MEANS`` and ``read_mean_file``), None for
-            none (ae takes none).
-
-    The architecture (stacks, residual modules, depth, widths, keypoints or
-    output channels) comes from the checkpoint. Raises ``CheckpointError`` (a
-    ``ValueError``) naming the file and what did not fit.
-    """
-    if source not in SOURCES:
-        raise ValueError(f"source must be one of {sorted(SOURCES)}; received {source!r}.")
-    path = os.fspath(path)
-    if input_shape is None:
-        input_shape = (INPUT_SIZES[source], INPUT_SIZES[source], 3)
-    if source == "ae":
-        from tf_hourglass.weights.pytorch_ae import load_ae_checkpoint  # it builds on this module
-
-        if not (input_mean is None or (isinstance(input_mean, str) and input_mean == "source")):
-            raise ValueError(
-                f"pose-ae-train's network takes [0, 1] RGB without a mean; received {input_mean!r}."
-            )
-        return load_ae_checkpoint(path, input_shape)
+def load_hourglass_checkpoint(path: str, source: str, input_shape, input_mean) -> StackedHourglass:
+    """A ``StackedHourglass`` holding a pv or bp checkpoint (see ``checkpoints.load_pytorch_checkpoint``)."""
     state = state_dict_of(read_torch_checkpoint(path), path)
     arguments = architecture_of(state, source, path)
     arguments["input_mean"] = (
@@ -314,5 +162,5 @@ def load_pytorch_checkpoint(path, source: str, input_shape=None, input_mean="sou
         raise CheckpointError(
             f"{path}: the checkpoint's architecture ({describe_arguments(arguments)}) is not buildable: {e}"
         ) from e
-    copy_weights(model, state, source, path)
+    copy_weights(model, state, source, path, mapping=layer_map(model, source))
     return model
