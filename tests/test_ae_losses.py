@@ -271,8 +271,8 @@ def tiny_ae_model(num_stacks, num_keypoints, tag_dim, size=16):
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("num_stacks", [1, 2])
-def test_a_tiny_model_fits_on_the_loss(num_stacks):
+@pytest.mark.parametrize(("num_stacks", "jit_compile"), [(1, False), (2, True)])
+def test_a_tiny_model_fits_on_the_loss(num_stacks, jit_compile):
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(9)
     outputs, targets = random_batch(rng, 8, 16, 16, 3, tag_dim=2)
@@ -281,6 +281,7 @@ def test_a_tiny_model_fits_on_the_loss(num_stacks):
     model.compile(
         optimizer=keras.optimizers.Adam(1e-2),
         loss=AssociativeEmbeddingLoss(3, tag_dim=2, num_stacks=num_stacks, push_weight=1.0, pull_weight=1.0),
+        jit_compile=jit_compile,
     )
     dataset = tf.data.Dataset.from_tensor_slices((images, (targets,) * num_stacks)).batch(4).repeat()
     history = model.fit(dataset, steps_per_epoch=2, epochs=8, verbose=0).history["loss"]

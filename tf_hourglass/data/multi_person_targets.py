@@ -76,19 +76,16 @@ def _check_keypoints(keypoints):
     return keypoints
 
 
-def _window_profile(cells, size, sigma):
-    """(P, K, size) Gaussian profile along one axis of the official window around each cell."""
+def _window_pixels(cells, size, sigma):
+    """(P, K, L) pixels of the official L-sample window along one axis, clipped into the map, and
+    whether each is drawn (inside the map and before the window's official end)."""
     reach = 3 * sigma + 1
-    window_length = math.ceil(6 * sigma + 3)
     cells = tf.cast(cells, tf.float32)[..., None]
     start = tf.cast(cells - reach, tf.int32)  # truncation toward zero, as the official int()
     stop = tf.cast(cells + reach + 1, tf.int32)
-    pixels = tf.range(size, dtype=tf.int32)
-    offset = pixels - start
-    inside = (pixels >= start) & (pixels < stop) & (offset < window_length)
-    distance = tf.cast(offset, tf.float32) - reach
-    profile = tf.exp(-tf.square(distance) / (2 * sigma**2))
-    return tf.where(inside, profile, 0.0)
+    pixels = start + tf.range(math.ceil(6 * sigma + 3), dtype=tf.int32)
+    drawn = (pixels >= 0) & (pixels < size) & (pixels < stop)
+    return tf.clip_by_value(pixels, 0, size - 1), drawn
 
 
 def multi_person_heatmaps(keypoints, heatmap_size, sigma: float | None = None) -> tf.Tensor:
@@ -101,19 +98,31 @@ def multi_person_heatmaps(keypoints, heatmap_size, sigma: float | None = None) -
     """
     keypoints = _check_keypoints(keypoints)
     height, width = (int(side) for side in heatmap_size)
+    num_keypoints = keypoints.shape[1]
     sigma = official_sigma(heatmap_size) if sigma is None else float(sigma)
     if not sigma > 0:
         raise ValueError(f"sigma must be positive. Received sigma={sigma}")
     x, y, valid = _joint_cells(keypoints, (height, width))
-    profile_x = _window_profile(x, width, sigma)  # (P, K, W)
-    profile_y = _window_profile(y, height, sigma)  # (P, K, H)
-    profile_y = profile_y * tf.cast(valid, tf.float32)[..., None]
-    # exp(-(dx^2 + dy^2) / 2 sigma^2) as the product of its two factors, laid out (P, H, W, K).
-    gaussians = (
-        tf.transpose(profile_y, (0, 2, 1))[:, :, None, :] * tf.transpose(profile_x, (0, 2, 1))[:, None]
+    # The window is the same for every joint: sample i is at distance i - (3 sigma + 1) from the centre.
+    distance = tf.range(math.ceil(6 * sigma + 3), dtype=tf.float32) - (3 * sigma + 1)
+    profile = tf.exp(-tf.square(distance) / (2 * sigma**2))
+    window = profile[:, None] * profile[None, :]  # (L, L): exp(-(dy^2 + dx^2) / 2 sigma^2) as two factors
+    rows, rows_drawn = _window_pixels(y, height, sigma)  # (P, K, L)
+    columns, columns_drawn = _window_pixels(x, width, sigma)
+    drawn = valid[..., None, None] & rows_drawn[..., :, None] & columns_drawn[..., None, :]  # (P, K, L, L)
+    values = tf.where(drawn, window, 0.0)
+    # Scatter every window sample with a maximum; undrawn samples write 0 to a clipped pixel, a no-op.
+    shape = tf.shape(drawn)
+    indices = tf.stack(
+        [
+            tf.broadcast_to(rows[..., :, None], shape),
+            tf.broadcast_to(columns[..., None, :], shape),
+            tf.broadcast_to(tf.range(num_keypoints, dtype=tf.int32)[:, None, None], shape),
+        ],
+        axis=-1,
     )
-    # Gaussians are >= 0, so the maximum with 0 changes nothing but the empty image (max of nothing = -inf).
-    return tf.maximum(tf.reduce_max(gaussians, axis=0), 0.0)
+    heatmaps = tf.zeros((height, width, num_keypoints), tf.float32)
+    return tf.tensor_scatter_nd_max(heatmaps, tf.reshape(indices, (-1, 3)), tf.reshape(values, (-1,)))
 
 
 def keypoint_refs(keypoints, heatmap_size, max_people: int = MAX_PEOPLE) -> tf.Tensor:

@@ -127,7 +127,9 @@ class AssociativeEmbeddingLoss(keras.losses.Loss):
     channels ``[K detection | K * D tags | unused]``. Compile a model with one
     output per stack once with this loss and pass the same targets for every
     stack, ``y = (targets,) * num_stacks``: Keras sums the stacks' losses, which
-    with the division is the official average over stacks. The default
+    with the division is the official average over stacks. Keras pairs a dict
+    target only with an output inside a list, so a one-stack model must return
+    ``[output]`` (``keras.Model(inputs, [output])``) and take ``y=(targets,)``. The default
     reduction averages over the batch, as the official code; under
     ``tf.distribute`` Keras divides each replica's mean by the number of
     replicas, so the summed gradients are those of the global batch.
