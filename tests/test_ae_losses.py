@@ -191,6 +191,13 @@ def test_split_puts_detection_first_then_each_joints_tag_dimensions():
         split_ae_channels(outputs[..., :11], num_keypoints=3, tag_dim=3)
 
 
+def test_tag_loss_rejects_references_of_another_number_of_keypoints():
+    with pytest.raises(ValueError, match=r"same number of keypoints.*\(1, 4, 4, 3, 1\) and \(1, 30, 17, 2\)"):
+        tag_loss(np.zeros((1, 4, 4, 3, 1), np.float32), np.zeros((1, 30, 17, 2), np.int32))
+    with pytest.raises(ValueError, match=r"\(B, max_people, K, 2\).*\(1, 30, 3\)"):
+        tag_loss(np.zeros((1, 4, 4, 3), np.float32), np.zeros((1, 30, 3), np.int32))
+
+
 def random_batch(rng, batch, height, width, num_keypoints, tag_dim, extra_channels=1):
     """Outputs and targets of random people, through the real target functions."""
     heatmaps, refs = [], []

@@ -20,9 +20,11 @@ Heatmaps ``(H, W, K)``: each joint with visibility > 0 whose cell is inside the
 map gets the official window, a Gaussian of ``sigma`` (official: heatmap side
 / 64) centred ``3 sigma + 1`` samples into a ``ceil(6 sigma + 3)``-sample
 window that starts at ``int(cell - 3 sigma - 1)`` and stops before
-``int(cell + 3 sigma + 2)``. For integer sigma the peak is 1 at the cell; the
-official rounding shifts it by half a pixel for other sigmas, and so does
-this. People are merged by maximum.
+``int(cell + 3 sigma + 2)``. When 3 sigma is an integer (sigma 2 at 128 x 128)
+the peak is 1 at the cell; otherwise the truncations move it off the cell by
+less than a pixel (up/left where the window starts inside the map, down/right
+where it starts before it), as in the official code. People are merged by
+maximum.
 
 Keypoint references ``(max_people, K, 2)`` int32: row ``p`` is person ``p``;
 its joints that are visible and inside the map are packed first, in joint

@@ -80,6 +80,18 @@ def tag_loss(tags, keypoint_refs):
     dtype = tags.dtype
     if tags.shape.rank == 4:
         tags = tags[..., None]
+    keypoint_refs = tf.convert_to_tensor(keypoint_refs)
+    if tags.shape.rank != 5 or keypoint_refs.shape.rank != 4 or keypoint_refs.shape[-1] != 2:
+        raise ValueError(
+            "tags must have shape (B, H, W, K) or (B, H, W, K, D) and keypoint_refs (B, max_people, K, 2). "
+            f"Received shapes {tuple(tags.shape)} and {tuple(keypoint_refs.shape)}"
+        )
+    if None not in (tags.shape[3], keypoint_refs.shape[2]) and tags.shape[3] != keypoint_refs.shape[2]:
+        # The reference index (y * W + x) * K + k depends on K: a mismatch would gather wrong tags.
+        raise ValueError(
+            f"tags and keypoint_refs must have the same number of keypoints. Received shapes "
+            f"{tuple(tags.shape)} and {tuple(keypoint_refs.shape)}"
+        )
     flat_tags = tf.reshape(tags, [tf.shape(tags)[0], -1, tf.shape(tags)[-1]])  # (B, H*W*K, D)
     keypoint_refs = tf.cast(keypoint_refs, tf.int32)
     visible = keypoint_refs[..., 1] > 0  # (B, P, K)
