@@ -22,7 +22,7 @@ from tf_hourglass.training.ae_losses import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "data"
 OFFICIAL_CASES = ["small_d1", "small_d2", "thirty_people_d1", "thirty_people_d3"]
 
 

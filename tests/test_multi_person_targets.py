@@ -17,7 +17,7 @@ from tf_hourglass.data.multi_person_targets import (
     official_sigma,
 )
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "data"
 
 
 def reference_heatmaps(keypoints, height, width, sigma):
