@@ -15,6 +15,7 @@ import scipy.io
 import tf_hourglass
 from tf_hourglass.data import keypoint_specs, readers
 from tf_hourglass.data.records import PoseRecord
+from tf_hourglass.evaluate import main as evaluate_main
 from tf_hourglass.evaluation import metrics, run
 
 # The original 8-stack Hourglass on Tompson's 2,958 MPII validation persons,
@@ -292,3 +293,33 @@ def test_nan_and_inf_predictions_are_counted_in_a_warning(mpii, hourglass_preds,
     results = run.evaluate_predictions(path, mpii["valid_h5"])
     assert results["protocol"] == "mpii"
     assert f"predictions file {path}: 161 of 47328 predicted joints are NaN or infinite" in caplog.text
+
+
+def test_data_flag_names_the_dataset_as_export_calibration_does(mpii, valid5, tiny_keras, tmp_path, capsys):
+    argv = ["evaluate", "--model", tiny_keras[16], "--batch-size", "2"]
+    spelled_once = tmp_path / "once.json"
+    status = evaluate_main(
+        [*argv, "--data", f"mpii_h5:{valid5}:{mpii['images']}", "--json", str(spelled_once)]
+    )
+    assert status == 0, capsys.readouterr().err
+    spelled_apart = tmp_path / "apart.json"
+    status = evaluate_main(
+        [
+            *argv,
+            "--format",
+            "mpii_h5",
+            "--annotations",
+            valid5,
+            "--images",
+            mpii["images"],
+            "--json",
+            str(spelled_apart),
+        ]
+    )
+    assert status == 0
+    once, apart = json.loads(spelled_once.read_text()), json.loads(spelled_apart.read_text())
+    assert once["pckh@0.5"] == apart["pckh@0.5"] and once["num_persons"] == 5
+    capsys.readouterr()
+    assert evaluate_main([*argv, "--data", "synthetic"]) == 1
+    assert "a model is scored on a dataset in a reader format" in capsys.readouterr().err
+    assert evaluate_main([*argv, "--data", f"mpii_h5:{valid5}", "--format", "mpii_h5"]) == 2

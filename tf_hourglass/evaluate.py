@@ -2,7 +2,10 @@
 
     # The official MPII numbers of a predictions file (1-based, as the kit):
     python -m tf_hourglass.evaluate --predictions preds/valid.h5 --ground-truth annot/valid.h5 --json out.json
-    # A model (.keras, workdir, SavedModel, .tflite) over a dataset in any reader format:
+    # A model (.keras, workdir, SavedModel, .tflite, pretrained preset) over a dataset in any reader format,
+    # named as everywhere else (export --calibration, the training config): FORMAT:ANNOTATIONS[:IMAGES]
+    python -m tf_hourglass.evaluate --model runs/mpii --data mpii_h5:annot/valid.h5:mpii/images --flip
+    # the same, spelled as before (still accepted):
     python -m tf_hourglass.evaluate --model runs/mpii --format mpii_h5 --annotations annot/valid.h5 \\
         --images mpii/images --flip --json out.json
 
@@ -42,6 +45,13 @@ flags.DEFINE_enum(
     "Annotation format.",
     flag_values=_FLAGS,
 )
+flags.DEFINE_string(
+    "data",
+    None,
+    "The dataset (with --model), as FORMAT:ANNOTATIONS[:IMAGES] (the spelling export --calibration takes); "
+    "or --format, --annotations and --images.",
+    flag_values=_FLAGS,
+)
 flags.DEFINE_string("annotations", None, "Annotation file of the dataset (with --model).", flag_values=_FLAGS)
 flags.DEFINE_string("images", None, "Image folder of the dataset (with --model).", flag_values=_FLAGS)
 flags.DEFINE_bool("flip", False, "Flip test (with --model).", flag_values=_FLAGS)
@@ -59,8 +69,16 @@ def _check_flags():
         )
     if file_mode and (_FLAGS.predictions is None or _FLAGS.ground_truth is None):
         raise flags.Error("--predictions and --ground-truth go together.")
-    if not file_mode and (_FLAGS.format is None or _FLAGS.annotations is None):
-        raise flags.Error("--model needs --format and --annotations (and --images except for custom).")
+    if not file_mode and _FLAGS.data is not None:
+        if _FLAGS.format is not None or _FLAGS.annotations is not None or _FLAGS.images is not None:
+            raise flags.Error(
+                "--data names the dataset; give it or --format/--annotations/--images, not both."
+            )
+    elif not file_mode and (_FLAGS.format is None or _FLAGS.annotations is None):
+        raise flags.Error(
+            "--model needs --data FORMAT:ANNOTATIONS[:IMAGES] (or --format and --annotations, "
+            "and --images except for custom)."
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             results = run.evaluate_model(
                 _FLAGS.model,
-                _FLAGS.format,
-                _FLAGS.annotations,
-                _FLAGS.images,
+                _FLAGS.data or _FLAGS.format,
+                None if _FLAGS.data else _FLAGS.annotations,
+                None if _FLAGS.data else _FLAGS.images,
                 flip=_FLAGS.flip,
                 batch_size=_FLAGS.batch_size,
             )

@@ -1,19 +1,25 @@
 """Where examples come from, named one way: ``synthetic | tfrecord:PATTERN | FORMAT:ANNOTATIONS[:IMAGES]``.
 
 The training config (``data.format`` with ``data.train_annotations`` and
-``data.images_dir``), ``export --calibration`` and ``evaluate --model`` all
-name their data with a :class:`Source`; this module parses the text form and
-finds the keypoint spec of TFRecord shards. Annotation files themselves are
-only ever opened by ``readers``.
+``data.images_dir``), ``export --calibration`` and ``evaluate --data`` (or its
+older spelling ``--format/--annotations/--images``) all name their data with a
+:class:`Source`; ``open_source`` is the one function that opens any of them
+for the input pipeline. This module parses the text form and finds the
+keypoint spec of TFRecord shards. Annotation files themselves are only ever
+opened by ``readers``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
+import numpy as np
 import tensorflow as tf
+from tqdm.auto import tqdm
 
-from tf_hourglass.data import readers, tfrecord
+from tf_hourglass.data import keypoint_specs, readers, tfrecord
+from tf_hourglass.data.pipeline import InMemorySource
 from tf_hourglass.data.records import KeypointSpec
 
 KINDS = ("synthetic", "tfrecord", *readers.FORMATS)
@@ -60,3 +66,51 @@ def read_records(source: Source):
     if source.kind not in readers.FORMATS:
         raise ValueError(f"{source} is not in a reader format ({', '.join(readers.FORMATS)}).")
     return readers.read_dataset(source.kind, source.annotations, source.images_dir)
+
+
+def synthetic_people(
+    ranges: Sequence[tuple[int, int]], image_size, seed: int = 0, desc: str | None = None
+) -> tuple[KeypointSpec, InMemorySource]:
+    """(spec, source) of the built-in synthetic figures ``start .. start + count - 1`` of each (start, count)."""
+    from tf_hourglass.data.synthetic import SyntheticFigures  # drawing code, loaded only when used
+
+    figures = SyntheticFigures(image_size=tuple(image_size), seed=seed)
+    indices = [index for start, count in ranges for index in range(start, start + count)]
+    images, records = [], []
+    for index in tqdm(indices, desc=desc, unit="figure", leave=False, disable=desc is None):
+        image, record = figures.generate(index)
+        images.append(image)
+        records.append(record)
+    return keypoint_specs.MPII, InMemorySource(records, np.stack(images))  # the figures follow MPII
+
+
+def open_source(
+    source: Source,
+    *,
+    synthetic_ranges: Sequence[tuple[int, int]] = ((0, 0),),
+    synthetic_image_size=(256, 256),
+    seed: int = 0,
+    spec_path: str = "",
+    desc: str | None = None,
+):
+    """(keypoint spec, what ``pipeline.make_dataset`` takes) for any source; the one dispatch over kinds.
+
+    Args:
+        source: a :class:`Source` (``parse_source`` makes one from text).
+        synthetic_ranges, synthetic_image_size, seed: which synthetic figures
+            (``(start, count)`` index ranges), their size and seed.
+        spec_path: a TFRecord source's spec file (default ``PREFIX.spec.json``).
+        desc: a progress bar's label while synthetic figures are drawn (None: no bar).
+
+    Raises:
+        ValueError: an unknown kind, or annotations that hold no people.
+        FileNotFoundError: no TFRecord file matches, or a missing annotation file.
+    """
+    if source.kind == "synthetic":
+        return synthetic_people(synthetic_ranges, synthetic_image_size, seed, desc)
+    if source.kind == "tfrecord":
+        return tfrecord_spec(source.annotations, spec_path), source.annotations
+    spec, records = read_records(source)
+    if not records:
+        raise ValueError(f"{source.annotations}: holds no people ({source.kind}).")
+    return spec, InMemorySource(records)

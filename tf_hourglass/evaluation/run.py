@@ -229,9 +229,9 @@ def _coco_results(annotations: str, predictions) -> tuple[list[dict], list[int]]
 
 def evaluate_model(
     model,
-    format: str,
-    annotations: str,
-    images_dir: str | None,
+    format,
+    annotations: str | None = None,
+    images_dir: str | None = None,
     flip: bool = False,
     batch_size: int = 16,
     progress: bool = True,
@@ -240,13 +240,27 @@ def evaluate_model(
 
     Args:
         model: anything ``model_loader.load_model_for_inference`` takes.
-        format, annotations, images_dir: a ``sources.Source`` in a reader format.
+        format: a ``sources.Source``, its text form ("mpii_h5:annot/valid.h5:images"),
+            or a reader format with ``annotations`` and ``images_dir``.
         flip: flip-test averaging.
 
     Persons without ground truth (or without a crop) are skipped. MPII gives
     the full PCKh table, COCO its AP, other specs PCK.
     """
-    spec, records = sources.read_records(sources.Source(format, annotations, images_dir))
+    if isinstance(format, sources.Source):
+        source = format
+    elif annotations is None:
+        source = sources.parse_source(format, "evaluation data")
+    else:
+        source = sources.Source(format, annotations, images_dir)
+    if source.kind not in readers.FORMATS:
+        raise ValueError(
+            f"evaluation data {source}: a model is scored on a dataset in a reader format "
+            f"({', '.join(readers.FORMATS)}), whose annotations keep each person's ground truth."
+        )
+    format, annotations, images_dir = source.kind, source.annotations, source.images_dir
+    spec, data = sources.open_source(source)
+    records = data.records
     usable = [r for r in records if _usable(r)]
     if not usable:
         raise ValueError(f"{annotations}: none of its {len(records)} persons has ground truth and a crop.")

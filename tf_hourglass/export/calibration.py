@@ -23,7 +23,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from tf_hourglass.data import keypoint_specs, sources
+from tf_hourglass.data import sources
 from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.data.pipeline import InMemorySource, make_dataset
 from tf_hourglass.data.records import KeypointSpec
@@ -42,22 +42,14 @@ class CalibrationData:
     num_heldout: int
 
 
-def _source(kind, annotations, images_dir, input_size, num_calibration, num_heldout):
+def _source(source, input_size, num_calibration, num_heldout):
     """(spec, pipeline source) holding at least the calibration and held-out people."""
-    if kind == "synthetic":
-        from tf_hourglass.data.synthetic import SyntheticFigures
-
-        figures = SyntheticFigures(image_size=tuple(input_size), seed=0)
-        calibration_images, calibration_records = figures.as_arrays(num_calibration, start=0)
-        heldout_images, heldout_records = figures.as_arrays(num_heldout, start=SYNTHETIC_HELDOUT_START)
-        images = np.concatenate([calibration_images, heldout_images])
-        return keypoint_specs.MPII, InMemorySource(calibration_records + heldout_records, images)
-    if kind == "tfrecord":
-        return sources.tfrecord_spec(annotations), annotations
-    spec, records = sources.read_records(sources.Source(kind, annotations, images_dir))
-    if not records:
-        raise ValueError(f"{annotations!r} holds no people.")
-    return spec, InMemorySource(records[: num_calibration + num_heldout])
+    # Synthetic: calibration figures from 0, held-out ones far from any training run's.
+    ranges = [(0, num_calibration), (SYNTHETIC_HELDOUT_START, num_heldout)]
+    spec, data = sources.open_source(source, synthetic_ranges=ranges, synthetic_image_size=input_size)
+    if isinstance(data, InMemorySource) and source.kind != "synthetic":
+        data = InMemorySource(data.records[: num_calibration + num_heldout])
+    return spec, data
 
 
 def load_calibration(
@@ -80,8 +72,9 @@ def load_calibration(
             "num_calibration and num_heldout must be >= 1. "
             f"Received: num_calibration={num_calibration}, num_heldout={num_heldout}"
         )
-    kind, annotations, images_dir = dataclasses.astuple(sources.parse_source(name, "calibration"))
-    spec, source = _source(kind, annotations, images_dir, codec.input_size, num_calibration, num_heldout)
+    spec, source = _source(
+        sources.parse_source(name, "calibration"), codec.input_size, num_calibration, num_heldout
+    )
     if spec.num_keypoints != num_keypoints:
         raise ValueError(
             f"The calibration data {name!r} have {spec.num_keypoints} keypoints ({spec.name}); "

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
-from tqdm.auto import tqdm
-
 from tf_hourglass.data import sources, tfrecord
 from tf_hourglass.data.keypoint_specs import MPII
-from tf_hourglass.data.pipeline import AugmentConfig, InMemorySource
+from tf_hourglass.data.pipeline import AugmentConfig
 from tf_hourglass.data.records import KeypointSpec
 
 
@@ -39,16 +36,14 @@ def augment_from_config(data_config) -> AugmentConfig:
 
 
 def synthetic_source(num_examples, start, data_config, desc):
-    from tf_hourglass.data.synthetic import SyntheticFigures
-
-    size = data_config.synthetic_image_size
-    figures = SyntheticFigures(image_size=(size, size), seed=data_config.seed)
-    images, records = [], []
-    for index in tqdm(range(start, start + num_examples), desc=desc, unit="figure", leave=False):
-        image, record = figures.generate(index)
-        images.append(image)
-        records.append(record)
-    return InMemorySource(records, np.stack(images))
+    _, source = sources.open_source(
+        sources.Source("synthetic"),
+        synthetic_ranges=[(start, num_examples)],
+        synthetic_image_size=(data_config.synthetic_image_size,) * 2,
+        seed=data_config.seed,
+        desc=desc,
+    )
+    return source
 
 
 def load_sources(data_config) -> DataSources:
@@ -69,23 +64,20 @@ def load_sources(data_config) -> DataSources:
         spec_path = data_config.spec or tfrecord.spec_sidecar_path(
             tfrecord.prefix_of(data_config.train_annotations)
         )
-        spec = sources.tfrecord_spec(data_config.train_annotations, spec_path)
-        return DataSources(spec=spec, train=data_config.train_annotations, val=data_config.val_annotations)
+        spec, train = sources.open_source(
+            sources.Source("tfrecord", data_config.train_annotations), spec_path=spec_path
+        )
+        return DataSources(spec=spec, train=train, val=data_config.val_annotations)
     images_dir = data_config.images_dir or None
     train = sources.Source(fmt, data_config.train_annotations, images_dir)
     val = sources.Source(
         data_config.val_format or fmt, data_config.val_annotations, data_config.val_images_dir or images_dir
     )
-    spec, train_records = sources.read_records(train)
-    val_spec, val_records = sources.read_records(val)
+    spec, train_source = sources.open_source(train)
+    val_spec, val_source = sources.open_source(val)
     if val_spec.num_keypoints != spec.num_keypoints:
         raise ValueError(
             f"Validation data ({data_config.val_format or fmt}) has {val_spec.num_keypoints} keypoints but "
             f"training data ({fmt}) has {spec.num_keypoints}."
         )
-    return DataSources(
-        spec=spec,
-        train=InMemorySource(train_records),
-        val=InMemorySource(val_records),
-        num_train=len(train_records),
-    )
+    return DataSources(spec=spec, train=train_source, val=val_source, num_train=len(train_source))
