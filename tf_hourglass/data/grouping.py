@@ -40,7 +40,6 @@ we take the lower flat index (row-major) first.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 # The order in which the official parser visits joint types (COCO's 17):
 # head and shoulders, then the hips, then the limbs (``Params.partOrder``).
@@ -70,10 +69,17 @@ def suppress_non_maxima(heatmaps):
     """Heatmaps (N, H, W, K) with every value that is not the maximum of its 3x3 window set to 0.
 
     Equal neighbours both survive (a plateau keeps all its pixels), as the
-    official ``MaxPool2d(3, 1, 1)`` comparison does.
+    official ``MaxPool2d(3, 1, 1)`` comparison does; the window stops at the edges.
     """
     heatmaps = np.asarray(heatmaps, np.float32)
-    window_max = ndimage.maximum_filter(heatmaps, size=(1, 3, 3, 1), mode="constant", cval=-np.inf)
+    window_max = heatmaps.copy()
+    for axis in (1, 2):  # a 3x3 maximum as two 3-wide ones; the window stops at the edges
+        source = window_max.copy()
+        lower = [slice(None)] * 4
+        upper = [slice(None)] * 4
+        lower[axis], upper[axis] = slice(None, -1), slice(1, None)
+        np.maximum(window_max[tuple(lower)], source[tuple(upper)], out=window_max[tuple(lower)])
+        np.maximum(window_max[tuple(upper)], source[tuple(lower)], out=window_max[tuple(upper)])
     return np.where(window_max == heatmaps, heatmaps, np.float32(0))
 
 
@@ -235,6 +241,7 @@ def match_candidates(
     )
     people = []  # (K, 3 + D) float64 each, in the official insertion order
     person_tags = []  # each person's list of joint tags, for the mean
+    person_means = []  # their means, None when stale (np.mean of the list, as the official code)
     key_to_person = {}
 
     def start_person(joint_type, joint):
@@ -243,9 +250,11 @@ def match_candidates(
             key_to_person[key] = len(people)
             people.append(np.zeros((num_joints, 3 + dim)))
             person_tags.append(None)
+            person_means.append(None)
         index = key_to_person[key]
         people[index][joint_type] = joint
         person_tags[index] = [tags_32(joint)]
+        person_means[index] = None
 
     def tags_32(joint):
         return joint[3:].astype(np.float32)
@@ -261,7 +270,10 @@ def match_candidates(
             continue
         if len(joints) == 0:
             continue
-        mean_tags = np.array([np.mean(person_tags[p], axis=0) for p in range(known)])
+        for p in range(known):
+            if person_means[p] is None:
+                person_means[p] = np.mean(person_tags[p], axis=0)
+        mean_tags = np.array(person_means[:known])
         distance = ((joints[:, None, 3:] - mean_tags[None, :, :]) ** 2).mean(axis=2) ** 0.5
         cost = np.round(distance) * 100 - joints[:, 2:3] if use_detection_value else distance
         if cost.shape[0] > cost.shape[1]:
@@ -271,6 +283,7 @@ def match_candidates(
             if col < known and distance[row, col] < tag_threshold:
                 people[col][joint_type] = joints[row]
                 person_tags[col].append(tags_32(joints[row]))
+                person_means[col] = None
             else:
                 start_person(joint_type, joints[row])
     if not people:
@@ -278,15 +291,14 @@ def match_candidates(
     return np.array(people, np.float32)
 
 
-def _quarter_steps(maps, rows, columns):
-    """The official +-0.25 steps (dx, dy) of pixel j of ``maps[j]`` (J, H, W): toward the
-    larger neighbour (clamped at the edges), -0.25 when the two are equal."""
-    picks = np.arange(len(maps))
-    h, w = maps.shape[1:]
-    right = maps[picks, rows, np.minimum(columns + 1, w - 1)]
-    left = maps[picks, rows, np.maximum(columns - 1, 0)]
-    below = maps[picks, np.minimum(rows + 1, h - 1), columns]
-    above = maps[picks, np.maximum(rows - 1, 0), columns]
+def _quarter_steps(heatmaps, rows, columns, joints):
+    """The official +-0.25 steps (dx, dy) at pixels (rows, columns) of heatmaps (H, W, K)
+    ``joints``: toward the larger neighbour (clamped at the edges), -0.25 when equal."""
+    h, w = heatmaps.shape[:2]
+    right = heatmaps[rows, np.minimum(columns + 1, w - 1), joints]
+    left = heatmaps[rows, np.maximum(columns - 1, 0), joints]
+    below = heatmaps[np.minimum(rows + 1, h - 1), columns, joints]
+    above = heatmaps[np.maximum(rows - 1, 0), columns, joints]
     return np.where(right > left, 0.25, -0.25), np.where(below > above, 0.25, -0.25)
 
 
@@ -301,8 +313,7 @@ def adjust_people(people, heatmaps):
     person, joint = np.nonzero(people[:, :, 2] > 0)
     columns = people[person, joint, 0].astype(np.int64)
     rows = people[person, joint, 1].astype(np.int64)
-    maps = np.moveaxis(np.asarray(heatmaps, np.float32), -1, 0)[joint]  # (J, H, W)
-    dx, dy = _quarter_steps(maps, rows, columns)
+    dx, dy = _quarter_steps(np.asarray(heatmaps, np.float32), rows, columns, joint)
     people[person, joint, 0] = columns + 0.5 + dx
     people[person, joint, 1] = rows + 0.5 + dy
     return people
@@ -333,25 +344,41 @@ def refine_people(people, heatmaps, tags):
     tags = np.asarray(tags, np.float32)
     if tags.ndim == 3:
         tags = tags[..., None]
-    w = heatmaps.shape[1]
-    for person in people:
-        found = np.flatnonzero(person[:, 2] > 0)
-        missing = np.flatnonzero(person[:, 2] == 0)
-        if found.size == 0 or missing.size == 0:
-            continue
-        columns = person[found, 0].astype(np.int32)
-        rows = person[found, 1].astype(np.int32)
-        mean_tag = np.mean(tags[rows, columns, found], axis=0)
-        maps = np.moveaxis(heatmaps[:, :, missing], -1, 0)  # (J, H, W)
-        distance = (((np.moveaxis(tags[:, :, missing], 2, 0) - mean_tag) ** 2).sum(axis=-1)) ** 0.5
-        best = (maps - np.round(distance)).reshape(len(missing), -1).argmax(axis=1)
-        best_rows, best_columns = np.divmod(best, w)
-        values = maps[np.arange(len(missing)), best_rows, best_columns]
-        dx, dy = _quarter_steps(maps, best_rows, best_columns)
-        keep = values > 0
-        person[missing[keep], 0] = best_columns[keep] + 0.5 + dx[keep]
-        person[missing[keep], 1] = best_rows[keep] + 0.5 + dy[keep]
-        person[missing[keep], 2] = 1.0
+    found = people[:, :, 2] > 0
+    has_joints = found.any(axis=1)
+    person, joint = np.nonzero(~found & has_joints[:, None])  # the joints to look for
+    if len(joint) == 0:
+        return people
+    mean_tags = np.zeros((len(people), tags.shape[-1]), np.float32)
+    for p in np.flatnonzero(has_joints):
+        joints = np.flatnonzero(found[p])
+        columns = people[p, joints, 0].astype(np.int32)
+        rows = people[p, joints, 1].astype(np.int32)
+        mean_tags[p] = np.mean(tags[rows, columns, joints], axis=0)
+    by_joint = np.ascontiguousarray(tags.transpose(2, 3, 0, 1))  # (K, D, H, W): contiguous maps
+    maps = np.ascontiguousarray(heatmaps.transpose(2, 0, 1))  # (K, H, W)
+    best = np.zeros(len(joint), np.int64)
+    for k in np.unique(joint):  # one joint type at a time: its maps broadcast against its people's means
+        pairs = np.flatnonzero(joint == k)
+        means = mean_tags[person[pairs]][:, :, None, None]  # (J, D, 1, 1)
+        squared = np.zeros((len(pairs),) + heatmaps.shape[:2], np.float32)
+        difference = np.empty_like(squared)
+        for d in range(tags.shape[-1]):  # summed in the official order, for equal float32 values
+            np.subtract(by_joint[k, d], means[:, d], out=difference)
+            np.multiply(difference, difference, out=difference)
+            squared += difference
+        np.sqrt(squared, out=squared)
+        np.round(squared, out=squared)
+        np.subtract(maps[k], squared, out=squared)
+        best[pairs] = squared.reshape(len(pairs), -1).argmax(axis=1)
+    best_rows, best_columns = np.divmod(best, heatmaps.shape[1])
+    values = heatmaps[best_rows, best_columns, joint]
+    dx, dy = _quarter_steps(heatmaps, best_rows, best_columns, joint)
+    keep = values > 0
+    people[person[keep], joint[keep]] = 0.0
+    people[person[keep], joint[keep], 0] = best_columns[keep] + 0.5 + dx[keep]
+    people[person[keep], joint[keep], 1] = best_rows[keep] + 0.5 + dy[keep]
+    people[person[keep], joint[keep], 2] = 1.0
     return people
 
 
