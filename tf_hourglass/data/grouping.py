@@ -84,18 +84,24 @@ def suppress_non_maxima(heatmaps):
 
 
 def _top_k_indices(flat, k):
-    """Indices (R, k) of the k largest values of each row of ``flat`` (R, M) float32, largest first.
+    """Indices (R, k) of the k largest values of each row of ``flat`` (R, M), largest first.
 
-    Equal values go to the lower index. Each value is packed with its index
-    into one int64 key (the float's bits, made monotonic, above the reversed
-    index), so all keys differ and argpartition needs no tie handling.
+    Equal values go to the lower index. argpartition picks arbitrarily among
+    values equal to the k-th largest (after suppression, usually the many
+    zeros), so rows where such values straddle the cut are redone exactly.
     """
-    bits = flat.view(np.int32).astype(np.int64)
-    monotonic = np.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
-    keys = (monotonic << 32) | (0xFFFFFFFF - np.arange(flat.shape[1], dtype=np.int64))
-    size = flat.shape[1]
-    top = np.argpartition(keys, size - k, axis=1)[:, size - k :] if k < size else np.argsort(keys, axis=1)
-    order = np.argsort(np.take_along_axis(keys, top, axis=1), axis=1)[:, ::-1]
+    rows = np.arange(flat.shape[0])[:, None]
+    if k < flat.shape[1]:
+        top = np.argpartition(-flat, k - 1, axis=1)[:, :k]
+        kth = flat[rows, top].min(axis=1, keepdims=True)
+        at_kth = flat == kth
+        straddling = at_kth.sum(axis=1) > (flat[rows, top] == kth).sum(axis=1)
+        for r in np.flatnonzero(straddling):
+            above = np.flatnonzero(flat[r] > kth[r])
+            top[r] = np.concatenate([above, np.flatnonzero(at_kth[r])[: k - len(above)]])
+    else:
+        top = np.broadcast_to(np.arange(flat.shape[1]), flat.shape)
+    order = np.lexsort((top, -flat[rows, top]), axis=1)
     return np.take_along_axis(top, order, axis=1)
 
 
@@ -119,8 +125,9 @@ def find_candidates(heatmaps, tags, max_people=30):
     values = np.take_along_axis(flat, index, axis=1).reshape(n, k, -1)
     index = index.reshape(n, k, -1)
     rows, columns = np.divmod(index, w)
-    flat_tags = tags.transpose(0, 3, 1, 2, 4).reshape(n, k, h * w, -1)
-    candidate_tags = np.take_along_axis(flat_tags, index[..., None], axis=2)
+    images = np.arange(n)[:, None, None]
+    joints = np.arange(k)[None, :, None]
+    candidate_tags = tags[images, rows, columns, joints]  # (N, K, M, D)
     return values, columns, rows, candidate_tags
 
 
