@@ -60,6 +60,17 @@ def test_groups_the_same_people_as_the_official_parser(official):
             np.testing.assert_allclose(ours[..., :2], theirs[..., :2], atol=0.01, err_msg=f"image {i}")
             np.testing.assert_allclose(ours[..., 2:], theirs[..., 2:], atol=1e-6, err_msg=f"image {i}")
         np.testing.assert_allclose(grouping.person_scores(adjusted), official[f"scores_{i}"], atol=1e-6)
+        _, (scores,) = grouping.group_people(heatmaps, tags, return_scores=True)  # refined, scored before
+        np.testing.assert_allclose(scores, official[f"scores_{i}"], atol=1e-6)
+
+
+def test_a_batch_groups_each_image_as_alone(official):
+    cases = [(heatmaps, tags) for i, heatmaps, tags in official_cases(official) if i in (3, 9)]
+    batch = grouping.group_people(
+        np.concatenate([c[0] for c in cases]), np.concatenate([c[1] for c in cases])
+    )
+    for people, (heatmaps, tags) in zip(batch, cases, strict=True):
+        np.testing.assert_array_equal(people, grouping.group_people(heatmaps, tags)[0])
 
 
 def test_refines_as_official_test_py_except_its_row_clamp(official):
@@ -101,6 +112,12 @@ def test_find_candidates_takes_the_strongest_maxima_lower_index_first_on_ties():
     np.testing.assert_array_equal(columns[0, 0], [0, 3, 3])
     np.testing.assert_array_equal(rows[0, 0], [3, 1, 2])
     np.testing.assert_array_equal(candidate_tags[0, 0, :, 0], [12, 7, 11])
+    # k = 2 cuts between the two equal 0.6 values: the lower index (row 1) is kept.
+    values, columns, rows, _ = grouping.find_candidates(heatmap[None, :, :, None], tags, 2)
+    assert values[0, 0].tolist() == [np.float32(0.9), np.float32(0.6)] and rows[0, 0].tolist() == [3, 1]
+    # k = 6 cuts inside the suppressed zeros: the lowest-index zeros fill up.
+    values, columns, rows, _ = grouping.find_candidates(heatmap[None, :, :, None], tags, 6)
+    assert (rows[0, 0] * 4 + columns[0, 0]).tolist() == [12, 7, 11, 1, 0, 2]
     values, columns, rows, _ = grouping.find_candidates(heatmap[None, :, :, None], tags, 30)
     assert values.shape == (1, 1, 16) and values[0, 0, 3] == 0.5 and values[0, 0, 4] == 0
 
@@ -119,6 +136,11 @@ def test_find_candidates_takes_the_strongest_maxima_lower_index_first_on_ties():
 )
 def test_munkres_assignment_breaks_ties_as_the_munkres_package(cost, expected):
     assert grouping.munkres_assignment(np.array(cost)) == expected
+
+
+def test_munkres_assignment_refuses_non_finite_costs():
+    with pytest.raises(ValueError, match=r"finite .* shape \(1, 2\)"):
+        grouping.munkres_assignment(np.array([[1.0, np.inf]]))
 
 
 def _candidates(rows_of_candidates):

@@ -3,7 +3,7 @@
 The bottom-up decoding of Newell, Huang and Deng, "Associative Embedding"
 (NeurIPS 2017), equal to the official parser (pose-ae-train, ``utils/group.py``
 ``HeatmapParser.parse`` and ``test.py``'s ``refine``) with the options that
-``test.py`` uses, in NumPy and SciPy only. It runs in four stages, each a
+``test.py`` uses, in NumPy only. It runs in four stages, each a
 public function, so that a TensorFlow port can mirror them one by one:
 
 1. ``find_candidates``: 3x3 non-maximum suppression, then the ``max_people``
@@ -28,7 +28,10 @@ integers). With ``adjust`` (the default, as the official parser) they are
 pixel ``i`` over ``[i, i + 1)``, and moves a quarter pixel toward the larger
 neighbour. Refined joints follow the same convention. To map to image pixels
 the official ``test.py`` multiplies by 4 (input / heatmap size) and applies the
-inverse crop affine, with no further half-pixel shift.
+inverse crop affine, with no further half-pixel shift. In this package's
+convention (``codec.py``: pixel centres at integers, pixel edges of input and
+heatmap aligned) an adjusted ``x`` is heatmap position ``x - 0.5`` and input
+pixel ``stride * x - 0.5``.
 
 Person order is the official one: people started by the first joint type in
 ``JOINT_ORDER`` come first, strongest first, then people started by later joint
@@ -72,14 +75,13 @@ def suppress_non_maxima(heatmaps):
     official ``MaxPool2d(3, 1, 1)`` comparison does; the window stops at the edges.
     """
     heatmaps = np.asarray(heatmaps, np.float32)
-    window_max = heatmaps.copy()
-    for axis in (1, 2):  # a 3x3 maximum as two 3-wide ones; the window stops at the edges
-        source = window_max.copy()
-        lower = [slice(None)] * 4
-        upper = [slice(None)] * 4
-        lower[axis], upper[axis] = slice(None, -1), slice(1, None)
-        np.maximum(window_max[tuple(lower)], source[tuple(upper)], out=window_max[tuple(lower)])
-        np.maximum(window_max[tuple(upper)], source[tuple(lower)], out=window_max[tuple(upper)])
+    # The 3x3 maximum as a 3-row maximum, then a 3-column maximum of that.
+    rows_max = heatmaps.copy()
+    rows_max[:, 1:] = np.maximum(rows_max[:, 1:], heatmaps[:, :-1])
+    rows_max[:, :-1] = np.maximum(rows_max[:, :-1], heatmaps[:, 1:])
+    window_max = rows_max.copy()
+    window_max[:, :, 1:] = np.maximum(window_max[:, :, 1:], rows_max[:, :, :-1])
+    window_max[:, :, :-1] = np.maximum(window_max[:, :, :-1], rows_max[:, :, 1:])
     return np.where(window_max == heatmaps, heatmaps, np.float32(0))
 
 
@@ -132,13 +134,15 @@ def find_candidates(heatmaps, tags, max_people=30):
 
 
 def munkres_assignment(cost):
-    """Minimum-cost assignment of rows to columns, equal to the ``munkres`` package's (1.x).
+    """Minimum-cost assignment of rows to columns, equal to the ``munkres`` package's.
 
     ``scipy.optimize.linear_sum_assignment`` finds an optimum too, but when
     several assignments tie (common here: the official cost rounds tag
     distances to whole units) it often picks another one than ``munkres``,
     which changes who gets a joint. This is the classic Munkres algorithm with
-    the package's scan order and arithmetic, so ties resolve as it does.
+    the package's scan order and arithmetic, so ties resolve as it does
+    (checked against munkres 1.0.12, of the official code's time, and 1.1.4;
+    munkres 3 is another algorithm and resolves ties differently again).
 
     Args:
         cost: (R, C) float array; a non-square matrix is padded with zeros.
@@ -147,6 +151,8 @@ def munkres_assignment(cost):
         (row, column) pairs sorted by row, one per row if R <= C, else one per column.
     """
     cost = np.asarray(cost, np.float64)
+    if cost.ndim != 2 or not np.all(np.isfinite(cost)):
+        raise ValueError(f"cost must be a 2-D array of finite numbers, got shape {cost.shape}.")
     rows, cols = cost.shape
     n = max(rows, cols)
     c = np.zeros((n, n))
@@ -156,9 +162,9 @@ def munkres_assignment(cost):
     primed = np.zeros((n, n), bool)
     row_covered = np.zeros(n, bool)
     col_covered = np.zeros(n, bool)
-    for i in range(n):  # step 2: star the first free zero of each row
+    for i in range(n):  # step 2: star the first zero of each row whose column has none yet
         free = np.flatnonzero((c[i] == 0) & ~col_covered)
-        if free.size and not row_covered[i]:
+        if free.size:
             starred[i, free[0]] = True
             col_covered[free[0]] = True
     while True:
@@ -189,8 +195,8 @@ def munkres_assignment(cost):
                 break
             path.append((int(star_row[0]), path[-1][1]))
             path.append((path[-1][0], int(np.flatnonzero(primed[path[-1][0]])[0])))
-        for r, k in path:
-            starred[r, k] = not starred[r, k]
+        for path_row, path_col in path:
+            starred[path_row, path_col] = not starred[path_row, path_col]
         primed[:] = False
     pairs = np.argwhere(starred[:rows, :cols])
     return [(int(r), int(k)) for r, k in pairs]
@@ -251,6 +257,9 @@ def match_candidates(
     person_means = []  # their means, None when stale (np.mean of the list, as the official code)
     key_to_person = {}
 
+    def tags_32(joint):
+        return joint[3:].astype(np.float32)
+
     def start_person(joint_type, joint):
         key = float(joint[3])
         if key not in key_to_person:
@@ -262,9 +271,6 @@ def match_candidates(
         people[index][joint_type] = joint
         person_tags[index] = [tags_32(joint)]
         person_means[index] = None
-
-    def tags_32(joint):
-        return joint[3:].astype(np.float32)
 
     for joint_type in joint_order:
         joints = joints_of_type[joint_type][values[joint_type] > detection_threshold]
@@ -400,6 +406,7 @@ def group_people(
     adjust=True,
     refine=True,
     joint_order=None,
+    return_scores=False,
 ):
     """People from Associative Embedding heatmaps and tag maps, as the official test.py finds them.
 
@@ -422,10 +429,12 @@ def group_people(
         refine: fill missing joints as ``refine_people``; needs ``adjust``.
         joint_order: the order joint types are matched in; by default ``JOINT_ORDER``
             for 17 joints (COCO), else 0 .. K - 1.
+        return_scores: also return each person's score as test.py computes it
+            (``person_scores`` before refinement).
 
     Returns:
-        A list of N float32 arrays (P, K, 3 + D): x, y, value, tags per joint.
-        Take ``person_scores`` before refining to score people as test.py does.
+        A list of N float32 arrays (P, K, 3 + D): x, y, value, tags per joint;
+        with ``return_scores``, also a list of N float32 arrays (P,) of scores.
     """
     heatmaps, tags = _check_maps(heatmaps, tags)
     if refine and not adjust:
@@ -440,7 +449,7 @@ def group_people(
     if int(max_people) < 1:
         raise ValueError(f"max_people must be at least 1, got {max_people}.")
     values, columns, rows, candidate_tags = find_candidates(heatmaps, tags, max_people)
-    results = []
+    results, scores = [], []
     for image in range(heatmaps.shape[0]):
         people = match_candidates(
             values[image],
@@ -456,17 +465,18 @@ def group_people(
         )
         if adjust:
             people = adjust_people(people, heatmaps[image])
+        scores.append(person_scores(people))
         if refine:
             people = refine_people(people, heatmaps[image], tags[image])
         results.append(people)
-    return results
+    return (results, scores) if return_scores else results
 
 
 def person_scores(people):
     """Each person's score as test.py computes it: the mean detection value over all K joints (missing = 0).
 
     test.py scores people before ``refine``, which sets refined joints' value to
-    1; so score ``group_people(..., refine=False)``'s output, then refine.
+    1: ``group_people(..., return_scores=True)`` does that.
     """
     people = np.asarray(people, np.float32)
     return people[:, :, 2].mean(axis=1) if len(people) else np.zeros((0,), np.float32)
