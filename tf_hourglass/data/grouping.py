@@ -15,6 +15,14 @@ public function, so that a TensorFlow port can mirror them one by one:
 4. ``refine_people``: fills each person's missing joints from the heatmap,
    preferring pixels whose tag is near the person's mean tag.
 
+``combine_test_outputs`` merges flip-test and multi-scale network outputs into
+the maps these take, as test.py does. Typical use (flip test, one scale)::
+
+    heatmaps, tags = combine_test_outputs(
+        [heatmaps], [mirror_heatmaps], tags, mirror_tags, COCO.flip_permutation()
+    )
+    people, scores = group_people(heatmaps, tags, return_scores=True)
+
 Layouts: NHWC, as the rest of the package. ``heatmaps`` (N, H, W, K), ``tags``
 (N, H, W, K) or (N, H, W, K, D) (D tag maps per joint, e.g. the original and
 the mirrored image's in flip test). Each image's people are a float32 array
