@@ -244,9 +244,10 @@ def test_coco_flip_permutation_is_the_official_flip_ref():
 
 
 def test_unflip_maps_mirrors_columns_and_swaps_joints():
-    maps = np.arange(2 * 3 * 3).reshape(1, 1, 3, 6).astype(np.float32).reshape(1, 1, 3, 3, 2)[..., 0]
-    unflipped = grouping.unflip_maps(maps, [2, 1, 0])
-    np.testing.assert_array_equal(unflipped[0, 0], maps[0, 0, ::-1, ::-1])
+    maps = np.arange(9, dtype=np.float32).reshape(1, 1, 3, 3)  # (N, H, W, K): value = 3 * column + joint
+    unflipped = grouping.unflip_maps(maps, [1, 0, 2])
+    # Column j of the result is column 2 - j of the mirror; its joint 0 is the mirror's joint 1.
+    np.testing.assert_array_equal(unflipped[0, 0], [[7, 6, 8], [4, 3, 5], [1, 0, 2]])
 
 
 def test_resize_maps_interpolates_between_pixel_centres():
