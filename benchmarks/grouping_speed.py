@@ -4,8 +4,8 @@
     .venv/bin/python benchmarks/grouping_speed.py --official_repo ../pose-ae-train \\
         --official_python ../venv-torch/bin/python
 
-Times ``tf_hourglass.data.grouping.group_people`` with its defaults (parse,
-adjust, refine, as the official test.py) per image, on ``--num_maps`` synthetic
+Times ``tf_hourglass.data.grouping.group_people`` with the official test.py's
+settings (``TEST_SETTINGS``: detection threshold 0.1, parse, adjust, refine) per image, on ``--num_maps`` synthetic
 crowds (``grouping_maps.crowd_maps``: ``--size`` square maps, 17 joints,
 ``--num_people`` people, D = 2 tags as flip test gives, weak maxima and false
 detections). With ``--official_repo`` (a checkout of princeton-vl/pose-ae-train)
@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 from grouping_maps import crowd_maps  # noqa: E402
 from timing import describe_machine  # noqa: E402
 
-from tf_hourglass.data.grouping import group_people  # noqa: E402
+from tf_hourglass.data.grouping import TEST_SETTINGS, group_people  # noqa: E402
 
 _SIZE = flags.DEFINE_integer("size", 128, "Heatmap height and width.")
 _NUM_PEOPLE = flags.DEFINE_integer("num_people", 5, "People per image.")
@@ -79,7 +79,7 @@ def main(argv):
         crowd_maps(rng, size=_SIZE.value, num_people=_NUM_PEOPLE.value, tag_dim=_TAG_DIM.value)
         for _ in range(_NUM_MAPS.value)
     ]
-    people = [group_people(h[None], t[None])[0] for h, t in maps]
+    people = [group_people(h[None], t[None], **TEST_SETTINGS)[0] for h, t in maps]
     print(f"machine: {describe_machine()}")
     print(
         f"maps: {_NUM_MAPS.value} images, {_SIZE.value}x{_SIZE.value}x17, D = {_TAG_DIM.value}, "
@@ -102,7 +102,7 @@ def main(argv):
     for round_index in range(_ROUNDS.value):
         for i, (heatmaps, tags) in enumerate(maps):
             start = time.perf_counter()
-            group_people(heatmaps[None], tags[None])
+            group_people(heatmaps[None], tags[None], **TEST_SETTINGS)
             seconds = time.perf_counter() - start
             official_seconds = official.run(i)[0] if official else None
             if round_index > 0:

@@ -53,14 +53,16 @@ def test_fixture_covers_the_interesting_cases(official):
 
 def test_groups_the_same_people_as_the_official_parser(official):
     for i, heatmaps, tags in official_cases(official):
-        (parsed,) = grouping.group_people(heatmaps, tags, adjust=False, refine=False)
-        (adjusted,) = grouping.group_people(heatmaps, tags, refine=False)
+        (parsed,) = grouping.group_people(heatmaps, tags, detection_threshold=0.1, adjust=False)
+        (adjusted,) = grouping.group_people(heatmaps, tags, detection_threshold=0.1)
         for ours, theirs in ((parsed, official[f"parsed_{i}"]), (adjusted, official[f"adjusted_{i}"])):
             assert ours.shape == theirs.shape, f"image {i}"
             np.testing.assert_allclose(ours[..., :2], theirs[..., :2], atol=0.01, err_msg=f"image {i}")
             np.testing.assert_allclose(ours[..., 2:], theirs[..., 2:], atol=1e-6, err_msg=f"image {i}")
         np.testing.assert_allclose(grouping.person_scores(adjusted), official[f"scores_{i}"], atol=1e-6)
-        _, (scores,) = grouping.group_people(heatmaps, tags, return_scores=True)  # refined, scored before
+        _, (scores,) = grouping.group_people(
+            heatmaps, tags, return_scores=True, **grouping.TEST_SETTINGS
+        )  # refined, scored before
         np.testing.assert_allclose(scores, official[f"scores_{i}"], atol=1e-6)
 
 
@@ -78,7 +80,7 @@ def test_refines_as_official_test_py_except_its_row_clamp(official):
     joints at rows >= 16 its y may be 0.5 off; everything else is equal."""
     num_off = 0
     for i, heatmaps, tags in official_cases(official):
-        (refined,) = grouping.group_people(heatmaps, tags)
+        (refined,) = grouping.group_people(heatmaps, tags, **grouping.TEST_SETTINGS)
         theirs = official[f"refined_{i}"]
         assert refined.shape == theirs.shape
         np.testing.assert_allclose(refined[..., 0], theirs[..., 0], atol=0.01)
@@ -234,7 +236,7 @@ def test_bad_shapes_raise_naming_the_argument_and_shape(heatmaps_shape, tags_sha
 
 def test_refine_without_adjust_is_refused():
     with pytest.raises(ValueError, match="adjust=False"):
-        grouping.group_people(np.zeros((1, 8, 8, 17)), np.zeros((1, 8, 8, 17)), adjust=False)
+        grouping.group_people(np.zeros((1, 8, 8, 17)), np.zeros((1, 8, 8, 17)), adjust=False, refine=True)
 
 
 def test_coco_flip_permutation_is_the_official_flip_ref():
