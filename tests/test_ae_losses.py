@@ -13,11 +13,11 @@ import pytest
 import tensorflow as tf
 
 from tf_hourglass.data.multi_person_targets import keypoint_refs, multi_person_heatmaps
+from tf_hourglass.model.associative_embedding import split_outputs
 from tf_hourglass.model.pose_model import as_stack_list
 from tf_hourglass.training.ae_losses import (
     AssociativeEmbeddingLoss,
     detection_loss,
-    split_ae_channels,
     tag_loss,
 )
 
@@ -181,14 +181,14 @@ def test_detection_loss_is_the_masked_mean_squared_error_of_each_image():
 
 def test_split_puts_detection_first_then_each_joints_tag_dimensions():
     outputs = tf.reshape(tf.range(2 * 3 * 4 * 12, dtype=tf.float32), (2, 3, 4, 12))
-    detection, tags = split_ae_channels(outputs, num_keypoints=3, tag_dim=2)
+    detection, tags = split_outputs(outputs, num_keypoints=3, tag_dim=2)
     assert detection.shape == (2, 3, 4, 3) and tags.shape == (2, 3, 4, 3, 2)
     np.testing.assert_array_equal(detection, outputs[..., :3])
     for k in range(3):
         for d in range(2):
             np.testing.assert_array_equal(tags[..., k, d], outputs[..., 3 + k * 2 + d])  # channel K + k*D + d
     with pytest.raises(ValueError, match=r"at least 12 channels.*\(2, 3, 4, 11\)"):
-        split_ae_channels(outputs[..., :11], num_keypoints=3, tag_dim=3)
+        split_outputs(outputs[..., :11], num_keypoints=3, tag_dim=3)
 
 
 def test_tag_loss_rejects_references_of_another_number_of_keypoints():

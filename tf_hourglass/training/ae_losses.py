@@ -35,6 +35,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from tf_hourglass.model.associative_embedding import split_outputs
+
 PUSH_WEIGHT = 1e-3
 PULL_WEIGHT = 1e-3
 DETECTION_WEIGHT = 1.0
@@ -44,28 +46,6 @@ def _to_loss_dtype(values):
     """float64 stays float64 (exact reference checks); everything else is computed in float32."""
     values = tf.convert_to_tensor(values)
     return values if values.dtype == tf.float64 else tf.cast(values, tf.float32)
-
-
-def split_ae_channels(outputs, num_keypoints: int, tag_dim: int = 1):
-    """(B, H, W, C) network output -> detection heatmaps (B, H, W, K) and tags (B, H, W, K, D).
-
-    Channels beyond ``K + K * D`` are ignored.
-    """
-    if num_keypoints < 1 or tag_dim < 1:
-        raise ValueError(
-            f"num_keypoints and tag_dim must be positive. Received num_keypoints={num_keypoints}, "
-            f"tag_dim={tag_dim}"
-        )
-    channels = outputs.shape[-1]
-    if channels is not None and channels < num_keypoints * (1 + tag_dim):
-        raise ValueError(
-            f"An output with num_keypoints={num_keypoints} and tag_dim={tag_dim} needs at least "
-            f"{num_keypoints * (1 + tag_dim)} channels. Received shape: {tuple(outputs.shape)}"
-        )
-    detection = outputs[..., :num_keypoints]
-    tags = outputs[..., num_keypoints : num_keypoints * (1 + tag_dim)]
-    tags = tf.reshape(tags, tf.concat([tf.shape(tags)[:3], [num_keypoints, tag_dim]], axis=0))
-    return detection, tags
 
 
 def tag_loss(tags, keypoint_refs):
@@ -184,7 +164,7 @@ class AssociativeEmbeddingLoss(keras.losses.Loss):
         self.detection_weight = float(detection_weight)
 
     def call(self, y_true, y_pred):
-        detection, tags = split_ae_channels(y_pred, self.num_keypoints, self.tag_dim)
+        detection, tags = split_outputs(y_pred, self.num_keypoints, self.tag_dim)
         push, pull = tag_loss(tags, y_true["keypoint_refs"])
         detection = detection_loss(detection, y_true["heatmaps"], y_true["mask"])
         total = self.push_weight * push + self.pull_weight * pull + self.detection_weight * detection
