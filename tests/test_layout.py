@@ -152,7 +152,7 @@ LAYERS = (
     ("base", ("atomic_files", "cli")),
     ("data", ("data",)),
     ("model", ("model", "run_files")),
-    ("loading", ("weights", "model_loader", "prediction", "visualization")),
+    ("loading", ("weights", "model_loader", "prediction", "multi_person_prediction", "visualization")),
     ("tasks", ("training", "evaluation", "export", "inference", "predict_files")),
 )
 # Commands (flags only) sit on top: they may import anything.

@@ -54,7 +54,15 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string("annotations", None, "Annotation file of the dataset (with --model).", flag_values=_FLAGS)
 flags.DEFINE_string("images", None, "Image folder of the dataset (with --model).", flag_values=_FLAGS)
-flags.DEFINE_bool("flip", False, "Flip test (with --model).", flag_values=_FLAGS)
+flags.DEFINE_bool(
+    "flip", False, "Flip test (with --model; the official multi-person test uses it).", flag_values=_FLAGS
+)
+flags.DEFINE_list(
+    "scales",
+    ["1"],
+    "Input scales of a multi-person model (the official multi-scale test: 2,1,0.5).",
+    flag_values=_FLAGS,
+)
 flags.DEFINE_integer(
     "batch_size", 16, "Images per model call (with --model).", lower_bound=1, flag_values=_FLAGS
 )
@@ -81,6 +89,16 @@ def _check_flags():
         )
 
 
+def _scales() -> list[float]:
+    try:
+        scales = [float(value) for value in _FLAGS.scales]
+    except ValueError as error:
+        raise ValueError(f"--scales must be numbers such as 2,1,0.5; received {_FLAGS.scales}.") from error
+    if not scales or any(not 0 < s <= 4 for s in scales):
+        raise ValueError(f"--scales must be numbers in (0, 4]; received {_FLAGS.scales}.")
+    return scales
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parses the flags, scores predictions or a model, prints the table; returns the exit status."""
     status = parse_flags(
@@ -103,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                 None if _FLAGS.data else _FLAGS.images,
                 flip=_FLAGS.flip,
                 batch_size=_FLAGS.batch_size,
+                scales=_scales(),
             )
         print(run.format_results(results))
         if _FLAGS.json:

@@ -35,7 +35,7 @@ from tf_hourglass.data import keypoint_specs
 from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.model import as_stack_list, keypoint_heatmaps
 from tf_hourglass.model import presets as architecture_presets
-from tf_hourglass.model.info import ModelInfo, default_spec, model_info
+from tf_hourglass.model.info import MULTI_PERSON, ModelInfo, default_spec, model_info
 from tf_hourglass.run_files import MODEL_FILE, RUN_SETTINGS_FILE, info_path
 from tf_hourglass.weights import pretrained
 
@@ -446,6 +446,35 @@ def load_keras_model(model) -> keras.Model:
     elif not path.endswith(".keras"):
         raise ValueError(f"model must be a .keras file or a training workdir. Received: {path!r}")
     return _read_keras_file(path)
+
+
+def multi_person_network(model) -> tuple[Callable, keras.Model]:
+    """A multi-person (Associative Embedding) model as a function from inputs of any side to its last stack.
+
+    Args:
+        model: a Keras ``AssociativeEmbedding``, its ``.keras`` file, a workdir or
+            a pretrained preset's name.
+
+    Returns:
+        (network, model): ``network`` maps float32 inputs (N, S, S, 3), S any
+        multiple of 64, to the last stack's output; ``model`` is the loaded Keras
+        model (its ``pose_info`` says the keypoints).
+    """
+    model = load_keras_model(model)
+    if model_info(model).kind != MULTI_PERSON:
+        raise ValueError(
+            f"{model.name} is a {model_info(model).kind} model; finding every person in a photo takes a "
+            "multi-person (Associative Embedding) model."
+        )
+    network = model
+    if any(side is not None for side in model.image_shape[:2]):
+        # The same weights in a network that takes any input side (the official test scales the input).
+        network = type(model).from_config({**model.get_config(), "input_shape": (None, None, 3)})
+        network.set_weights(model.get_weights())
+    call = tf.function(
+        lambda images: as_stack_list(network(images, training=False))[-1], reduce_retracing=True
+    )
+    return call, model
 
 
 def load_model_for_inference(model) -> InferenceModel:

@@ -30,16 +30,26 @@ import json
 import math
 import os
 
+import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
+from tqdm.auto import tqdm
 
 from tf_hourglass import atomic_files
 from tf_hourglass.data import keypoint_specs, readers, sources
 from tf_hourglass.data.pipeline import InMemorySource, make_dataset
 from tf_hourglass.data.records import KeypointSpec
 from tf_hourglass.evaluation import evaluator, metrics
-from tf_hourglass.model_loader import load_model_for_inference
+from tf_hourglass.model.info import MULTI_PERSON, model_info
+from tf_hourglass.model_loader import (
+    keras_model_path,
+    load_keras_model,
+    load_model_for_inference,
+    multi_person_network,
+    resolve_pretrained,
+)
+from tf_hourglass.multi_person_prediction import coco_results, predict_people
 
 HDF5_EXTENSIONS = (".h5", ".hdf5")
 
@@ -227,6 +237,86 @@ def _coco_results(annotations: str, predictions) -> tuple[list[dict], list[int]]
     return results, sorted({r["image_id"] for r in results})
 
 
+def _multi_person_keras_model(model):
+    """The Keras model when ``model`` is (or names) a multi-person one, else None (single-person, or an export)."""
+    if not isinstance(model, keras.Model):
+        path = keras_model_path(resolve_pretrained(model))
+        if not (path.endswith(".keras") and tf.io.gfile.exists(path)):
+            return None
+        model = load_keras_model(path)
+    return model if model_info(model).kind == MULTI_PERSON else None
+
+
+def evaluate_people(
+    model, annotations: str, images_dir: str | None, flip: bool = True, scales=(1.0,), progress: bool = True
+) -> dict:
+    """A multi-person model over every image of a COCO person_keypoints file: the COCO keypoint AP.
+
+    Each image goes through ``multi_person_prediction.predict_people`` (the
+    official test.py's steps; ``flip`` and ``scales`` as its options) and its
+    people become COCO results, scored with pycocotools' OKS. Images that cannot
+    be read are skipped and counted.
+    """
+    from tf_hourglass.inference import to_rgb_float  # the one image normalisation
+    from tf_hourglass.predict_files import UnreadableInputError, read_image
+
+    network, keras_model = multi_person_network(model)
+    info = model_info(keras_model)
+    spec = info.spec or keypoint_specs.COCO
+    if spec.num_keypoints != keypoint_specs.COCO.num_keypoints:
+        raise ValueError(
+            f"{keras_model.name} finds {spec.num_keypoints} keypoints ({spec.name}); COCO's AP needs COCO's 17."
+        )
+    data = readers.load_json(annotations)
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise ValueError(f"{annotations}: not a COCO person_keypoints JSON (no 'images' list).")
+    folder = images_dir if images_dir is not None else os.path.dirname(annotations)
+    base_side = (info.input_size or (512, 512))[0]
+    results, image_ids, skipped, found = [], [], [], 0
+    for image in tqdm(data["images"], desc="evaluate", unit="image", disable=not progress):
+        path = os.path.join(folder, str(image.get("file_name", "")))
+        try:
+            pixels = to_rgb_float(read_image(path))
+        except UnreadableInputError as error:
+            skipped.append(str(error))
+            continue
+        people = predict_people(
+            network,
+            pixels,
+            spec.num_keypoints,
+            spec.flip_permutation(),
+            tag_dim=keras_model.tag_dim,
+            stride=keras_model.heatmap_stride,
+            base_side=base_side,
+            scales=scales,
+            flip=flip,
+        )
+        found += len(people)
+        results += coco_results(people, image["id"])
+        image_ids.append(image["id"])
+    if skipped:
+        logging.warning("Skipped %d unreadable image(s), e.g. %s", len(skipped), skipped[0])
+    if not image_ids:
+        raise ValueError(
+            f"{annotations}: none of its {len(data['images'])} images could be read under {folder}."
+        )
+    stats = metrics.coco_keypoint_ap(annotations, results, image_ids=image_ids)
+    return {
+        "protocol": "coco",
+        "coco_keypoints": stats,
+        "num_images": len(image_ids),
+        "num_skipped": len(skipped),
+        "num_people_found": found,
+        "inputs": {
+            "model": keras_model.name,
+            "annotations": annotations,
+            "images": images_dir,
+            "flip": bool(flip),
+            "scales": [float(s) for s in scales],
+        },
+    }
+
+
 def evaluate_model(
     model,
     format,
@@ -235,6 +325,7 @@ def evaluate_model(
     flip: bool = False,
     batch_size: int = 16,
     progress: bool = True,
+    scales=(1.0,),
 ) -> dict:
     """Runs a model over a dataset in any reader format and scores it.
 
@@ -245,7 +336,9 @@ def evaluate_model(
         flip: flip-test averaging.
 
     Persons without ground truth (or without a crop) are skipped. MPII gives
-    the full PCKh table, COCO its AP, other specs PCK.
+    the full PCKh table, COCO its AP, other specs PCK. A multi-person model
+    finds every person in each COCO image instead (``evaluate_people``;
+    ``scales`` are its input scales).
     """
     if isinstance(format, sources.Source):
         source = format
@@ -259,6 +352,14 @@ def evaluate_model(
             f"({', '.join(readers.FORMATS)}), whose annotations keep each person's ground truth."
         )
     format, annotations, images_dir = source.kind, source.annotations, source.images_dir
+    people_model = _multi_person_keras_model(model)
+    if people_model is not None:
+        if format != "coco":
+            raise ValueError(
+                f"{people_model.name} is a multi-person model: it is scored with COCO's keypoint AP on a "
+                f"COCO person_keypoints file (coco:ANNOTATIONS:IMAGES); received {source}."
+            )
+        return evaluate_people(people_model, annotations, images_dir, flip, scales, progress)
     spec, data = sources.open_source(source)
     records = data.records
     usable = [r for r in records if _usable(r)]
