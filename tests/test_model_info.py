@@ -11,7 +11,7 @@ import pytest
 
 import tf_hourglass
 from tf_hourglass.data import keypoint_specs
-from tf_hourglass.model.info import INFO_VERSION, MULTI_PERSON, ModelInfo, model_info
+from tf_hourglass.model.info import INFO_VERSION, ModelInfo, model_info
 from tf_hourglass.model_loader import load_keras_model, load_model_for_inference, read_model_info
 
 # A training workdir written by tf_hourglass 0.1.0 (main at 5600f7d), before models carried
@@ -117,13 +117,6 @@ def test_an_info_file_beside_an_exported_file_is_read_and_a_broken_one_named(tmp
     (tmp_path / "model.tflite.info.json").write_text("[" * 100000)
     with pytest.raises(ValueError, match=r"model\.tflite\.info\.json: not valid JSON"):
         read_model_info(str(exported), network_info)
-
-
-def test_pose_estimator_refuses_a_multi_person_model_by_its_kind(tmp_path):
-    model = tf_hourglass.from_preset("hg_tiny")
-    model.pose_info = ModelInfo(spec=keypoint_specs.MPII, kind=MULTI_PERSON)
-    with pytest.raises(ValueError, match="is a multi_person model"):
-        tf_hourglass.PoseEstimator(model)
 
 
 def test_model_saved_with_info_loads_in_keras_safe_mode_without_tf_hourglass_helpers(tmp_path):

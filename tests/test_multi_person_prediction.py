@@ -175,3 +175,19 @@ def test_a_multi_person_model_on_other_data_is_refused_naming_the_protocol(ae_ti
     mpii = shared_data / "mpii"
     with pytest.raises(ValueError, match="scored with COCO's keypoint AP"):
         run.evaluate_model(ae_tiny_file, f"mpii_h5:{mpii / 'annot' / 'valid.h5'}:{mpii / 'images'}")
+
+
+def test_pose_estimator_finds_every_person_with_a_multi_person_model(ae_tiny_file, shared_data):
+    estimator = tf_hourglass.PoseEstimator(ae_tiny_file)
+    assert estimator.multi_person and estimator.flip_test  # the official test always flips
+    assert estimator.spec == keypoint_specs.COCO
+    photo = np.zeros((48, 80, 3), np.uint8)
+    result = estimator.predict(photo)
+    people = len(result["scores"])
+    assert result["keypoints"].shape == (people, K, 2) and result["keypoint_scores"].shape == (people, K)
+    assert np.all(np.diff(result["scores"]) <= 0)  # strongest first
+    with pytest.raises(ValueError, match="finds every person in the whole photo; give no box"):
+        estimator.predict(photo, box=(0, 0, 10, 10))
+    # The same model object in memory, single-scale without flip.
+    model = tf_hourglass.from_preset("ae_tiny")
+    assert tf_hourglass.PoseEstimator(model, flip_test=False).predict(photo)["keypoints"].shape[1:] == (K, 2)

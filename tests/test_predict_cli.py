@@ -237,3 +237,50 @@ def test_failed_predict_leaves_no_output_folder(estimator, tmp_path):
     with pytest.raises(UnreadableInputError, match="broken.jpg"):
         predict_path(estimator, str(tmp_path / "broken.jpg"), str(tmp_path / "new" / "out"))
     assert not (tmp_path / "new").exists()
+
+
+@pytest.fixture(scope="module")
+def multi_person_model(tmp_path_factory):
+    keras.utils.set_random_seed(3)
+    path = tmp_path_factory.mktemp("ae") / "ae_tiny.keras"
+    tf_hourglass.from_preset("ae_tiny").save(str(path))
+    return str(path)
+
+
+def test_multi_person_model_draws_people_and_writes_coco_results(shared_data, multi_person_model, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("astronaut.png", "025508722.jpg"):
+        (photos / name).write_bytes((shared_data / "people" / name).read_bytes())
+    (photos / "000000000139.png").write_bytes((shared_data / "people" / "astronaut.png").read_bytes())
+    estimator = PoseEstimator(multi_person_model)
+    summary = predict_path(estimator, str(photos), str(tmp_path / "out"), progress=False)
+    assert len(summary.written) == 6 and not summary.skipped
+    # COCO-style numeric names are the image ids; other photos get their place in the run.
+    for name, image_id in (("000000000139.png", 139), ("025508722.jpg", 25508722), ("astronaut.png", 3)):
+        stem, extension = os.path.splitext(name)
+        results = json.loads((tmp_path / "out" / f"{stem}.json").read_text())
+        assert isinstance(results, list)
+        for person in results:  # COCO keypoint results: x, y, score triples
+            assert person["image_id"] == image_id and person["category_id"] == 1
+            assert len(person["keypoints"]) == 17 * 3 and np.isfinite(person["keypoints"]).all()
+            assert 0.0 <= person["score"]
+        picture = cv2.imread(str(tmp_path / "out" / f"{stem}{extension}"))
+        assert picture.shape[:2] == read_image(str(photos / name)).shape[:2]
+    with pytest.raises(ValueError, match="give no box"):
+        predict_path(estimator, str(photos / "astronaut.png"), str(tmp_path / "out2"), box=(0, 0, 10, 10))
+
+
+@pytest.mark.e2e
+def test_cli_multi_person_video_lists_people_per_frame(multi_person_model, tmp_path):
+    video = tmp_path / "clip.mp4"
+    write_video(video)
+    out = tmp_path / "out"
+    result = run_cli("--model", multi_person_model, "--input", str(video), "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "a multi-person model; finding every person" in result.stdout
+    record = json.loads((out / "clip.json").read_text())
+    assert [f["frame"] for f in record["frames"]] == list(range(10))
+    for frame in record["frames"]:
+        assert all(person["image_id"] == frame["frame"] for person in frame["people"])
+    assert count_frames(out / "clip.mp4") == 10

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -24,8 +25,9 @@ from tf_hourglass.data import keypoint_specs, transforms
 from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.data.crop import box_crop_matrix, whole_image_box
 from tf_hourglass.data.records import KeypointSpec
-from tf_hourglass.model.info import SINGLE_PERSON
-from tf_hourglass.model_loader import load_model_for_inference
+from tf_hourglass.model.info import SINGLE_PERSON, model_info
+from tf_hourglass.model_loader import load_pose_model, multi_person_network
+from tf_hourglass.multi_person_prediction import predict_people
 from tf_hourglass.prediction import predict_keypoints
 
 # ----------------------------------------------------------------------------
@@ -129,10 +131,31 @@ class PoseEstimator:
 
     ``predict`` returns ``{"keypoints": (K, 2) float32 (x, y) image pixels,
     "scores": (K,) float32, "box": (x, y, w, h) used}``.
+
+    A multi-person model (Associative Embedding) finds every person in the
+    whole photo instead, as the official evaluation does
+    (``multi_person_prediction``): ``predict(image)`` (no box) returns
+    ``{"keypoints": (P, K, 2) photo pixels, "keypoint_scores": (P, K),
+    "scores": (P,)}``, people sorted by score, P = 0 for a photo with nobody.
+    Its ``flip_test`` defaults to True (the official test always flips), and
+    ``scales`` are its input scales (the official multi-scale test: 2, 1, 0.5).
     """
 
-    def __init__(self, model, spec=None, codec: HeatmapCodec | None = None, flip_test: bool = False):
-        self.model = load_model_for_inference(model)
+    def __init__(
+        self,
+        model,
+        spec=None,
+        codec: HeatmapCodec | None = None,
+        flip_test: bool | None = None,
+        scales=(1.0,),
+    ):
+        loaded = load_pose_model(model)
+        self.multi_person = isinstance(loaded, keras.Model)
+        if self.multi_person:
+            self._init_multi_person(loaded, spec, flip_test, scales)
+            return
+        flip_test = bool(flip_test)
+        self.model = loaded
         if self.model.info.kind != SINGLE_PERSON:
             raise ValueError(
                 f"{self.model.name} is a {self.model.info.kind} model; PoseEstimator estimates one person "
@@ -163,6 +186,40 @@ class PoseEstimator:
 
         self._predict_crops = predict_crops
 
+    def _init_multi_person(self, keras_model, spec, flip_test, scales):
+        self._network, self.model = multi_person_network(keras_model)
+        info = model_info(self.model)
+        self.spec = resolve_spec(
+            spec or info.spec or keypoint_specs.COCO, self.model.num_keypoints, self.model.name
+        )
+        self.flip_test = True if flip_test is None else bool(flip_test)
+        self.scales = tuple(float(s) for s in scales)
+        self.input_side = (info.input_size or (512, 512))[0]
+        self.codec = None
+
+    def _predict_people(self, image, box) -> dict:
+        if box is not None:
+            raise ValueError(
+                f"{self.model.name} is a multi-person model: it finds every person in the whole photo; "
+                "give no box."
+            )
+        people = predict_people(
+            self._network,
+            to_rgb_float(image),
+            self.model.num_keypoints,
+            self.spec.flip_permutation(),
+            tag_dim=self.model.tag_dim,
+            stride=self.model.heatmap_stride,
+            base_side=self.input_side,
+            scales=self.scales,
+            flip=self.flip_test,
+        )
+        return {
+            "keypoints": people.keypoints,
+            "keypoint_scores": people.keypoint_scores,
+            "scores": people.scores,
+        }
+
     def crop(self, image, box=None):
         """The model input for one person: (crop (H, W, 3) float32 in [0, 1], matrix (3, 3), box).
 
@@ -175,7 +232,7 @@ class PoseEstimator:
         return transforms.warp_image(image, matrix, self.codec.input_size), matrix, box
 
     def predict(self, image, box=None) -> dict:
-        """Keypoints of the person in ``box`` (x, y, w, h), or filling the image."""
+        """Keypoints of the person in ``box`` (x, y, w, h), or filling the image (every person: see above)."""
         return self.predict_batch([image], [box])[0]
 
     def predict_batch(self, images, boxes=None, batch_size: int = 16) -> list[dict]:
@@ -193,6 +250,8 @@ class PoseEstimator:
             )
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; received {batch_size}.")
+        if self.multi_person:
+            return [self._predict_people(image, box) for image, box in zip(images, boxes, strict=True)]
         results = []
         for start in range(0, len(images), batch_size):
             crops = [

@@ -448,6 +448,23 @@ def load_keras_model(model) -> keras.Model:
     return _read_keras_file(path)
 
 
+def load_pose_model(model):
+    """Any model, loaded once: an ``InferenceModel`` for a single-person model, the Keras model for a
+    multi-person one (which ``multi_person_network`` runs on whole photos)."""
+    if isinstance(model, InferenceModel):
+        return model
+    if not isinstance(model, keras.Model):
+        path = keras_model_path(model)
+        if not (path.endswith(".keras") and tf.io.gfile.exists(path)):
+            return load_model_for_inference(model)  # a SavedModel or .tflite (or a clear error)
+        name, model = path, load_keras_model(path)
+    else:
+        name = model.name
+    if model_info(model).kind == MULTI_PERSON:
+        return model
+    return keras_inference_model(model, name=name)
+
+
 def multi_person_network(model) -> tuple[Callable, keras.Model]:
     """A multi-person (Associative Embedding) model as a function from inputs of any side to its last stack.
 

@@ -1,12 +1,17 @@
-"""Pose of one person per image or video frame, drawn and saved as JSON.
+"""Pose in images and video frames, drawn and saved as JSON: one person per box, or every person.
 
     python -m tf_hourglass.predict --model runs/mpii/final.keras --input photo.jpg --output out/
     python -m tf_hourglass.predict --model model.tflite --input photos/ --output out/ --flip
     python -m tf_hourglass.predict --model runs/mpii --input clip.mp4 --box 100,40,220,460 --output out/
+    python -m tf_hourglass.predict --model ae.keras --input photos/ --output out/   # every person
 
 ``--model`` is a ``.keras`` file, a training workdir (``final.keras``), a
-SavedModel directory or a ``.tflite`` file. Without ``--box`` the person is
-assumed to fill the image. Only parses flags; the work is
+SavedModel directory, a ``.tflite`` file or a pretrained preset's name. A
+single-person model estimates the person in ``--box``; without it, the person
+is assumed to fill the image (the command says so). A multi-person model
+(Associative Embedding) finds every person in the whole photo, draws each in
+its own colour and writes COCO keypoint results (flip test on unless
+``--noflip``). Only parses flags; the work is
 ``tf_hourglass.predict_files.predict_path`` (see there for the outputs).
 """
 
@@ -32,7 +37,12 @@ flags.DEFINE_string(
 flags.DEFINE_string(
     "box", None, "Person box 'x,y,w,h' in pixels (default: the whole image).", flag_values=_FLAGS
 )
-flags.DEFINE_bool("flip", False, "Flip test: average with the mirrored image's heatmaps.", flag_values=_FLAGS)
+flags.DEFINE_bool(
+    "flip",
+    None,
+    "Flip test: average with the mirrored image's heatmaps (default: off, on for multi-person models).",
+    flag_values=_FLAGS,
+)
 flags.DEFINE_string(
     "spec",
     None,
@@ -81,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         estimator = PoseEstimator(_FLAGS.model, spec=load_spec(_FLAGS.spec), flip_test=_FLAGS.flip)
+        if estimator.multi_person:
+            print(f"{_FLAGS.model}: a multi-person model; finding every person in each image.")
+        elif _FLAGS.box is None:
+            print("No --box: each image (or frame) is taken as one person filling it.")
         summary = predict_path(estimator, _FLAGS.input, _FLAGS.output, parse_box(_FLAGS.box))
     except (ValueError, OSError) as error:
         return fail("predict", error)

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from tf_hourglass import atomic_files
 from tf_hourglass.data.readers import make_output_folder, remove_empty_folders
 from tf_hourglass.inference import PoseEstimator, to_rgb_float
-from tf_hourglass.visualization import draw_skeleton
+from tf_hourglass.visualization import draw_people, draw_skeleton
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v")
 
@@ -85,6 +85,27 @@ def keypoints_to_json(spec, keypoints, scores) -> list[dict]:
     ]
 
 
+def people_to_coco_results(result: dict, image_id: int) -> list[dict]:
+    """A multi-person result as COCO keypoint results: per person ``keypoints`` as x, y, score triples
+    (the joint's detection value; 0 for a joint not found) and the person's ``score``."""
+    return [
+        {
+            "image_id": int(image_id),
+            "category_id": 1,
+            "keypoints": [float(v) for v in np.concatenate([points, values[:, None]], axis=1).reshape(-1)],
+            "score": float(score),
+        }
+        for points, values, score in zip(
+            result["keypoints"], result["keypoint_scores"], result["scores"], strict=True
+        )
+    ]
+
+
+def _image_id(stem: str, default: int) -> int:
+    """COCO's own file names are their image ids (000000000139.jpg); other photos get ``default``."""
+    return int(stem) if stem.isdigit() else default
+
+
 def _check_not_input(output_path: str, input_path: str) -> None:
     if os.path.abspath(output_path) == os.path.abspath(input_path):
         raise ValueError(
@@ -92,11 +113,20 @@ def _check_not_input(output_path: str, input_path: str) -> None:
         )
 
 
+def _draw(estimator: PoseEstimator, image, result) -> np.ndarray:
+    """The picture of a result: one skeleton, or every person in a colour of its own."""
+    if estimator.multi_person:
+        return draw_people(image, result["keypoints"], estimator.spec, result["keypoint_scores"])
+    return draw_skeleton(image, result["keypoints"], estimator.spec, result["scores"])
+
+
 def predict_image_file(
-    estimator: PoseEstimator, path: str, output_dir: str, box=None, name: str | None = None
+    estimator: PoseEstimator, path: str, output_dir: str, box=None, name: str | None = None, image_id: int = 1
 ) -> list[str]:
     """Predicts on one image file; writes ``NAME.jpg``/``NAME.png`` and ``NAME.json``.
 
+    For a multi-person model ``NAME.json`` is a COCO keypoint results list
+    (``image_id``: the file's name when it is a number, as COCO's, else ``image_id``).
     Returns the paths written.
     """
     image = read_image(path)
@@ -108,18 +138,22 @@ def predict_image_file(
     for output in (picture_path, json_path):
         _check_not_input(output, path)
 
-    drawn = draw_skeleton(to_rgb_float(image), result["keypoints"], estimator.spec, result["scores"])
+    drawn = _draw(estimator, to_rgb_float(image), result)
     ok, encoded = cv2.imencode(extension, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
     if not ok:
         raise ValueError(f"OpenCV could not encode the picture for {path} as {extension}.")
     atomic_files.write_bytes(picture_path, encoded.tobytes())
-    record = {
-        "image": path,
-        "width": int(image.shape[1]),
-        "height": int(image.shape[0]),
-        "box": [float(v) for v in result["box"]],
-        "keypoints": keypoints_to_json(estimator.spec, result["keypoints"], result["scores"]),
-    }
+    if estimator.multi_person:
+        stem_id = _image_id(os.path.splitext(os.path.basename(path))[0], image_id)
+        record = people_to_coco_results(result, stem_id)
+    else:
+        record = {
+            "image": path,
+            "width": int(image.shape[1]),
+            "height": int(image.shape[0]),
+            "box": [float(v) for v in result["box"]],
+            "keypoints": keypoints_to_json(estimator.spec, result["keypoints"], result["scores"]),
+        }
     atomic_files.write_text(json_path, json.dumps(record, indent=1) + "\n")
     return [picture_path, json_path]
 
@@ -158,8 +192,8 @@ def predict_directory(
     if not paths:
         raise UnreadableInputError(f"Input directory {directory} has no files.")
     summary = PredictionSummary()
-    for path, stem in zip(
-        tqdm(paths, desc="predict", unit="file", disable=not progress), _output_stems(paths), strict=True
+    for index, (path, stem) in enumerate(
+        zip(tqdm(paths, desc="predict", unit="file", disable=not progress), _output_stems(paths), strict=True)
     ):
         try:
             if is_video(path):
@@ -167,7 +201,9 @@ def predict_directory(
                     estimator, path, output_dir, box, name=stem, progress=progress
                 )
             else:
-                summary.written += predict_image_file(estimator, path, output_dir, box, name=stem)
+                summary.written += predict_image_file(
+                    estimator, path, output_dir, box, name=stem, image_id=index + 1
+                )
         except UnreadableInputError as error:
             summary.skipped.append(path)
             logging.debug("Skipping %s: %s", path, error)
@@ -217,7 +253,8 @@ def predict_video(
 
     The JSON holds ``{"video", "width", "height", "fps", "num_frames", "box",
     "frames": [{"frame": i, "keypoints": [{"name", "x", "y", "score"}, ...]}, ...]}``
-    (``box`` is null when each frame was used whole).
+    (``box`` is null when each frame was used whole); for a multi-person model
+    each frame has ``"people"``, COCO keypoint results with the frame as ``image_id``.
     """
     stem = name or os.path.splitext(os.path.basename(path))[0]
     video_path = os.path.join(output_dir, stem + ".mp4")
@@ -243,16 +280,15 @@ def predict_video(
                             writer = cv2.VideoWriter(tmp_path, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
                             if not writer.isOpened():
                                 raise ValueError(f"OpenCV cannot write an mp4v video to {tmp_path}.")
-                        drawn = draw_skeleton(frame, result["keypoints"], estimator.spec, result["scores"])
-                        writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-                        frames_json.append(
-                            {
-                                "frame": len(frames_json),
-                                "keypoints": keypoints_to_json(
-                                    estimator.spec, result["keypoints"], result["scores"]
-                                ),
-                            }
-                        )
+                        writer.write(cv2.cvtColor(_draw(estimator, frame, result), cv2.COLOR_RGB2BGR))
+                        if estimator.multi_person:  # COCO results with the frame number as image_id
+                            people = people_to_coco_results(result, len(frames_json))
+                            frames_json.append({"frame": len(frames_json), "people": people})
+                        else:
+                            keypoints = keypoints_to_json(
+                                estimator.spec, result["keypoints"], result["scores"]
+                            )
+                            frames_json.append({"frame": len(frames_json), "keypoints": keypoints})
                     bar.update(len(frames))
         finally:
             capture.release()

@@ -26,10 +26,12 @@ def draw_skeleton(
     scores: np.ndarray | None = None,
     min_score: float = 0.0,
     thickness: int | None = None,
+    colour: tuple[int, int, int] | None = None,
 ) -> np.ndarray:
     """A copy of ``image`` (H, W, 3 RGB; uint8 or float in [0, 1]) with the skeleton drawn.
 
     Joints whose score is below ``min_score`` and limbs touching them are left out.
+    Limbs are coloured by body side, or all in ``colour`` (one person of several).
     """
     canvas = np.asarray(image)
     if canvas.dtype != np.uint8:
@@ -45,11 +47,41 @@ def draw_skeleton(
     for a, b in spec.skeleton:
         if points[a] is None or points[b] is None:
             continue
-        colour = joint_side(names[b]) if joint_side(names[a]) == CENTRE else joint_side(names[a])
-        cv2.line(canvas, points[a], points[b], colour, thickness, cv2.LINE_AA)
+        side = joint_side(names[b]) if joint_side(names[a]) == CENTRE else joint_side(names[a])
+        cv2.line(canvas, points[a], points[b], colour or side, thickness, cv2.LINE_AA)
     for point, name in zip(points, names, strict=True):
         if point is not None:
-            cv2.circle(canvas, point, thickness + 1, joint_side(name), -1, cv2.LINE_AA)
+            cv2.circle(canvas, point, thickness + 1, colour or joint_side(name), -1, cv2.LINE_AA)
+    return canvas
+
+
+# Distinct, saturated RGB colours for people, reused in turn.
+PERSON_COLOURS = (
+    (230, 25, 75),
+    (60, 180, 75),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (255, 225, 25),
+    (0, 128, 128),
+)
+
+
+def draw_people(image, keypoints, spec: KeypointSpec, keypoint_scores=None, min_score: float = 1e-6):
+    """``image`` with every person's skeleton (``keypoints`` (P, K, 2)), each in its own colour.
+
+    Joints not found (score below ``min_score``, e.g. 0) are left out.
+    """
+    canvas = np.asarray(image)
+    if canvas.dtype != np.uint8:
+        canvas = np.clip(canvas * 255.0, 0, 255).astype(np.uint8)
+    for index, points in enumerate(keypoints):
+        scores = None if keypoint_scores is None else keypoint_scores[index]
+        colour = PERSON_COLOURS[index % len(PERSON_COLOURS)]
+        canvas = draw_skeleton(canvas, points, spec, scores, min_score=min_score, colour=colour)
     return canvas
 
 

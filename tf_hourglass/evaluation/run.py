@@ -41,14 +41,8 @@ from tf_hourglass.data import keypoint_specs, readers, sources
 from tf_hourglass.data.pipeline import InMemorySource, make_dataset
 from tf_hourglass.data.records import KeypointSpec
 from tf_hourglass.evaluation import evaluator, metrics
-from tf_hourglass.model.info import MULTI_PERSON, model_info
-from tf_hourglass.model_loader import (
-    keras_model_path,
-    load_keras_model,
-    load_model_for_inference,
-    multi_person_network,
-    resolve_pretrained,
-)
+from tf_hourglass.model.info import model_info
+from tf_hourglass.model_loader import load_pose_model, multi_person_network
 from tf_hourglass.multi_person_prediction import coco_results, predict_people
 
 HDF5_EXTENSIONS = (".h5", ".hdf5")
@@ -237,16 +231,6 @@ def _coco_results(annotations: str, predictions) -> tuple[list[dict], list[int]]
     return results, sorted({r["image_id"] for r in results})
 
 
-def _multi_person_keras_model(model):
-    """The Keras model when ``model`` is (or names) a multi-person one, else None (single-person, or an export)."""
-    if not isinstance(model, keras.Model):
-        path = keras_model_path(resolve_pretrained(model))
-        if not (path.endswith(".keras") and tf.io.gfile.exists(path)):
-            return None
-        model = load_keras_model(path)
-    return model if model_info(model).kind == MULTI_PERSON else None
-
-
 def evaluate_people(
     model, annotations: str, images_dir: str | None, flip: bool = True, scales=(1.0,), progress: bool = True
 ) -> dict:
@@ -352,8 +336,9 @@ def evaluate_model(
             f"({', '.join(readers.FORMATS)}), whose annotations keep each person's ground truth."
         )
     format, annotations, images_dir = source.kind, source.annotations, source.images_dir
-    people_model = _multi_person_keras_model(model)
-    if people_model is not None:
+    loaded = load_pose_model(model)
+    if isinstance(loaded, keras.Model):  # a multi-person model
+        people_model = loaded
         if format != "coco":
             raise ValueError(
                 f"{people_model.name} is a multi-person model: it is scored with COCO's keypoint AP on a "
@@ -382,7 +367,7 @@ def evaluate_model(
     if _is_mpii(spec):
         _check_head_sizes(np.array([r.normalizer for r in usable]))  # before the long part
 
-    inference_model = load_model_for_inference(model)
+    inference_model = loaded
     if inference_model.num_keypoints != spec.num_keypoints:
         raise ValueError(
             f"Model {inference_model.name} predicts {inference_model.num_keypoints} keypoints but "
