@@ -6,6 +6,7 @@ import tensorflow as tf
 
 import tf_hourglass
 from tf_hourglass.data import keypoint_specs
+from tf_hourglass.data.ae_codec import AssociativeEmbeddingCodec
 from tf_hourglass.data.grouping import unflip_maps
 from tf_hourglass.evaluate import main as evaluate_main
 from tf_hourglass.evaluation import run
@@ -93,7 +94,8 @@ def test_people_come_back_in_photo_pixels_strongest_first(flip):
     heatmaps[..., :] *= np.where(np.arange(16) < 8, 0.9, 1.0)[None, :, None]  # the right person is stronger
     network = FakeNetwork(heatmaps, tags, extra=3)
 
-    found = predict_people(network, np.zeros((*image_shape, 3), np.float32), K, FLIP, base_side=64, flip=flip)
+    codec = AssociativeEmbeddingCodec(input_size=(64, 64), heatmap_size=(16, 16))
+    found = predict_people(network, np.zeros((*image_shape, 3), np.float32), codec, FLIP, flip=flip)
     assert network.calls == [(2 if flip else 1, 64, 64, 3)]
     assert len(found) == 2 and found.keypoints.shape == (2, K, 2)
     assert found.scores[0] > found.scores[1]
@@ -107,14 +109,17 @@ def test_people_come_back_in_photo_pixels_strongest_first(flip):
 
 def test_a_photo_with_nobody_gives_no_people():
     network = FakeNetwork(np.zeros((16, 16, K), np.float32), np.zeros((16, 16, K), np.float32))
-    found = predict_people(network, np.zeros((50, 60, 3), np.float32), K, FLIP, base_side=64)
+    codec = AssociativeEmbeddingCodec(input_size=(64, 64), heatmap_size=(16, 16))
+    found = predict_people(network, np.zeros((50, 60, 3), np.float32), codec, FLIP)
     assert len(found) == 0 and found.keypoints.shape == (0, K, 2)
     assert coco_results(found, image_id=7) == []
 
 
 def test_scales_must_include_one():
     with pytest.raises(ValueError, match="must include 1"):
-        predict_people(None, np.zeros((8, 8, 3), np.float32), K, FLIP, scales=(2.0, 0.5))
+        predict_people(
+            None, np.zeros((8, 8, 3), np.float32), AssociativeEmbeddingCodec(), FLIP, scales=(2.0, 0.5)
+        )
 
 
 def test_coco_results_fill_missing_joints_with_the_persons_mean_as_the_official_code():

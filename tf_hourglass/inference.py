@@ -27,7 +27,7 @@ from tf_hourglass.data.crop import box_crop_matrix, whole_image_box
 from tf_hourglass.data.records import KeypointSpec
 from tf_hourglass.model.info import SINGLE_PERSON, model_info
 from tf_hourglass.model_loader import load_pose_model, multi_person_network
-from tf_hourglass.multi_person_prediction import predict_people
+from tf_hourglass.multi_person_prediction import codec_for_model, predict_people
 from tf_hourglass.prediction import predict_keypoints
 
 # ----------------------------------------------------------------------------
@@ -194,8 +194,8 @@ class PoseEstimator:
         )
         self.flip_test = True if flip_test is None else bool(flip_test)
         self.scales = tuple(float(s) for s in scales)
-        self.input_side = (info.input_size or (512, 512))[0]
-        self.codec = None
+        self.people_codec = codec_for_model(self.model)
+        self.codec = None  # the single-person heatmap codec
 
     def _predict_people(self, image, box) -> dict:
         if box is not None:
@@ -206,11 +206,8 @@ class PoseEstimator:
         people = predict_people(
             self._network,
             to_rgb_float(image),
-            self.model.num_keypoints,
+            self.people_codec,
             self.spec.flip_permutation(),
-            tag_dim=self.model.tag_dim,
-            stride=self.model.heatmap_stride,
-            base_side=self.input_side,
             scales=self.scales,
             flip=self.flip_test,
         )

@@ -11,7 +11,8 @@ The official evaluation (pose-ae-train ``test.py``, ``multiperson``), step for s
    joints swapped) and its tags stacked (D = 2), the scales merged
    (``grouping.combine_test_outputs``: heatmaps resized to the first scale and
    averaged, tags from scale 1), heatmaps clipped at 1.
-3. People are grouped with the official test settings (``grouping.TEST_SETTINGS``:
+3. People are grouped by the model's ``AssociativeEmbeddingCodec`` with the
+   official test settings (``grouping.TEST_SETTINGS``:
    detection threshold 0.1, tag threshold 1, up to 30 people, quarter-pixel
    adjustment), scored by their mean detection value, then their missing joints
    refined from the person's mean tag.
@@ -32,7 +33,9 @@ import numpy as np
 import tensorflow as tf
 
 from tf_hourglass.data import grouping, transforms
+from tf_hourglass.data.ae_codec import AssociativeEmbeddingCodec
 from tf_hourglass.model.associative_embedding import split_outputs
+from tf_hourglass.model.info import model_info
 
 INPUT_SIDE = 512  # the official input at scale 1
 SIDE_MULTIPLE = 64  # the network's input sides are multiples of 4 * 2**depth
@@ -93,18 +96,28 @@ def _network_maps(network: Callable, inputs: np.ndarray, num_keypoints: int, tag
     return np.asarray(heatmaps), np.asarray(tags)
 
 
+def codec_for_model(model) -> AssociativeEmbeddingCodec:
+    """The codec of a Keras multi-person model: its input size at scale 1, its keypoints, tags and targets."""
+    info = model_info(model)
+    input_size = info.input_size or (INPUT_SIDE, INPUT_SIDE)
+    stride = model.heatmap_stride
+    return AssociativeEmbeddingCodec(
+        input_size=input_size,
+        heatmap_size=(input_size[0] // stride, input_size[1] // stride),
+        num_keypoints=model.num_keypoints,
+        tag_dim=model.tag_dim,
+        sigma=info.sigma,
+    )
+
+
 def predict_people(
     network: Callable,
     image: np.ndarray,
-    num_keypoints: int,
+    codec: AssociativeEmbeddingCodec,
     flip_permutation: Sequence[int],
     *,
-    tag_dim: int = 1,
-    stride: int = 4,
-    base_side: int = INPUT_SIDE,
     scales: Sequence[float] = (1.0,),
     flip: bool = True,
-    grouping_options: dict | None = None,
 ) -> People:
     """Every person in one photo (see the module docstring).
 
@@ -112,15 +125,14 @@ def predict_people(
         network: float32 inputs (N, S, S, 3) in [0, 1] -> the last stack's output
             (N, S / stride, S / stride, C), for every side S used (``input_side``).
         image: float32 (H, W, 3) RGB in [0, 1].
-        num_keypoints, tag_dim: the output's channel layout (``split_outputs``).
+        codec: the model's ``AssociativeEmbeddingCodec`` (``codec_for_model``): its
+            input side at scale 1, channel layout, stride and grouping settings.
         flip_permutation: the joints' mirror permutation (COCO: ``COCO.flip_permutation()``).
-        stride: input pixels per heatmap pixel.
-        base_side: the input side at scale 1 (512 for the official model).
         scales: input scales; the official multi-scale test is ``OFFICIAL_SCALES``.
             Scale 1 must be among them (its tags are used).
         flip: also run the mirrored input (the official test always does).
-        grouping_options: ``group_people`` options (default ``grouping.TEST_SETTINGS``).
     """
+    num_keypoints, tag_dim, base_side = codec.num_keypoints, codec.tag_dim, codec.input_size[0]
     scales = [float(s) for s in scales]
     if not any(abs(s - 1.0) < 0.5 for s in scales):
         raise ValueError(f"scales must include 1 (its tags are used); received {scales}.")
@@ -150,13 +162,12 @@ def predict_people(
         merged = sum(grouping.resize_maps(h, *size) for h in heatmaps) / len(heatmaps)
         merged = np.minimum(merged, 1.0).astype(np.float32)
         merged_tags = grouping.resize_maps(tags, *size)[..., None]
-    options = dict(grouping.TEST_SETTINGS if grouping_options is None else grouping_options)
-    (people,), (scores,) = grouping.group_people(merged, merged_tags, return_scores=True, **options)
+    (people,), (scores,) = codec.decode(merged, merged_tags)
     if len(people) == 0:
         return People.empty(num_keypoints)
     # Heatmap -> input pixels (times the stride) -> photo pixels (the inverse input transform).
     inverse = np.linalg.inv(matrix)
-    points = people[..., :2].astype(np.float64) * stride
+    points = codec.to_input_pixels(people[..., :2])
     photo = points @ inverse[:2, :2].T + inverse[:2, 2]
     order = np.argsort(-scores, kind="stable")
     return People(

@@ -43,7 +43,7 @@ from tf_hourglass.data.records import KeypointSpec
 from tf_hourglass.evaluation import evaluator, metrics
 from tf_hourglass.model.info import model_info
 from tf_hourglass.model_loader import load_pose_model, multi_person_network
-from tf_hourglass.multi_person_prediction import coco_results, predict_people
+from tf_hourglass.multi_person_prediction import coco_results, codec_for_model, predict_people
 
 HDF5_EXTENSIONS = (".h5", ".hdf5")
 
@@ -255,7 +255,7 @@ def evaluate_people(
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise ValueError(f"{annotations}: not a COCO person_keypoints JSON (no 'images' list).")
     folder = images_dir if images_dir is not None else os.path.dirname(annotations)
-    base_side = (info.input_size or (512, 512))[0]
+    codec = codec_for_model(keras_model)
     results, image_ids, skipped, found = [], [], [], 0
     for image in tqdm(data["images"], desc="evaluate", unit="image", disable=not progress):
         path = os.path.join(folder, str(image.get("file_name", "")))
@@ -264,17 +264,7 @@ def evaluate_people(
         except UnreadableInputError as error:
             skipped.append(str(error))
             continue
-        people = predict_people(
-            network,
-            pixels,
-            spec.num_keypoints,
-            spec.flip_permutation(),
-            tag_dim=keras_model.tag_dim,
-            stride=keras_model.heatmap_stride,
-            base_side=base_side,
-            scales=scales,
-            flip=flip,
-        )
+        people = predict_people(network, pixels, codec, spec.flip_permutation(), scales=scales, flip=flip)
         found += len(people)
         results += coco_results(people, image["id"])
         image_ids.append(image["id"])

@@ -139,6 +139,8 @@ class AssociativeEmbedding(PoseModel):
 
     model_kind = MULTI_PERSON  # its outputs are grouped into people, not decoded per crop
 
+    config_overrides = ("num_stacks", "filters", "depth")
+
     def __init__(
         self,
         num_stacks=4,

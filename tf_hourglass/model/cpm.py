@@ -120,6 +120,8 @@ class ConvolutionalPoseMachine(PoseModel):
     heatmap_stride = 8
     background_channel = True
 
+    config_overrides = ("num_stages", "filters")
+
     def __init__(
         self,
         num_stages=6,

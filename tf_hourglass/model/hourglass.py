@@ -345,6 +345,8 @@ class StackedHourglass(PoseModel):
     every stack's output (intermediate supervision), see ``compute_loss``.
     """
 
+    config_overrides = ("num_stacks", "filters", "depth")
+
     def __init__(
         self,
         num_stacks=8,

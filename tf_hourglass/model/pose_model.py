@@ -50,6 +50,8 @@ class PoseModel(keras.Model):
     heatmap_stride = 4
     model_kind = SINGLE_PERSON
     pose_info: ModelInfo | None = None
+    # Constructor arguments a training config may override (model.num_stacks, ...).
+    config_overrides: tuple[str, ...] = ()
 
     @property
     def heatmap_size(self):

@@ -24,7 +24,7 @@ from tf_hourglass import atomic_files
 from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.data.pipeline import make_dataset
 from tf_hourglass.evaluation import evaluator
-from tf_hourglass.model import ConvolutionalPoseMachine, StackedHourglass, from_preset
+from tf_hourglass.model import from_preset
 from tf_hourglass.model.info import info_for
 from tf_hourglass.model.presets import preset_class
 from tf_hourglass.run_files import MODEL_FILE
@@ -33,21 +33,17 @@ from tf_hourglass.training.data_sources import DataSources, augment_from_config,
 from tf_hourglass.training.losses import HeatmapLoss
 from tf_hourglass.training.workdir import drop_metrics_rows_from, write_json, write_run_settings
 
-# Config fields that override a preset's, by model family (0 keeps the preset's).
-OVERRIDES = {
-    StackedHourglass: ("num_stacks", "filters", "depth"),
-    ConvolutionalPoseMachine: ("num_stages", "filters"),
-}
-
 
 def model_kwargs(model_config, num_keypoints) -> dict:
+    """The preset's arguments with the config's overrides (0 keeps the preset's); each model family
+    names the fields a config may override (``PoseModel.config_overrides``)."""
     kwargs = {"num_keypoints": num_keypoints}
     family = preset_class(model_config.preset)
     for field in ("num_stacks", "num_stages", "filters", "depth"):
-        if model_config[field] and field not in OVERRIDES[family]:
+        if model_config[field] and field not in family.config_overrides:
             raise ValueError(
                 f"model.{field}={model_config[field]} does not apply to preset {model_config.preset!r} "
-                f"({family.__name__}); it takes {', '.join(OVERRIDES[family])}."
+                f"({family.__name__}); it takes {', '.join(family.config_overrides)}."
             )
         if model_config[field]:
             kwargs[field] = model_config[field]
