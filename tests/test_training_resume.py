@@ -121,3 +121,39 @@ def test_resuming_drops_metrics_rows_of_epochs_that_are_run_again(tmp_path):
     assert rows[0].startswith("epoch,")
     assert [row.split(",")[0] for row in rows[1:]] == ["0", "1"]
     assert "9.9" not in rows[2]
+
+
+def test_resuming_with_a_changed_config_says_what_changed_and_needs_the_flag(tmp_path, capsys):
+    workdir = tmp_path / "run"
+    trainer.train_and_evaluate(load_config(write_tiny_config(tmp_path, epochs=1)), str(workdir))
+    saved = (workdir / "config.json").read_text()
+    config = load_config(write_tiny_config(tmp_path, epochs=2))
+    config.train.learning_rate = 0.5
+    config.data.sigma = 3.0
+    with pytest.raises(ValueError) as error:
+        trainer.train_and_evaluate(config, str(workdir))
+    message = str(error.value)
+    assert "data.sigma: 1.0 -> 3.0" in message and "train.learning_rate: 0.001 -> 0.5" in message
+    assert "--config.train.allow_config_change=True" in message
+    assert (workdir / "config.json").read_text() == saved  # nothing rewritten
+    # More epochs and another runtime are a plain resume; the flag lets the changed config go on.
+    config.train.allow_config_change = True
+    results = trainer.train_and_evaluate(config, str(workdir))
+    assert results["epochs_completed"] == 2
+    assert json.loads((workdir / "config.json").read_text())["data"]["sigma"] == 3.0
+
+
+def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
+    workdir = tmp_path / "run"
+    trainer.train_and_evaluate(load_config(write_tiny_config(tmp_path, epochs=2)), str(workdir))
+    checkpoints = workdir / "checkpoints"
+    data = sorted(checkpoints.glob("ckpt-2.data-*"))[0]
+    data.write_bytes(data.read_bytes()[:100])  # cut short, as a full disk leaves it
+    (checkpoints / "ckpt-3_temp").mkdir()  # a save killed half-way
+    (checkpoints / "ckpt-3_temp" / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"x")
+    results = trainer.train_and_evaluate(load_config(write_tiny_config(tmp_path, epochs=3)), str(workdir))
+    out = capsys.readouterr().out
+    assert "cannot read the checkpoint" in out and "ckpt-2" in out
+    assert "Resuming from" in out and "ckpt-1 (epoch 1)" in out
+    assert results["epochs_completed"] == 3
+    assert not (checkpoints / "ckpt-3_temp").exists()

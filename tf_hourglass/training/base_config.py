@@ -67,6 +67,8 @@ def get_base_config():
     config.train.steps_per_epoch = 1000
     config.train.batch_size = 6
     config.train.max_train_minutes = 0.0  # stop after this much training time (0 = no limit)
+    # Resume a workdir whose config.json differs in what the run learns (epochs and runtime may always change).
+    config.train.allow_config_change = False
     config.train.seed = 0
 
     config.eval = ml_collections.ConfigDict()

@@ -96,17 +96,41 @@ def build_model(config, strategy, num_keypoints, checkpoint_dir):
         optimizer.build(model.trainable_variables)
         epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_variable)
+    remove_unfinished_checkpoints(checkpoint_dir)
     manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=2)
-    if manager.latest_checkpoint:
+    # Newest first: a checkpoint cut short (a full disk, a killed copy) falls back to the one before.
+    for path in reversed(manager.checkpoints):
         try:
-            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            checkpoint.restore(path).assert_existing_objects_matched()
         except (ValueError, AssertionError) as error:
             raise ValueError(
-                f"The checkpoint {manager.latest_checkpoint} does not match this config (model or "
+                f"The checkpoint {path} does not match this config (model or "
                 f"optimizer changed?). Use a new --workdir, or the config that made it. Cause: {error}"
             ) from error
-        print(f"Resuming from {manager.latest_checkpoint} (epoch {int(epoch_variable.numpy())}).")
+        except (tf.errors.OpError, IndexError) as error:  # IndexError: TensorFlow's word for a file cut short
+            reason = str(getattr(error, "message", error)).splitlines()[0][:200]
+            print(f"Warning: cannot read the checkpoint {path} ({reason}); trying an older one.")
+            continue
+        print(f"Resuming from {path} (epoch {int(epoch_variable.numpy())}).")
+        break
+    else:
+        if manager.checkpoints:
+            raise ValueError(
+                f"None of the checkpoints in {checkpoint_dir} can be read ({', '.join(manager.checkpoints)}); "
+                "use a new --workdir, or move them away to start again."
+            )
     return model, epoch_variable, manager
+
+
+def remove_unfinished_checkpoints(checkpoint_dir) -> None:
+    """Removes the ``ckpt-N_temp*`` folders a run killed while saving leaves (TensorFlow names them)."""
+    if not tf.io.gfile.isdir(checkpoint_dir):
+        return
+    for name in tf.io.gfile.listdir(checkpoint_dir):
+        name = name.rstrip("/")
+        if name.startswith("ckpt-") and "_temp" in name:
+            print(f"Removing {os.path.join(checkpoint_dir, name)}, left by a run killed while saving.")
+            atomic_files.remove(os.path.join(checkpoint_dir, name))
 
 
 @dataclasses.dataclass

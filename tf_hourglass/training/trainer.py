@@ -57,7 +57,7 @@ from tf_hourglass.data.codec import DECODE_METHODS
 from tf_hourglass.model.presets import PRESETS
 from tf_hourglass.training import custom_loop, fit_loop
 from tf_hourglass.training.run_setup import model_kwargs
-from tf_hourglass.training.workdir import workdir_lock
+from tf_hourglass.training.workdir import check_resumed_config, workdir_lock
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
@@ -179,6 +179,7 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise NotADirectoryError(f"--workdir {workdir!r} is a file, not a directory.")
     os.makedirs(workdir, exist_ok=True)
+    check_resumed_config(workdir, config)  # before anything is written
     precision, reason = resolve_precision(config.runtime)
     # The policy is global Keras state: set it for this run only, so that what runs
     # next in the same process (a notebook exporting or predicting) stays float32.

@@ -2,7 +2,9 @@
 
 ``train.lock`` (one run at a time), ``config.json`` and ``inference.json``
 (the run's settings), the JSON side files (``best.json``, ``results.json``),
-and ``metrics.csv`` trimmed to the epochs a resumed run does not redo.
+and ``metrics.csv`` trimmed to the epochs a resumed run does not redo. A run
+resumed with a config that differs from ``config.json`` in what it learns is
+refused (``check_resumed_config``).
 """
 
 from __future__ import annotations
@@ -80,4 +82,58 @@ def write_run_settings(workdir, config, spec, codec):
     """config.json, and what inference needs beside final.keras: the keypoints and the target scale."""
     text = run_settings_text(spec, codec.sigma, codec.peak)
     atomic_files.write_text(os.path.join(workdir, RUN_SETTINGS_FILE), text)
-    write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
+    write_json(os.path.join(workdir, CONFIG_FILE), json.loads(config.to_json_best_effort()))
+
+
+CONFIG_FILE = "config.json"
+# What a resumed run may change without asking: how long it trains, and where and how fast it runs.
+RESUMABLE_FIELDS = ("train.epochs", "train.max_train_minutes", "train.allow_config_change")
+RESUMABLE_SECTIONS = ("runtime.",)
+
+
+def _flatten(data, prefix=""):
+    if not isinstance(data, dict):
+        return {prefix[:-1]: data}
+    flat = {}
+    for key, value in data.items():
+        flat.update(_flatten(value, f"{prefix}{key}."))
+    return flat
+
+
+def config_changes(saved: dict, current: dict) -> list[str]:
+    """``"field: old -> new"`` for every field that differs, but for those a resume may change."""
+    old, new = _flatten(saved), _flatten(current)
+    changes = []
+    for field in sorted(set(old) | set(new)):
+        if field in RESUMABLE_FIELDS or field.startswith(RESUMABLE_SECTIONS):
+            continue
+        if old.get(field, "<absent>") != new.get(field, "<absent>"):
+            changes.append(f"{field}: {old.get(field, '<absent>')!r} -> {new.get(field, '<absent>')!r}")
+    return changes
+
+
+def check_resumed_config(workdir, config) -> None:
+    """Refuses to resume ``workdir`` with a config that changes what the run learns.
+
+    Its ``config.json`` (written when the run started) is compared with
+    ``config``; more epochs, another time limit or another runtime are fine.
+
+    Raises:
+        ValueError: naming the changed fields, unless ``train.allow_config_change`` is set
+            (then the run goes on with the new config and rewrites config.json).
+    """
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: cannot read the config of the run in this workdir ({error}).") from None
+    changes = config_changes(saved, json.loads(config.to_json_best_effort()))
+    if changes and not config.train.get("allow_config_change", False):
+        shown = "; ".join(changes[:5]) + (f"; and {len(changes) - 5} more" if len(changes) > 5 else "")
+        raise ValueError(
+            f"--workdir {workdir} holds a run whose {CONFIG_FILE} does not match this config: {shown}. "
+            "Pass --config.train.allow_config_change=True to go on with the new config, or use a new --workdir."
+        )
