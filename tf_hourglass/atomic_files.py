@@ -6,14 +6,18 @@ over ``PATH`` only when complete; a failure removes the temporary file. The
 ``.tmp-`` infix is what ``convert`` looks for to clean up after a killed run.
 Paths may be anything ``tf.io.gfile`` opens (local, gs://; on GCS a rename is a
 copy, so only local renames are atomic).
+
+``exclusive_lock`` keeps two processes from writing the same outputs at once
+(a training workdir, a ``convert`` prefix); it is local-only (flock).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import tensorflow as tf
 
@@ -64,3 +68,37 @@ def save(save_fn, path: str, suffix: str = "") -> None:
     """Writes through ``save_fn(tmp_path)`` (e.g. ``model.save``), then renames."""
     with atomic_path(path, suffix) as tmp:
         save_fn(tmp)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str, in_use_error: Callable[[str], OSError], remove_when_done: bool = False):
+    """Holds the lock file ``path`` (local) while the block runs; the file keeps the holder's pid.
+
+    flock, not the file's existence, is the lock: the kernel releases it when the
+    holder dies, so a lock left by a process killed with SIGKILL is taken over.
+    When another live process holds it, raises ``in_use_error(holder_pid)`` at once.
+    ``remove_when_done`` removes the file on release; a process that opened the
+    file before that then holds a removed file, which is why a lock only counts
+    when the file at ``path`` is still the one locked.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            if os.stat(path).st_ino != os.fstat(fd).st_ino:
+                raise BlockingIOError  # the holder removed it on release and a third process made a new one
+        except FileNotFoundError:
+            raise BlockingIOError from None
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise in_use_error(holder) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        if remove_when_done:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)  # while still locked, so nobody takes over a file about to vanish
+        os.close(fd)  # releases the lock

@@ -7,8 +7,6 @@ and ``metrics.csv`` trimmed to the epochs a resumed run does not redo.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 
@@ -20,31 +18,16 @@ class WorkdirInUseError(OSError):
     """Another live training run holds the workdir."""
 
 
-@contextlib.contextmanager
 def workdir_lock(workdir):
-    """Holds ``WORKDIR/train.lock`` for one run, so two runs never mix their files.
+    """Holds ``WORKDIR/train.lock`` for one run, so two runs never mix their files (``atomic_files.exclusive_lock``)."""
 
-    flock, not the file's existence, is the lock: the kernel releases it when the
-    holder dies, so a run killed with SIGKILL leaves a lock the next run takes over.
-    The file keeps the holder's pid for the message.
-    """
-    path = os.path.join(workdir, "train.lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise WorkdirInUseError(
+    def in_use(holder):
+        return WorkdirInUseError(
             f"{workdir!r} is in use by another training run (pid {holder}); "
             "wait for it to finish or choose another --workdir."
-        ) from None
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
+        )
+
+    return atomic_files.exclusive_lock(os.path.join(workdir, "train.lock"), in_use)
 
 
 def write_json(path, data):
