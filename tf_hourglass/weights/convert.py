@@ -42,6 +42,17 @@ def _check_writable_folder(folder: str, output: str) -> None:
         raise PermissionError(f"--output {output}: cannot write there, no permission in {existing}.")
 
 
+def _is_same_file(checkpoint, *paths) -> bool:
+    """Whether one of ``paths`` is ``checkpoint`` (its real path, or the same file through a hard link)."""
+    target = os.path.realpath(checkpoint)
+    for path in paths:
+        if os.path.realpath(path) == target:
+            return True
+        if os.path.exists(path) and os.path.exists(target) and os.path.samefile(path, target):
+            return True
+    return False
+
+
 def convert_checkpoint(
     checkpoint,
     output,
@@ -65,19 +76,22 @@ def convert_checkpoint(
         overwrite: replace an existing model file and ``inference.json``.
 
     Raises ``FileExistsError`` rather than replace existing files without
-    ``overwrite``, and ``ValueError`` (``CheckpointError``) for a checkpoint
-    that cannot be read or does not fit; nothing is written then.
+    ``overwrite``, ``ValueError`` for an output that is the checkpoint itself
+    (even with ``overwrite``), and ``ValueError`` (``CheckpointError``) for a
+    checkpoint that cannot be read or does not fit; nothing is written then.
     """
     spec = keypoint_specs.get_spec(spec) if isinstance(spec, str) else spec
     model_path, settings_path = output_paths(output)
+    if _is_same_file(checkpoint, output, model_path, settings_path):
+        raise ValueError(f"--output {output} is the checkpoint being converted; choose another path.")
     if os.path.exists(output) and output.endswith(".keras") and os.path.isdir(output):
         raise FileExistsError(f"{output} is a directory; give a .keras file path or a workdir folder.")
     _check_writable_folder(os.path.dirname(model_path) or ".", output)
     settings = run_settings_text(spec, TARGET_SIGMA, TARGET_PEAK)
     existing = [path for path in (model_path, settings_path) if os.path.exists(path)]
     if os.path.exists(settings_path):
-        with open(settings_path) as f:
-            if f.read() == settings:
+        with open(settings_path, "rb") as f:
+            if f.read() == settings.encode():
                 existing.remove(settings_path)  # the same settings: nothing would change
     if existing and not overwrite:
         raise FileExistsError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace.")
