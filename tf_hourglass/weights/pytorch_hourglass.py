@@ -138,7 +138,10 @@ def state_dict_of(checkpoint, path: str) -> dict[str, np.ndarray]:
     """The model's tensors from a loaded checkpoint, without the DataParallel prefix."""
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or not state:
-        found = sorted(checkpoint)[:5] if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        # str keys: a pickle may mix key types, which sorted() cannot compare.
+        found = (
+            sorted(map(str, checkpoint))[:5] if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        )
         raise CheckpointError(f"{path}: no 'state_dict' of tensors in the checkpoint (found {found}).")
     for prefix in KEY_PREFIXES:  # longest first: "model.module." before "module."
         if all(str(key).startswith(prefix) for key in state):
@@ -184,6 +187,29 @@ def architecture_of(state: dict, source: str, path: str) -> dict:
             num_residual_modules=_count(state, r"hg\.0\.hg\.0\.0\.(\d+)\."),
         )
     return dict(arguments, num_keypoints=int(num_keypoints), filters=int(filters), stem=STEMS[source])
+
+
+def check_parameter_budget(arguments: dict, path: str) -> None:
+    """Refuses an architecture with more parameters than the file has bytes, before building it.
+
+    The widths come from one tensor's shape, so a small file can claim any size
+    (a 1 MB marker of 20000 filters would build a model of billions of
+    weights). A real checkpoint holds each parameter in at least one byte; the
+    count below is a lower bound (the residual modules' kernels and the heatmap
+    convolutions only), so a real checkpoint always passes.
+    """
+    filters, stacks = arguments["filters"], arguments["num_stacks"]
+    residual_modules = stacks * (3 * arguments["depth"] + 2) * arguments["num_residual_modules"]
+    # A bottleneck of f filters: 1x1 f -> f/2, 3x3 f/2 -> f/2, 1x1 f/2 -> f.
+    at_least = (
+        residual_modules * (filters * filters * 13 // 4) + stacks * filters * arguments["num_keypoints"]
+    )
+    file_bytes = os.path.getsize(path)
+    if at_least > file_bytes:
+        raise CheckpointError(
+            f"{path}: the checkpoint's architecture ({_describe(arguments)}) has at least {at_least} "
+            f"parameters, more than its {file_bytes} bytes can hold; it is damaged or not a hourglass checkpoint."
+        )
 
 
 def _describe(arguments: dict) -> str:
@@ -276,6 +302,7 @@ def load_pytorch_checkpoint(
     path = os.fspath(path)
     state = state_dict_of(read_torch_checkpoint(path), path)
     arguments = architecture_of(state, source, path)
+    check_parameter_budget(arguments, path)
     arguments["input_mean"] = (
         INPUT_MEANS[source] if isinstance(input_mean, str) and input_mean == "source" else input_mean
     )

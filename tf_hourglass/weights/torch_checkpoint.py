@@ -14,13 +14,21 @@ A pickle can call any importable function, so a checkpoint is untrusted input:
 ``read_torch_checkpoint`` unpickles with an allow-list that rebuilds only
 containers, tensors and numbers (the rebuild functions are ours, never torch's
 or anyone's), and refuses anything else before calling it. Tensors come back as
-NumPy arrays.
+read-only NumPy arrays that view their storage: tensors sharing a storage share
+its memory, as in torch.
+
+Memory stays bounded by what the file holds: a storage's declared size must
+equal its zip entry's (or, legacy, fit in the rest of the file) before any byte
+is read; an entry is read only as far as it declares; entries that inflate
+more than ``MAX_INFLATION`` times (torch stores them uncompressed) and pickles
+over ``MAX_PICKLE_BYTES`` are refused.
 """
 
 from __future__ import annotations
 
 import collections
 import io
+import math
 import os
 import pickle
 import struct
@@ -29,6 +37,13 @@ import zipfile
 import numpy as np
 
 LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
+# torch.save stores zip entries uncompressed; real weights deflate by far less than
+# this, zeros by ~1000x: a large entry past it is a zip bomb, not a checkpoint.
+MAX_INFLATION = 20
+SMALL_ENTRY_BYTES = 1 << 20  # entries this small may inflate as they like
+# A state dict with its optimizer pickles to well under 1 MB per thousand tensors.
+MAX_PICKLE_BYTES = 16 << 20
+READ_PIECE_BYTES = 1 << 20
 LEGACY_PROTOCOL_VERSION = 1001
 
 # torch storage classes -> NumPy element types ("bfloat16" is widened to float32).
@@ -75,27 +90,37 @@ class _PendingTensor:
         self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
 
     def to_numpy(self, path: str) -> np.ndarray:
+        """A read-only view of the storage: never a copy, however many tensors share it."""
         array = self.storage.array
         if array is None:
             raise CheckpointError(f"{path}: storage {self.storage.key!r} of a tensor is missing.")
-        # The last element the view reaches must lie inside the storage.
-        last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride, strict=True))
+        if len(self.size) != len(self.stride) or not all(
+            isinstance(v, int) for v in (self.offset, *self.size, *self.stride)
+        ):
+            raise CheckpointError(f"{path}: a tensor of size {self.size} and stride {self.stride}.")
         if any(n == 0 for n in self.size):
             return np.zeros(self.size, array.dtype)
-        count = int(np.prod(self.size, dtype=np.int64))
-        if self.offset < 0 or any(s < 0 for s in self.stride) or last >= array.size or count > array.size:
+        # Python integers: the element count and the last element reached cannot overflow.
+        last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride, strict=True))
+        count = math.prod(self.size)
+        if (
+            self.offset < 0
+            or any(n < 0 for n in self.size)
+            or any(s < 0 for s in self.stride)
+            or last >= array.size
+            or count > array.size
+        ):
             raise CheckpointError(
                 f"{path}: a tensor of size {self.size} (offset {self.offset}, stride {self.stride}) "
                 f"reaches past its storage of {array.size} elements."
             )
         itemsize = array.dtype.itemsize
-        view = np.lib.stride_tricks.as_strided(
-            array[self.offset :], shape=self.size, strides=[s * itemsize for s in self.stride]
+        return np.lib.stride_tricks.as_strided(
+            array[self.offset :],
+            shape=self.size,
+            strides=[s * itemsize for s in self.stride],
+            writeable=False,
         )
-        out = np.array(view, dtype=array.dtype.newbyteorder("="))
-        if self.storage.storage_type.name == "BFloat16Storage":
-            out = (out.astype(np.uint32) << 16).view(np.float32)
-        return out
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
@@ -194,33 +219,79 @@ def _materialise(obj, path):
     return obj
 
 
-def _frombuffer(data: bytes, storage: _Storage, byteorder: str, path: str) -> np.ndarray:
+def _frombuffer(data: bytes | bytearray, storage: _Storage, byteorder: str, path: str) -> np.ndarray:
+    """The storage's elements in native byte order (bfloat16 widened): one array per storage."""
     dtype = storage.storage_type.dtype.newbyteorder("<" if byteorder == "little" else ">")
     if len(data) != storage.numel * dtype.itemsize:
         raise CheckpointError(
             f"{path}: storage {storage.key!r} has {len(data)} bytes, expected "
             f"{storage.numel} x {dtype.itemsize} (the file is truncated or damaged)."
         )
-    return np.frombuffer(data, dtype)
+    array = np.frombuffer(data, dtype)
+    if not dtype.isnative:
+        array = array.astype(dtype.newbyteorder("="))
+    if storage.storage_type.name == "BFloat16Storage":
+        array = (array.astype(np.uint32) << 16).view(np.float32)
+    return array
+
+
+def _read_entry(archive: zipfile.ZipFile, member: str, path: str, max_bytes: int | None = None) -> bytearray:
+    """An entry's bytes, read no further than its declared size, after checking that size."""
+    info = archive.getinfo(member)
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise CheckpointError(
+            f"{path}: {member} is compressed with method {info.compress_type}; torch never is."
+        )
+    if info.file_size > SMALL_ENTRY_BYTES and info.file_size > MAX_INFLATION * info.compress_size:
+        raise CheckpointError(
+            f"{path}: {member} inflates {info.file_size} bytes from {info.compress_size}; refusing to "
+            "inflate it (torch stores tensors uncompressed; this looks made to exhaust memory)."
+        )
+    if max_bytes is not None and info.file_size > max_bytes:
+        raise CheckpointError(f"{path}: {member} holds {info.file_size} bytes, over the {max_bytes} allowed.")
+    # Into one buffer, a piece at a time: no second copy while inflating, and a
+    # header that understates the size stops the read there.
+    data = bytearray(info.file_size)
+    filled = 0
+    with archive.open(info) as f:
+        while filled < info.file_size:
+            piece = f.read(min(READ_PIECE_BYTES, info.file_size - filled))
+            if not piece:
+                raise CheckpointError(f"{path}: {member} is truncated ({filled} of {info.file_size} bytes).")
+            data[filled : filled + len(piece)] = piece
+            filled += len(piece)
+    return data
 
 
 def _read_zip(path: str):
     with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
+        names = set(archive.namelist())
         pickles = [n for n in names if n.endswith("data.pkl") and n.count("/") == 1]
         if len(pickles) != 1:
             raise CheckpointError(f"{path}: a zip file without one <name>/data.pkl; not a torch checkpoint.")
         root = pickles[0].split("/")[0]
         byteorder_name = f"{root}/byteorder"
-        byteorder = archive.read(byteorder_name).decode().strip() if byteorder_name in names else "little"
+        byteorder = (
+            _read_entry(archive, byteorder_name, path, max_bytes=16).decode().strip()
+            if byteorder_name in names
+            else "little"
+        )
 
         def read_storage(storage):
             member = f"{root}/data/{storage.key}"
             if member not in names:
                 raise CheckpointError(f"{path}: storage {member} is missing from the archive.")
-            storage.array = _frombuffer(archive.read(member), storage, byteorder, path)
+            itemsize = storage.storage_type.dtype.itemsize
+            entry_size = archive.getinfo(member).file_size
+            if entry_size != storage.numel * itemsize:
+                raise CheckpointError(
+                    f"{path}: storage {member} declares {storage.numel} x {itemsize} bytes but its entry holds "
+                    f"{entry_size} (the file is damaged)."
+                )
+            storage.array = _frombuffer(_read_entry(archive, member, path), storage, byteorder, path)
 
-        unpickler = _RestrictedUnpickler(io.BytesIO(archive.read(pickles[0])), path, read_storage)
+        data = _read_entry(archive, pickles[0], path, max_bytes=MAX_PICKLE_BYTES)
+        unpickler = _RestrictedUnpickler(io.BytesIO(data), path, read_storage)
         return _materialise(unpickler.load(), path)
 
 
@@ -234,6 +305,7 @@ def _read_legacy(path: str, f):
     if protocol != LEGACY_PROTOCOL_VERSION:
         raise CheckpointError(f"{path}: unsupported legacy torch protocol version {protocol!r}.")
     byteorder = "little" if not isinstance(sys_info, dict) or sys_info.get("little_endian", True) else "big"
+    file_size = os.fstat(f.fileno()).st_size
     unpickler = _RestrictedUnpickler(f, path, read_storage=lambda storage: None)
     obj = unpickler.load()
     keys = _load_plain_pickle(f, path, "storage key list")
@@ -251,9 +323,13 @@ def _read_legacy(path: str, f):
             raise CheckpointError(
                 f"{path}: storage {key!r} holds {numel} elements, expected {storage.numel}."
             )
-        storage.array = _frombuffer(
-            f.read(numel * storage.storage_type.dtype.itemsize), storage, byteorder, path
-        )
+        num_bytes = numel * storage.storage_type.dtype.itemsize
+        if num_bytes > file_size - f.tell():
+            raise CheckpointError(
+                f"{path}: storage {key!r} declares {num_bytes} bytes, more than the rest of the file "
+                "(the file is truncated or damaged)."
+            )
+        storage.array = _frombuffer(f.read(num_bytes), storage, byteorder, path)
     return _materialise(obj, path)
 
 
