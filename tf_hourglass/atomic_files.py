@@ -54,6 +54,20 @@ def atomic_path(path: str, suffix: str = "") -> Iterator[str]:
         remove(tmp)  # a no-op after the rename
 
 
+def check_writable_folder(folder: str, what: str) -> None:
+    """Fails before any work if local ``folder`` cannot be made or written: a file on the way, no permission.
+
+    ``what`` names the output in the message (``--output out/model.keras``).
+    """
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise NotADirectoryError(f"{what}: cannot write there, {existing} is a file.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"{what}: cannot write there, no permission in {existing}.")
+
+
 def write_bytes(path: str, data: bytes) -> None:
     with atomic_path(path) as tmp, tf.io.gfile.GFile(tmp, "wb") as f:
         f.write(data)

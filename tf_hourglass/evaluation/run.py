@@ -262,7 +262,9 @@ def evaluate_model(
     )
     if missing:
         raise FileNotFoundError(
-            f"{len(missing)} image(s) of {annotations} are missing under {images_dir}, e.g. {missing[:3]}."
+            f"{len(missing)} image(s) of {annotations} are missing "
+            + (f"under {images_dir}" if images_dir else "(at the paths it gives)")
+            + f", e.g. {missing[:3]}."
         )
 
     if _is_mpii(spec):

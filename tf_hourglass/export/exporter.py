@@ -97,6 +97,8 @@ def _check_output(model, output: str, format: str, overwrite: bool) -> None:
             raise ValueError(
                 f"--output {output!r} is or contains the model being exported; choose another path."
             )
+    if "://" not in output:
+        atomic_files.check_writable_folder(os.path.dirname(os.path.abspath(output)), f"--output {output!r}")
     if not os.path.lexists(output):
         return
     if not overwrite:

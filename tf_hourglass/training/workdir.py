@@ -37,8 +37,11 @@ def write_json(path, data):
 def read_json(path):
     if not os.path.exists(path):
         return {}
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"{path}: not valid JSON ({type(e).__name__}); repair or remove it.") from None
 
 
 def drop_metrics_rows_from(path, epoch):
@@ -49,12 +52,25 @@ def drop_metrics_rows_from(path, epoch):
     """
     if not os.path.exists(path):
         return
-    with open(path) as f:
-        lines = f.read().splitlines(keepends=True)
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines(keepends=True)
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file; repair or remove it to resume.") from None
     if not lines:
         return
     header, *rows = lines
-    kept = [row for row in rows if row.strip() and int(row.split(",", 1)[0]) < epoch]
+    kept = []
+    for row in filter(str.strip, rows):
+        try:
+            row_epoch = int(row.split(",", 1)[0])
+        except ValueError:
+            raise ValueError(
+                f"{path}: a row that does not start with an epoch number ({row.strip()[:40]!r}); "
+                "repair or remove the file to resume."
+            ) from None
+        if row_epoch < epoch:
+            kept.append(row)
     if len(kept) < len(rows):
         atomic_files.write_text(path, header + "".join(kept))
 

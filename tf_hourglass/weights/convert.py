@@ -31,17 +31,6 @@ def output_paths(output: str) -> tuple[str, str]:
     return model_path, os.path.join(folder or ".", RUN_SETTINGS_FILE)
 
 
-def _check_writable_folder(folder: str, output: str) -> None:
-    """Fails before any work if ``folder`` cannot be made or written (a file on the way, no permission)."""
-    existing = os.path.abspath(folder)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise NotADirectoryError(f"--output {output}: cannot write there, {existing} is a file.")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise PermissionError(f"--output {output}: cannot write there, no permission in {existing}.")
-
-
 def _is_same_file(checkpoint, *paths) -> bool:
     """Whether one of ``paths`` is ``checkpoint`` (its real path, or the same file through a hard link)."""
     target = os.path.realpath(checkpoint)
@@ -86,7 +75,7 @@ def convert_checkpoint(
         raise ValueError(f"--output {output} is the checkpoint being converted; choose another path.")
     if os.path.exists(output) and output.endswith(".keras") and os.path.isdir(output):
         raise FileExistsError(f"{output} is a directory; give a .keras file path or a workdir folder.")
-    _check_writable_folder(os.path.dirname(model_path) or ".", output)
+    atomic_files.check_writable_folder(os.path.dirname(model_path) or ".", f"--output {output}")
     settings = run_settings_text(spec, TARGET_SIGMA, TARGET_PEAK)
     existing = [path for path in (model_path, settings_path) if os.path.exists(path)]
     if os.path.exists(settings_path):

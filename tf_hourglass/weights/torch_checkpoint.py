@@ -37,6 +37,7 @@ import zipfile
 import numpy as np
 
 LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
+_ZIP_MAGIC = b"PK\x03\x04"
 # torch.save stores zip entries uncompressed; real weights deflate by far less than
 # this, zeros by ~1000x: a large entry past it is a zip bomb, not a checkpoint.
 MAX_INFLATION = 20
@@ -364,14 +365,24 @@ def read_torch_checkpoint(path) -> object:
     is truncated, or asks to call anything but the allowed rebuild functions.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path}: a folder; give the checkpoint file in it.")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such checkpoint file.")
     try:
         if zipfile.is_zipfile(path):
             return _read_zip(path)
         with open(path, "rb") as f:
+            if f.read(4) == _ZIP_MAGIC:  # a zip file without its end: torch >= 1.6's format, cut short
+                raise CheckpointError(
+                    f"{path}: a truncated or damaged torch checkpoint (a zip file without its central directory)."
+                )
+            f.seek(0)
             return _read_legacy(path, f)
-    except CheckpointError:
+    except CheckpointError as e:
+        # The rebuild functions cannot know the path: put it in front of their messages.
+        if not str(e).startswith(f"{path}: "):
+            raise CheckpointError(f"{path}: {e}") from None
         raise
     except Exception as e:  # a damaged or truncated file fails in many ways; all are bad input
         raise CheckpointError(
