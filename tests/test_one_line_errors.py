@@ -10,9 +10,10 @@ import pytest
 from pytorch_reference import random_state_dict, write_torch_checkpoint
 
 from tf_hourglass import inference, predict, train
-from tf_hourglass.data import convert
+from tf_hourglass.data import convert, tfrecord
 from tf_hourglass.evaluation import run
 from tf_hourglass.export import __main__ as export_main
+from tf_hourglass.run_files import read_run_settings
 from tf_hourglass.training.workdir import drop_metrics_rows_from
 from tf_hourglass.weights import CheckpointError, read_torch_checkpoint
 from tf_hourglass.weights.__main__ import main as weights_main
@@ -63,6 +64,29 @@ def test_json_nested_100000_deep_is_one_line_naming_the_file(tmp_path, capsys):
     ]
     assert predict.main(argv) == 1
     assert f"{deep}: JSON nested too deeply to read." in _one_line(capsys, "predict")
+    sidecar = tmp_path / "train.spec.json"
+    sidecar.write_text(deep.read_text())
+    with pytest.raises(ValueError, match=f"^{sidecar}: JSON nested too deeply"):
+        tfrecord.read_spec_sidecar(str(tmp_path / "train"))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run/inference.json").write_text(deep.read_text())
+    with pytest.raises(ValueError, match=f"^{tmp_path / 'run/inference.json'}: not valid JSON"):
+        read_run_settings(str(tmp_path / "run"))
+
+
+def test_a_coco_num_keypoints_of_10_to_the_400_is_one_line_naming_the_file(tmp_path, capsys):
+    annotations = tmp_path / "coco.json"
+    person = {
+        "id": 1,
+        "image_id": 1,
+        "keypoints": [10, 10, 2] * 17,
+        "bbox": [0, 0, 20, 20],
+        "num_keypoints": 0,
+    }
+    data = {"images": [{"id": 1, "file_name": "p.jpg"}], "annotations": [person], "categories": [{"id": 1}]}
+    annotations.write_text(json.dumps(data).replace('"num_keypoints": 0', f'"num_keypoints": {10**400}'))
+    assert _convert(annotations, tmp_path / "out/x", "coco", f"--images={tmp_path}") == 1
+    assert f"{annotations}: annotations[0] 'num_keypoints' is not numeric" in _one_line(capsys, "convert")
 
 
 @pytest.mark.parametrize(

@@ -42,8 +42,11 @@ def read_run_settings(model) -> dict:
     settings_path = os.path.join(folder, RUN_SETTINGS_FILE)
     if not tf.io.gfile.exists(settings_path):
         return {}
-    with tf.io.gfile.GFile(settings_path) as f:
-        settings = json.load(f)
+    with tf.io.gfile.GFile(settings_path, "rb") as f:
+        try:
+            settings = json.loads(f.read())
+        except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, too deep
+            raise ValueError(f"{settings_path}: not valid JSON ({type(e).__name__}).") from None
     return {
         "spec": keypoint_specs.spec_from_dict(settings["spec"]),
         "codec": {"sigma": settings["codec"]["sigma"], "peak": settings["codec"]["peak"]},

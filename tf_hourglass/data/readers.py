@@ -393,7 +393,10 @@ def read_coco(annotations: str, images_dir: str) -> tuple[KeypointSpec, list[Pos
             continue
         raw = _field_array(ann, annotations, where, "keypoints", (3 * k,)).reshape(k, 3)
         flags = raw[:, 2]
-        if int(ann.get("num_keypoints", np.count_nonzero(flags > 0))) <= 0:
+        num_keypoints = _float_array(
+            ann.get("num_keypoints", np.count_nonzero(flags > 0)), annotations, f"{where} 'num_keypoints'", ()
+        )
+        if num_keypoints <= 0:
             continue
         image_id = _require_field(ann, annotations, where, "image_id")
         if image_id not in file_names:

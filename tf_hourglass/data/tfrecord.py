@@ -237,8 +237,13 @@ def write_spec_sidecar(prefix: str, spec: KeypointSpec, **extra) -> str:
 
 def read_spec_sidecar(prefix_or_path: str) -> KeypointSpec:
     """Reads the KeypointSpec from ``PREFIX.spec.json`` (give the prefix or the path)."""
+    from tf_hourglass.data.readers import load_json  # readers is heavier; only this needs it
+
     path = prefix_or_path
     if not path.endswith(".spec.json"):
         path = spec_sidecar_path(path)
-    with tf.io.gfile.GFile(path, "r") as f:
-        return keypoint_specs.spec_from_dict(json.load(f))
+    data = load_json(path, "spec sidecar")
+    try:
+        return keypoint_specs.spec_from_dict(data)
+    except (ValueError, TypeError, KeyError, AttributeError) as e:  # any JSON value may come here
+        raise ValueError(f"{path}: not a keypoint spec ({type(e).__name__}: {e}).") from None
