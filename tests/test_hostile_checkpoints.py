@@ -221,3 +221,15 @@ def test_mixed_type_top_level_keys_are_one_line_naming_the_file(tmp_path, checkp
     with pytest.raises(CheckpointError) as error:
         load_pytorch_checkpoint(path, "pv")
     assert str(error.value).startswith(f"{path}: {message}")
+
+
+def test_many_small_entries_inflating_to_600_mb_together_are_refused(tmp_path):
+    path = tmp_path / "many.pt"
+    count, numel = 600, 1 << 18  # 1 MB each
+    state = {f"w{i}": _View(_storage(str(i), numel), (numel,), (1,)) for i in range(count)}
+    _write_zip(
+        path, {"state_dict": state}, {str(i): _zeros(numel * 4) for i in range(count)}, zipfile.ZIP_DEFLATED
+    )
+    _assert_refused_within_budget(
+        path, "read_torch_checkpoint({path!r})", "its entries inflate to more than 20 times the file's size"
+    )

@@ -19,9 +19,10 @@ its memory, as in torch.
 
 Memory stays bounded by what the file holds: a storage's declared size must
 equal its zip entry's (or, legacy, fit in the rest of the file) before any byte
-is read; an entry is read only as far as it declares; entries that inflate
-more than ``MAX_INFLATION`` times (torch stores them uncompressed) and pickles
-over ``MAX_PICKLE_BYTES`` are refused.
+is read; an entry is read only as far as it declares; an entry, or all entries
+together, inflating to more than ``MAX_INFLATION`` times their compressed size
+(torch stores them uncompressed) and pickles over ``MAX_PICKLE_BYTES`` are
+refused.
 """
 
 from __future__ import annotations
@@ -236,9 +237,9 @@ def _frombuffer(data: bytes | bytearray, storage: _Storage, byteorder: str, path
     return array
 
 
-def _read_entry(archive: zipfile.ZipFile, member: str, path: str, max_bytes: int | None = None) -> bytearray:
-    """An entry's bytes, read no further than its declared size, after checking that size."""
-    info = archive.getinfo(member)
+def _check_entry(info: zipfile.ZipInfo, path: str, max_bytes: int | None) -> None:
+    """Refuses an entry before inflating it: an unknown compression, a zip bomb, more than ``max_bytes``."""
+    member = info.filename
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
         raise CheckpointError(
             f"{path}: {member} is compressed with method {info.compress_type}; torch never is."
@@ -250,6 +251,11 @@ def _read_entry(archive: zipfile.ZipFile, member: str, path: str, max_bytes: int
         )
     if max_bytes is not None and info.file_size > max_bytes:
         raise CheckpointError(f"{path}: {member} holds {info.file_size} bytes, over the {max_bytes} allowed.")
+
+
+def _read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: str) -> bytearray:
+    """An entry's bytes, read no further than its declared size (checked first by ``_check_entry``)."""
+    member = info.filename
     # Into one buffer, a piece at a time: no second copy while inflating, and a
     # header that understates the size stops the read there.
     data = bytearray(info.file_size)
@@ -271,11 +277,24 @@ def _read_zip(path: str):
         if len(pickles) != 1:
             raise CheckpointError(f"{path}: a zip file without one <name>/data.pkl; not a torch checkpoint.")
         root = pickles[0].split("/")[0]
+        # All entries together, not only each one: many small entries are a zip bomb too.
+        remaining = MAX_INFLATION * os.path.getsize(path) + SMALL_ENTRY_BYTES
+
+        def read(member, max_bytes=None):
+            nonlocal remaining
+            info = archive.getinfo(member)
+            _check_entry(info, path, max_bytes)
+            remaining -= info.file_size
+            if remaining < 0:
+                raise CheckpointError(
+                    f"{path}: its entries inflate to more than {MAX_INFLATION} times the file's size; refusing "
+                    f"to inflate {member} (torch stores tensors uncompressed; this looks made to exhaust memory)."
+                )
+            return _read_entry(archive, info, path)
+
         byteorder_name = f"{root}/byteorder"
         byteorder = (
-            _read_entry(archive, byteorder_name, path, max_bytes=16).decode().strip()
-            if byteorder_name in names
-            else "little"
+            read(byteorder_name, max_bytes=16).decode().strip() if byteorder_name in names else "little"
         )
 
         def read_storage(storage):
@@ -289,9 +308,9 @@ def _read_zip(path: str):
                     f"{path}: storage {member} declares {storage.numel} x {itemsize} bytes but its entry holds "
                     f"{entry_size} (the file is damaged)."
                 )
-            storage.array = _frombuffer(_read_entry(archive, member, path), storage, byteorder, path)
+            storage.array = _frombuffer(read(member), storage, byteorder, path)
 
-        data = _read_entry(archive, pickles[0], path, max_bytes=MAX_PICKLE_BYTES)
+        data = read(pickles[0], max_bytes=MAX_PICKLE_BYTES)
         unpickler = _RestrictedUnpickler(io.BytesIO(data), path, read_storage)
         return _materialise(unpickler.load(), path)
 
