@@ -93,9 +93,16 @@ def exclusive_lock(path: str, in_use_error: Callable[[str], OSError], remove_whe
     When another live process holds it, raises ``in_use_error(holder_pid)`` at once.
     ``remove_when_done`` removes the file on release; a process that opened the
     file before that then holds a removed file, which is why a lock only counts
-    when the file at ``path`` is still the one locked.
+    when the file at ``path`` is still the one locked. A file at ``path`` that
+    holds anything but a pid is someone's data: refused (FileExistsError), and an
+    empty file we did not make is never removed.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        created = True
+    except FileExistsError:
+        fd = os.open(path, os.O_RDWR)
+        created = False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         try:
@@ -107,12 +114,17 @@ def exclusive_lock(path: str, in_use_error: Callable[[str], OSError], remove_whe
         holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
         os.close(fd)
         raise in_use_error(holder) from None
+    content = os.pread(fd, 64, 0).strip()
+    if content and not content.isdigit():
+        os.close(fd)
+        raise FileExistsError(f"{path} exists and is not a lock file; move it away.")
+    ours = created or bool(content)  # made here, or left by a killed holder
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
-        if remove_when_done:
+        if remove_when_done and ours:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)  # while still locked, so nobody takes over a file about to vanish
         os.close(fd)  # releases the lock
