@@ -220,3 +220,12 @@ def test_an_export_output_under_a_file_is_named_as_such(tmp_path, capsys):
         f"--output {output!r}: cannot write there, {blocker} is a file." in err and "File exists" not in err
     )
     assert blocker.read_text() == "mine"
+
+
+def test_a_legacy_checkpoint_cut_after_its_magic_number_is_called_truncated(tmp_path):
+    path = tmp_path / "checkpoint.pth.tar"
+    write_torch_checkpoint(path, {"state_dict": {"w": np.zeros(3, np.float32)}}, legacy=True)
+    magic_length = len(pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2))
+    path.write_bytes(path.read_bytes()[: magic_length + 3])
+    with pytest.raises(CheckpointError, match=f"^{path}: a truncated or damaged torch checkpoint"):
+        read_torch_checkpoint(path)

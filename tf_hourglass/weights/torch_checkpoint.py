@@ -316,12 +316,10 @@ def _read_zip(path: str):
 
 
 def _read_legacy(path: str, f):
-    header = [
-        _load_plain_pickle(f, path, what) for what in ("magic number", "protocol version", "system info")
-    ]
-    magic, protocol, sys_info = header
+    magic = _load_plain_pickle(f, path, "magic number")
     if magic != LEGACY_MAGIC_NUMBER:
         raise CheckpointError(f"{path}: not a torch checkpoint (wrong magic number).")
+    protocol, sys_info = (_load_plain_pickle(f, path, what) for what in ("protocol version", "system info"))
     if protocol != LEGACY_PROTOCOL_VERSION:
         raise CheckpointError(f"{path}: unsupported legacy torch protocol version {protocol!r}.")
     byteorder = "little" if not isinstance(sys_info, dict) or sys_info.get("little_endian", True) else "big"
@@ -372,8 +370,13 @@ def _load_plain_pickle(f, path: str, what: str):
         return _PlainUnpickler(f, path, what).load()
     except CheckpointError:
         raise
-    except Exception as e:  # any malformed pickle: the file is not a checkpoint
-        raise CheckpointError(f"{path}: not a torch checkpoint ({what} unreadable: {e}).") from e
+    except (
+        Exception
+    ) as e:  # a malformed pickle: no checkpoint at all, or one cut short after its magic number
+        kind = (
+            "not a torch checkpoint" if what == "magic number" else "a truncated or damaged torch checkpoint"
+        )
+        raise CheckpointError(f"{path}: {kind} ({what} unreadable: {e}).") from e
 
 
 def read_torch_checkpoint(path) -> object:
