@@ -14,7 +14,7 @@ from tf_hourglass.data import convert, tfrecord
 from tf_hourglass.evaluation import run
 from tf_hourglass.export import __main__ as export_main
 from tf_hourglass.run_files import read_run_settings
-from tf_hourglass.training.workdir import drop_metrics_rows_from
+from tf_hourglass.training.workdir import drop_metrics_rows_from, read_json
 from tf_hourglass.weights import CheckpointError, read_torch_checkpoint
 from tf_hourglass.weights.__main__ import main as weights_main
 
@@ -199,6 +199,13 @@ def test_a_damaged_metrics_csv_names_the_file(tmp_path):
     path.write_bytes(b"epoch,loss\n\xff\xfe\n")
     with pytest.raises(ValueError, match=f"^{path}: not a text file"):
         drop_metrics_rows_from(str(path), 1)
+
+
+def test_a_damaged_best_json_names_the_file(tmp_path):
+    path = tmp_path / "best.json"
+    path.write_text('{"epoch": 3, "score"')
+    with pytest.raises(ValueError, match=f"^{path}: not valid JSON"):
+        read_json(str(path))
 
 
 def test_missing_images_without_an_images_folder_do_not_say_under_none(tmp_path):
