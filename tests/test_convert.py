@@ -382,8 +382,14 @@ def test_a_second_conversion_to_a_busy_prefix_refuses_and_keeps_the_first_ones_f
         )
         assert running.read_bytes() == b"half a shard"
         assert sorted(p.name for p in (planted / "out").iterdir()) == [running.name, "train.lock"]
+        other = str(planted / "out/valid")  # another prefix in the same folder is not held
+        assert convert.main([*argv[:-1], f"--output={other}"]) == 0
+        assert tfrecord.list_shards(other) == [f"{other}-00000-of-00001.tfrecord"]
+        assert running.read_bytes() == b"half a shard"
     assert convert.main(argv) == 0  # the lock is released, and its file removed
     assert sorted(p.name for p in (planted / "out").iterdir()) == [
         "train-00000-of-00001.tfrecord",
         "train.spec.json",
+        "valid-00000-of-00001.tfrecord",
+        "valid.spec.json",
     ]
