@@ -138,7 +138,9 @@ def _carry_user_files(old: str, new: str) -> list[str]:
         folders[:] = [name for name in folders if name not in links]
         entries = [os.path.normpath(os.path.join(relative_root, name)) for name in files + links]
         if not folders and not files and not links and relative_root != ".":
-            entries = [relative_root]  # an empty folder
+            if os.path.isdir(os.path.join(new, relative_root)):
+                continue  # an empty folder the new export has too (a SavedModel's assets/)
+            entries = [relative_root]  # an empty folder of the user's
         for relative in entries:
             if _SAVED_MODEL_FILES.fullmatch(relative):
                 continue
