@@ -38,15 +38,16 @@ import zipfile
 import numpy as np
 
 LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
-_ZIP_MAGIC = b"PK\x03\x04"
+LEGACY_PROTOCOL_VERSION = 1001
+_ZIP_MAGIC = b"PK\x03\x04"  # a zip file's first local header
+
 # torch.save stores zip entries uncompressed; real weights deflate by far less than
-# this, zeros by ~1000x: a large entry past it is a zip bomb, not a checkpoint.
+# this, zeros by ~1000x: a large entry (or all entries) past it is a zip bomb.
 MAX_INFLATION = 20
-SMALL_ENTRY_BYTES = 1 << 20  # entries this small may inflate as they like
+SMALL_ENTRY_BYTES = 1 << 20  # one entry this small may inflate as it likes
 # A state dict with its optimizer pickles to well under 1 MB per thousand tensors.
 MAX_PICKLE_BYTES = 16 << 20
 READ_PIECE_BYTES = 1 << 20
-LEGACY_PROTOCOL_VERSION = 1001
 
 # torch storage classes -> NumPy element types ("bfloat16" is widened to float32).
 STORAGE_DTYPES = {
