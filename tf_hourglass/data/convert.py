@@ -283,7 +283,9 @@ def convert_dataset(
             except OutputInUseError:
                 raise
             except OSError as e:  # the lock file cannot be made: a file on the way, no permission
-                raise OSError(f"--output {output_prefix!r}: cannot write there ({e.strerror}).") from None
+                raise OSError(
+                    f"--output {output_prefix!r}: cannot write there ({e.strerror or e})."
+                ) from None
             summary = _write_shards(
                 spec, records, format, output_prefix, num_shards, crop_margin, full_image, progress
             )
