@@ -208,6 +208,15 @@ def test_a_damaged_best_json_names_the_file(tmp_path):
         read_json(str(path))
 
 
+@pytest.mark.parametrize("content", ["{}", '{"spec": 3, "codec": {}}', "[1]"])
+def test_an_inference_json_without_its_fields_names_the_file(tmp_path, content):
+    (tmp_path / "inference.json").write_text(content)
+    with pytest.raises(
+        ValueError, match=f"^{tmp_path / 'inference.json'}: not the settings a training run writes"
+    ):
+        read_run_settings(str(tmp_path))
+
+
 def test_missing_images_without_an_images_folder_do_not_say_under_none(tmp_path):
     annotations = _custom_json(tmp_path / "a.json", [[10, 5, 2], [3, 4, 2]])
     with pytest.raises(FileNotFoundError) as error:

@@ -47,7 +47,12 @@ def read_run_settings(model) -> dict:
             settings = json.loads(f.read())
         except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, too deep
             raise ValueError(f"{settings_path}: not valid JSON ({type(e).__name__}).") from None
-    return {
-        "spec": keypoint_specs.spec_from_dict(settings["spec"]),
-        "codec": {"sigma": settings["codec"]["sigma"], "peak": settings["codec"]["peak"]},
-    }
+    try:
+        return {
+            "spec": keypoint_specs.spec_from_dict(settings["spec"]),
+            "codec": {"sigma": settings["codec"]["sigma"], "peak": settings["codec"]["peak"]},
+        }
+    except (ValueError, TypeError, KeyError) as e:  # a field missing or of the wrong kind
+        raise ValueError(
+            f"{settings_path}: not the settings a training run writes ({type(e).__name__}: {e})."
+        ) from None
