@@ -51,3 +51,37 @@ def test_a_folder_is_written_whole_or_not_at_all(tmp_path):
         os.makedirs(os.path.join(tmp, "variables"))
         raise ValueError("check failed")
     assert os.listdir(tmp_path) == ["saved_model"]
+
+
+def test_a_lock_never_truncates_or_removes_a_file_that_is_not_a_lock(tmp_path):
+    def in_use(holder):
+        return OSError(f"in use by {holder}")
+
+    notes = tmp_path / "train.lock"
+    notes.write_text("my notes")
+    with pytest.raises(FileExistsError, match=f"{notes} exists and is not a lock file"):
+        with atomic_files.exclusive_lock(str(notes), in_use, remove_when_done=True):
+            pass
+    assert notes.read_text() == "my notes"
+    empty = tmp_path / "empty.lock"
+    empty.write_text("")
+    with atomic_files.exclusive_lock(str(empty), in_use, remove_when_done=True):
+        assert empty.read_text() == f"{os.getpid()}\n"
+    assert empty.exists()  # not made here: kept
+    stale = tmp_path / "stale.lock"
+    stale.write_text("999999\n")  # left by a killed run
+    with atomic_files.exclusive_lock(str(stale), in_use, remove_when_done=True):
+        pass
+    assert not stale.exists()
+
+
+def test_a_held_lock_refuses_a_second_holder_naming_the_first_pid(tmp_path):
+    path = str(tmp_path / "x.lock")
+    with atomic_files.exclusive_lock(
+        path, lambda holder: OSError(f"held by {holder}"), remove_when_done=True
+    ):
+        # A second open file description, as another process would have.
+        with pytest.raises(OSError, match=f"held by {os.getpid()}"):
+            with atomic_files.exclusive_lock(path, lambda holder: OSError(f"held by {holder}")):
+                pass
+    assert not os.path.exists(path)

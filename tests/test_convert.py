@@ -345,3 +345,51 @@ def test_temporary_shards_of_a_killed_conversion_are_removed_and_reported(plante
     assert convert.main([*argv, f"--output={planted / 'out/train'}"]) == 0
     assert not leftover.exists() and (planted / "out/train-notes.tmp-1").read_text() == "mine"
     assert "removed 1 temporary file(s) left by an interrupted conversion" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("folder", ["exp[1]", "ex?1", "e*"])
+def test_an_output_prefix_with_glob_characters_touches_only_its_own_shards(planted, folder):
+    other = planted / "exp1"
+    convert.convert_dataset(
+        "custom", str(planted / "train.json"), None, str(other / "train"), num_shards=2, progress=False
+    )
+    leftover = other / "train-00000-of-00001.tfrecord.tmp-1a2b3c4d"  # a running conversion's
+    leftover.write_bytes(b"half a shard")
+    before = sorted(p.name for p in other.iterdir())
+    summary = convert.convert_dataset(
+        "custom", str(planted / "train.json"), None, str(planted / folder / "train"), progress=False
+    )
+    assert summary.removed_temp_files == 0
+    assert sorted(p.name for p in other.iterdir()) == before
+    assert sorted(p.name for p in (planted / folder).iterdir()) == [
+        "train-00000-of-00001.tfrecord",
+        "train.spec.json",
+    ]
+    assert tfrecord.list_shards(str(planted / folder / "train")) == summary.shard_paths
+
+
+def test_a_second_conversion_to_a_busy_prefix_refuses_and_keeps_the_first_ones_files(planted, capsys):
+    prefix = planted / "out/train"
+    (planted / "out").mkdir()
+    running = planted / "out/train-00000-of-00001.tfrecord.tmp-1a2b3c4d"  # the first run's, being written
+    running.write_bytes(b"half a shard")
+    argv = ["convert", "--format=custom", f"--annotations={planted / 'train.json'}", f"--output={prefix}"]
+    with convert.output_prefix_lock(str(prefix)):  # the first run, still converting
+        assert convert.main(argv) == 1
+        err = capsys.readouterr().err
+        assert (
+            err.count("\n") == 1 and f"convert: error: --output {str(prefix)!r} is in use by another" in err
+        )
+        assert running.read_bytes() == b"half a shard"
+        assert sorted(p.name for p in (planted / "out").iterdir()) == [running.name, "train.lock"]
+        other = str(planted / "out/valid")  # another prefix in the same folder is not held
+        assert convert.main([*argv[:-1], f"--output={other}"]) == 0
+        assert tfrecord.list_shards(other) == [f"{other}-00000-of-00001.tfrecord"]
+        assert running.read_bytes() == b"half a shard"
+    assert convert.main(argv) == 0  # the lock is released, and its file removed
+    assert sorted(p.name for p in (planted / "out").iterdir()) == [
+        "train-00000-of-00001.tfrecord",
+        "train.spec.json",
+        "valid-00000-of-00001.tfrecord",
+        "valid.spec.json",
+    ]

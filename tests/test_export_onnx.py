@@ -162,3 +162,27 @@ def test_overwrite_replaces_only_a_previous_export(tmp_path, capsys, format, nam
     err = capsys.readouterr().err
     assert f"{str(output)!r} is not a previous {format} export" in err and err.count("\n") == 1
     assert (output / "thesis.tex").read_text() == "mine" if kind == "dir" else output.read_text() == "mine"
+
+
+@pytest.mark.e2e
+def test_overwriting_a_saved_model_keeps_the_files_the_user_added(tmp_path, capsys):
+    output = tmp_path / "served"
+    argv = ["export", "--model", tiny_model_path(), "--format", "saved_model", "--output", str(output)]
+    assert __main__.main(argv) == 0  # a previous export
+    (output / "assets.extra").mkdir()
+    (output / "assets.extra/tf_serving_warmup_requests").write_bytes(b"warm-up")
+    (output / "notes.txt").write_text("mine")
+    (output / "variables/README").write_text("also mine")
+    (output / "empty").mkdir()
+    (output / "saved_model.pb").write_bytes(b"the old graph")
+    capsys.readouterr()
+    assert __main__.main([*argv, "--overwrite"]) == 0
+    out = capsys.readouterr().out
+    assert (output / "assets.extra/tf_serving_warmup_requests").read_bytes() == b"warm-up"
+    assert (output / "notes.txt").read_text() == "mine"
+    assert (output / "variables/README").read_text() == "also mine"
+    assert (output / "empty").is_dir()
+    assert (output / "saved_model.pb").read_bytes() != b"the old graph"
+    kept = "assets.extra/tf_serving_warmup_requests, empty, notes.txt, variables/README"
+    assert f"kept 4 entries you added to {output}: {kept}\n" in out
+    assert not [p for p in tmp_path.iterdir() if p.name != "served"]

@@ -203,6 +203,11 @@ def test_batch_size_is_dynamic(loaded):
             {"images": tf.zeros([1, 8, 8, 3], tf.uint8), "boxes": tf.constant([[20.0, 2.0, 5.0, 5.0]])},
             "boxes must overlap the image",
         ),
+        (
+            "serving_boxes",
+            {"images": tf.zeros([1, 8, 8, 3], tf.uint8), "boxes": tf.constant([[0.0, 0.0, 1e30, 1e30]])},
+            "boxes must overlap the image by at least 1% of their width and height",
+        ),
     ],
 )
 def test_wrong_inputs_fail_with_a_clear_message(loaded, signature, inputs, message):

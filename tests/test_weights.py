@@ -382,3 +382,32 @@ def test_command_help_and_bad_flags(capsys):
     assert weights_main(["weights", "--source", "tf", "--checkpoint", "c.pt", "--output", "m.keras"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("weights: error: ") and "--source" in err and "Run with --help" in err
+
+
+@pytest.mark.parametrize(
+    ("checkpoint_name", "output_name"),
+    [
+        ("hg.keras", "hg.keras"),  # any extension
+        ("checkpoint.pt", "checkpoint.pt"),
+        ("run/final.keras", "run"),  # the folder's final.keras
+        ("run/inference.json", "run"),
+        ("checkpoint.pt", "link.keras"),  # through a symbolic link
+    ],
+)
+def test_command_refuses_an_output_that_is_the_checkpoint_even_with_overwrite(
+    tmp_path, small_pv_state, capsys, checkpoint_name, output_name
+):
+    checkpoint = tmp_path / checkpoint_name
+    checkpoint.parent.mkdir(exist_ok=True)
+    pv_checkpoint(checkpoint, small_pv_state)
+    before = checkpoint.read_bytes()
+    if output_name == "link.keras":
+        (tmp_path / output_name).symlink_to(checkpoint)
+    output = str(tmp_path / output_name)
+    argv = ["weights", "--source", "pv", "--checkpoint", str(checkpoint), "--output", output, "--overwrite"]
+    assert weights_main(argv + ["--input-size", "16", "--spec", "coco"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err == f"weights: error: --output {output} is the checkpoint being converted; choose another path.\n"
+    )
+    assert checkpoint.read_bytes() == before

@@ -48,7 +48,8 @@ def parse_flags(
         if check is not None:
             check()
     except flags.Error as e:
-        print(f"{command}: error: {e}\nRun with --help for the flags.", file=sys.stderr)
+        message = " ".join(str(e).split())  # one line, whatever the flag's parser wrote
+        print(f"{command}: error: {message}\nRun with --help for the flags.", file=sys.stderr)
         return 2
     return None
 

@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from tf_hourglass.data import keypoint_specs, transforms
 from tf_hourglass.data.codec import HeatmapCodec
-from tf_hourglass.data.crop import box_crop_matrix, whole_image_box
+from tf_hourglass.data.crop import MIN_BOX_OVERLAP, box_crop_matrix, whole_image_box
 from tf_hourglass.data.records import KeypointSpec
 from tf_hourglass.model.info import SINGLE_PERSON, model_info
 from tf_hourglass.model_loader import load_pose_model, multi_person_network
@@ -74,7 +74,8 @@ def check_box(box, image_width: int, image_height: int) -> tuple[float, float, f
 
     Raises:
         ValueError: the box is not four finite numbers, has a zero or negative
-            side, or does not overlap the image.
+            side, or has less than ``MIN_BOX_OVERLAP`` of its width or height
+            on the image.
     """
     try:
         values = tuple(float(v) for v in box)
@@ -86,8 +87,15 @@ def check_box(box, image_width: int, image_height: int) -> tuple[float, float, f
     size = f"image of width {image_width} and height {image_height}"
     if not all(math.isfinite(v) for v in values) or w <= 0 or h <= 0:
         raise ValueError(f"box (x, y, w, h) = {values} must be finite with w > 0 and h > 0 (the {size}).")
-    if x >= image_width or y >= image_height or x + w <= 0 or y + h <= 0:
+    overlap_w = min(x + w, image_width) - max(x, 0.0)
+    overlap_h = min(y + h, image_height) - max(y, 0.0)
+    if overlap_w <= 0 or overlap_h <= 0:
         raise ValueError(f"box (x, y, w, h) = {values} lies outside the {size}.")
+    if overlap_w < MIN_BOX_OVERLAP * w or overlap_h < MIN_BOX_OVERLAP * h:
+        raise ValueError(
+            f"box (x, y, w, h) = {values} has less than {MIN_BOX_OVERLAP:.0%} of its width or height on the "
+            f"{size}; give a box around the person."
+        )
     return values
 
 

@@ -25,6 +25,7 @@ import dataclasses
 import json
 import os
 import re
+import zipfile
 from collections.abc import Callable, Sequence
 
 import keras
@@ -35,7 +36,7 @@ from tf_hourglass.data import keypoint_specs
 from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.model import as_stack_list, keypoint_heatmaps
 from tf_hourglass.model import presets as architecture_presets
-from tf_hourglass.model.info import MULTI_PERSON, ModelInfo, default_spec, model_info
+from tf_hourglass.model.info import MULTI_PERSON, SINGLE_PERSON, ModelInfo, default_spec, model_info
 from tf_hourglass.run_files import MODEL_FILE, RUN_SETTINGS_FILE, info_path
 from tf_hourglass.weights import pretrained
 
@@ -371,7 +372,9 @@ def read_model_info(path: str, network_info: ModelInfo) -> ModelInfo:
             network_info, spec=spec, sigma=codec.get("sigma", 1.0), peak=codec.get("peak", 1.0)
         )
     except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise ValueError(f"{settings_path}: not the settings of a model ({error}).") from error
+        raise ValueError(
+            f"{settings_path}: not the settings a training run writes ({type(error).__name__}: {error})."
+        ) from None
 
 
 def _read_keras_file(path: str) -> keras.Model:
@@ -446,6 +449,33 @@ def load_keras_model(model) -> keras.Model:
     elif not path.endswith(".keras"):
         raise ValueError(f"model must be a .keras file or a training workdir. Received: {path!r}")
     return _read_keras_file(path)
+
+
+def model_kind(model) -> str:
+    """The ``ModelInfo`` kind of a model or model file, without building a saved network.
+
+    A ``.keras`` file (or workdir) is read for its config only: the saved
+    ``pose_info``, else its class's ``model_kind``. Exports say it in their info file.
+    """
+    if isinstance(model, InferenceModel):
+        return model.info.kind
+    if isinstance(model, keras.Model):
+        return model_info(model).kind
+    path = keras_model_path(model)
+    if path.endswith(".keras") and tf.io.gfile.exists(path):
+        try:
+            with tf.io.gfile.GFile(path, "rb") as f, zipfile.ZipFile(f) as archive:
+                config = json.loads(archive.read("config.json"))
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+            return SINGLE_PERSON  # load_keras_model says what is wrong with it
+        saved = (config.get("config") or {}).get("pose_info") or {}
+        if "kind" in saved:
+            return saved["kind"]
+        cls = keras.saving.get_registered_object(f"{config.get('registered_name', '')}")
+        return getattr(cls, "model_kind", SINGLE_PERSON)
+    if tf.io.gfile.exists(os.fspath(model)):
+        return read_model_info(os.fspath(model), ModelInfo()).kind
+    return SINGLE_PERSON
 
 
 def load_pose_model(model):

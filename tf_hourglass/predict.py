@@ -15,7 +15,6 @@ its own colour and writes COCO keypoint results (flip test on unless
 ``tf_hourglass.predict_files.predict_path`` (see there for the outputs).
 """
 
-import json
 import os
 import sys
 
@@ -70,9 +69,13 @@ def load_spec(value: str | None):
     if value is None or not os.path.exists(value):
         return value
     from tf_hourglass.data.keypoint_specs import spec_from_dict
+    from tf_hourglass.data.readers import load_json
 
-    with open(value) as f:
-        return spec_from_dict(json.load(f))
+    data = load_json(value, "spec file")
+    try:
+        return spec_from_dict(data)
+    except (ValueError, TypeError, KeyError, AttributeError) as e:  # any JSON value may come here
+        raise ValueError(f"--spec {value}: not a keypoint spec ({type(e).__name__}: {e}).") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ which notebooks and tests call directly. Override any config field with
 ``--config.train.batch_size=32``.
 """
 
+import os
 import sys
 
 from absl import flags
@@ -34,16 +35,34 @@ def _unknown_config_field(argv: list[str], error: Exception) -> str | None:
     return None
 
 
+def _config_file(argv: list[str]) -> str | None:
+    """FILE of ``--config FILE[:ARGUMENTS]`` (or ``--config=...``) in ``argv``, if given."""
+    for i, arg in enumerate(argv[1:], start=1):
+        name, sep, value = arg.lstrip("-").partition("=")
+        if arg.startswith("-") and name == "config":
+            value = value if sep else (argv[i + 1] if i + 1 < len(argv) else "")
+            return value.split(":", 1)[0]
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parses the flags and runs ``train_and_evaluate``; returns the exit status."""
     argv = list(sys.argv if argv is None else argv)
+    config_file = _config_file(argv)
+    if config_file and not os.path.isfile(config_file) and not {"-h", "--help", "--helpfull"} & set(argv):
+        return fail("train", f"--config {config_file}: no such file.")
     try:
         status = parse_flags("train", _FLAGS, argv, __doc__)
-    except (AttributeError, KeyError) as error:
-        message = _unknown_config_field(argv, error)
-        if message is None:
-            raise
-        return fail("train", message, status=2)  # a bad flag, like parse_flags'
+    except Exception as error:  # the config file is Python: loading it may raise anything
+        message = (
+            _unknown_config_field(argv, error) if isinstance(error, (AttributeError, KeyError)) else None
+        )
+        if message is not None:
+            return fail("train", message, status=2)  # a bad flag, like parse_flags'
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        return fail(
+            "train", f"--config {config_file}: loading it raised {type(error).__name__}: {first_line}"
+        )
     if status is not None:
         return status
     from tf_hourglass.training.trainer import train_and_evaluate

@@ -19,9 +19,11 @@ unchanged when it already is an 8-bit RGB JPEG or PNG).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
+import re
 import sys
 
 import cv2
@@ -220,6 +222,27 @@ def _close_and_remove(writers, paths) -> None:
         atomic_files.remove(path)
 
 
+class OutputInUseError(OSError):
+    """Another live conversion writes to the same prefix."""
+
+
+def output_prefix_lock(output_prefix: str):
+    """Holds ``PREFIX.lock`` while converting, so two runs to one prefix never remove each other's shards.
+
+    Local prefixes only (flock); on gs:// two runs to one prefix are the user's to avoid.
+    """
+    if "://" in output_prefix:
+        return contextlib.nullcontext()
+
+    def in_use(holder):
+        return OutputInUseError(
+            f"--output {output_prefix!r} is in use by another conversion (pid {holder}); "
+            "wait for it to finish or choose another --output."
+        )
+
+    return atomic_files.exclusive_lock(f"{output_prefix}.lock", in_use, remove_when_done=True)
+
+
 def convert_dataset(
     format: str,
     annotations: str,
@@ -235,11 +258,14 @@ def convert_dataset(
     Examples are dealt round-robin to ``num_shards`` shards; each shard is
     written under a temporary name and renamed when all are complete; shards
     of an earlier conversion to the same prefix are then removed. When no
-    example is written, no file is left behind.
+    example is written, no file is left behind. ``PREFIX.lock`` is held
+    meanwhile; the prefix is matched literally (glob characters in it are
+    plain characters).
 
     Raises:
         readers.DatasetError: the annotation file is malformed.
         FileNotFoundError: the annotation file does not exist.
+        OutputInUseError: another conversion to this prefix is running.
         ValueError: unknown format, num_shards < 1 or crop_margin < 0.
     """
     if num_shards < 1:
@@ -248,9 +274,36 @@ def convert_dataset(
         raise ValueError(f"crop_margin must be >= 0; received {crop_margin}.")
     spec, records = readers.read_dataset(format, annotations, images_dir)
 
-    created = readers.make_output_folder(os.path.dirname(output_prefix), output=output_prefix)
+    folder = os.path.dirname(output_prefix)
+    created = readers.make_output_folder(folder, output=output_prefix)
+    try:
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(output_prefix_lock(output_prefix))
+            except OutputInUseError:
+                raise
+            except OSError as e:  # the lock file cannot be made: a file on the way, no permission
+                raise OSError(
+                    f"--output {output_prefix!r}: cannot write there ({e.strerror or e})."
+                ) from None
+            summary = _write_shards(
+                spec, records, format, output_prefix, num_shards, crop_margin, full_image, progress
+            )
+    except BaseException:
+        readers.remove_empty_folders(folder, created)
+        raise
+    if summary.written == 0:
+        readers.remove_empty_folders(folder, created)
+    return summary
+
+
+def _write_shards(
+    spec, records, format, output_prefix, num_shards, crop_margin, full_image, progress
+) -> ConversionSummary:
     # A killed conversion leaves its temporary shards; nothing else would ever remove them.
-    leftovers = tf.io.gfile.glob(f"{output_prefix}-?????-of-?????.tfrecord{atomic_files.TEMPORARY_INFIX}*")
+    leftovers = tfrecord.files_of_prefix(
+        output_prefix, tfrecord.SHARD_NAME_PATTERN + re.escape(atomic_files.TEMPORARY_INFIX) + r"[0-9a-f]{8}"
+    )
     for path in leftovers:
         tf.io.gfile.remove(path)
     final_paths = [tfrecord.shard_path(output_prefix, i, num_shards) for i in range(num_shards)]
@@ -261,7 +314,6 @@ def convert_dataset(
             writers.append(tf.io.TFRecordWriter(path))
     except tf.errors.OpError as e:
         _close_and_remove(writers, temp_paths)
-        readers.remove_empty_folders(os.path.dirname(output_prefix), created)
         raise OSError(f"--output {output_prefix!r}: cannot write there ({e.message}).") from None
 
     skipped = dict.fromkeys(SKIP_REASONS, 0)
@@ -290,12 +342,10 @@ def convert_dataset(
             written += 1
     except BaseException:
         _close_and_remove(writers, temp_paths)
-        readers.remove_empty_folders(os.path.dirname(output_prefix), created)
         raise
 
     if written == 0:
         _close_and_remove(writers, temp_paths)
-        readers.remove_empty_folders(os.path.dirname(output_prefix), created)
         return ConversionSummary(0, skipped, [], None, removed_temp_files=len(leftovers))
     for writer in writers:
         writer.close()

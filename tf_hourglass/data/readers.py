@@ -123,10 +123,13 @@ def read_bytes(path: str, what: str = "annotation file") -> bytes:
 
 
 def load_json(path: str, what: str = "annotation file"):
+    """The file's JSON value; DatasetError naming the file for anything that is not JSON we can read."""
     try:
         return json.loads(read_bytes(path, what))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DatasetError(f"{path}: not valid JSON ({e}).") from e
+    except RecursionError:
+        raise DatasetError(f"{path}: JSON nested too deeply to read.") from None
 
 
 def load_h5(path: str, what: str = "annotation file") -> dict[str, np.ndarray]:
@@ -150,12 +153,14 @@ def load_mat(path: str, what: str = "annotation file") -> dict[str, np.ndarray]:
         ) from e
 
 
-def require_array(data: dict, path: str, key: str, shape: tuple) -> np.ndarray:
-    """``data[key]`` as an array whose shape matches ``shape`` (None = any size)."""
+def require_array(data: dict, path: str, key: str, shape: tuple, numeric: bool = False) -> np.ndarray:
+    """``data[key]`` as an array whose shape matches ``shape`` (None = any size); of numbers if ``numeric``."""
     if key not in data:
         present = sorted(k for k in data if not k.startswith("__"))
         raise DatasetError(f"{path}: missing key {key!r}; present keys: {present}.")
     array = np.asarray(data[key])
+    if numeric and array.dtype.kind not in "biuf":
+        raise DatasetError(f"{path}: key {key!r} holds {array.dtype} values, not numbers.")
     if array.ndim != len(shape) or any(
         s is not None and s != a for s, a in zip(shape, array.shape, strict=True)
     ):
@@ -172,9 +177,11 @@ def _require_field(entry, path: str, where: str, key: str):
 
 def _float_array(value, path: str, where: str, shape: tuple) -> np.ndarray:
     """A JSON value as a float array of exactly ``shape``, else DatasetError."""
+    if isinstance(value, str) or (isinstance(value, list) and any(isinstance(v, str) for v in value)):
+        raise DatasetError(f"{path}: {where} is not numeric (a string, {value!r:.40}).")
     try:
         array = np.asarray(value, np.float64)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:  # OverflowError: an integer like 10**400
         raise DatasetError(f"{path}: {where} is not numeric ({e}).") from e
     if array.shape != shape:
         raise DatasetError(f"{path}: {where} has shape {array.shape}, expected {shape}.")
@@ -209,11 +216,11 @@ def _read_hourglass_h5(
     k = spec.num_keypoints
     names = require_array(data, path, "imgname", (None,))
     n = names.shape[0]
-    part = require_array(data, path, "part", (n, k, 2)).astype(np.float64)
-    visible = require_array(data, path, "visible", (n, k))
-    center = require_array(data, path, "center", (n, 2)).astype(np.float64)
-    scale = require_array(data, path, "scale", (n,)).astype(np.float64)
-    normalize = require_array(data, path, "normalize", (n,)).astype(np.float64)
+    part = require_array(data, path, "part", (n, k, 2), numeric=True).astype(np.float64)
+    visible = require_array(data, path, "visible", (n, k), numeric=True)
+    center = require_array(data, path, "center", (n, 2), numeric=True).astype(np.float64)
+    scale = require_array(data, path, "scale", (n,), numeric=True).astype(np.float64)
+    normalize = require_array(data, path, "normalize", (n,), numeric=True).astype(np.float64)
 
     has_gt = _hourglass_has_gt(part)
     keypoints = matlab_to_zero_based(part)
@@ -386,7 +393,10 @@ def read_coco(annotations: str, images_dir: str) -> tuple[KeypointSpec, list[Pos
             continue
         raw = _field_array(ann, annotations, where, "keypoints", (3 * k,)).reshape(k, 3)
         flags = raw[:, 2]
-        if int(ann.get("num_keypoints", np.count_nonzero(flags > 0))) <= 0:
+        num_keypoints = _float_array(
+            ann.get("num_keypoints", np.count_nonzero(flags > 0)), annotations, f"{where} 'num_keypoints'", ()
+        )
+        if num_keypoints <= 0:
             continue
         image_id = _require_field(ann, annotations, where, "image_id")
         if image_id not in file_names:

@@ -186,9 +186,28 @@ def shard_path(prefix: str, index: int, num_shards: int) -> str:
     return f"{prefix}-{index:05d}-of-{num_shards:05d}.tfrecord"
 
 
+SHARD_NAME_PATTERN = r"-\d{5}-of-\d{5}\.tfrecord"  # what follows PREFIX in a shard's name
+
+
+def files_of_prefix(prefix: str, name_pattern: str) -> list[str]:
+    """The existing files ``PREFIX + x`` where ``x`` matches the regex ``name_pattern``, sorted.
+
+    PREFIX is taken literally, not as a glob: an output ``data/exp[1]/train``
+    must never match ``data/exp1/train-...``.
+    """
+    stem = prefix.rsplit("/", 1)[-1]
+    folder = prefix[: len(prefix) - len(stem)]  # with its trailing slash, or empty
+    try:
+        names = tf.io.gfile.listdir(folder or ".")
+    except tf.errors.NotFoundError:
+        return []
+    matcher = re.compile(re.escape(stem) + name_pattern)
+    return sorted(folder + name for name in names if matcher.fullmatch(name))
+
+
 def list_shards(prefix: str) -> list[str]:
-    """The existing shards of ``prefix``, sorted."""
-    return sorted(tf.io.gfile.glob(f"{prefix}-?????-of-?????.tfrecord"))
+    """The existing shards of ``prefix`` (taken literally), sorted."""
+    return files_of_prefix(prefix, SHARD_NAME_PATTERN)
 
 
 def prefix_of(pattern: str) -> str:
@@ -218,8 +237,13 @@ def write_spec_sidecar(prefix: str, spec: KeypointSpec, **extra) -> str:
 
 def read_spec_sidecar(prefix_or_path: str) -> KeypointSpec:
     """Reads the KeypointSpec from ``PREFIX.spec.json`` (give the prefix or the path)."""
+    from tf_hourglass.data.readers import load_json  # readers is heavier; only this needs it
+
     path = prefix_or_path
     if not path.endswith(".spec.json"):
         path = spec_sidecar_path(path)
-    with tf.io.gfile.GFile(path, "r") as f:
-        return keypoint_specs.spec_from_dict(json.load(f))
+    data = load_json(path, "spec sidecar")
+    try:
+        return keypoint_specs.spec_from_dict(data)
+    except (ValueError, TypeError, KeyError, AttributeError) as e:  # any JSON value may come here
+        raise ValueError(f"{path}: not a keypoint spec ({type(e).__name__}: {e}).") from None

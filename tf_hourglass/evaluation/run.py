@@ -30,7 +30,6 @@ import json
 import math
 import os
 
-import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
@@ -41,8 +40,13 @@ from tf_hourglass.data import keypoint_specs, readers, sources
 from tf_hourglass.data.pipeline import InMemorySource, make_dataset
 from tf_hourglass.data.records import KeypointSpec
 from tf_hourglass.evaluation import evaluator, metrics
-from tf_hourglass.model.info import model_info
-from tf_hourglass.model_loader import load_pose_model, multi_person_network
+from tf_hourglass.model.info import MULTI_PERSON, model_info
+from tf_hourglass.model_loader import (
+    load_keras_model,
+    load_model_for_inference,
+    model_kind,
+    multi_person_network,
+)
 from tf_hourglass.multi_person_prediction import coco_results, codec_for_model, predict_people
 
 HDF5_EXTENSIONS = (".h5", ".hdf5")
@@ -326,9 +330,8 @@ def evaluate_model(
             f"({', '.join(readers.FORMATS)}), whose annotations keep each person's ground truth."
         )
     format, annotations, images_dir = source.kind, source.annotations, source.images_dir
-    loaded = load_pose_model(model)
-    if isinstance(loaded, keras.Model):  # a multi-person model
-        people_model = loaded
+    if model_kind(model) == MULTI_PERSON:
+        people_model = load_keras_model(model)
         if format != "coco":
             raise ValueError(
                 f"{people_model.name} is a multi-person model: it is scored with COCO's keypoint AP on a "
@@ -351,13 +354,15 @@ def evaluate_model(
     )
     if missing:
         raise FileNotFoundError(
-            f"{len(missing)} image(s) of {annotations} are missing under {images_dir}, e.g. {missing[:3]}."
+            f"{len(missing)} image(s) of {annotations} are missing "
+            + (f"under {images_dir}" if images_dir else "(at the paths it gives)")
+            + f", e.g. {missing[:3]}."
         )
 
     if _is_mpii(spec):
         _check_head_sizes(np.array([r.normalizer for r in usable]))  # before the long part
 
-    inference_model = loaded
+    inference_model = load_model_for_inference(model)
     if inference_model.num_keypoints != spec.num_keypoints:
         raise ValueError(
             f"Model {inference_model.name} predicts {inference_model.num_keypoints} keypoints but "

@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             qat_learning_rate=_FLAGS.qat_learning_rate,
             max_batch_size=_FLAGS.max_batch_size,
         )
-    except (ExportError, FileExistsError, FileNotFoundError, ValueError) as e:
+    except (ExportError, OSError, ValueError) as e:  # OSError: FileExistsError, an --output under a file
         return fail("export", e)
     return 0
 

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import shutil
 import tempfile
 
 import numpy as np
@@ -100,6 +102,8 @@ def _check_output(model, output: str, format: str, overwrite: bool) -> None:
             raise ValueError(
                 f"--output {output!r} is or contains the model being exported; choose another path."
             )
+    if "://" not in output:
+        atomic_files.check_writable_folder(os.path.dirname(os.path.abspath(output)), f"--output {output!r}")
     if not os.path.lexists(output):
         return
     if not overwrite:
@@ -114,6 +118,51 @@ def _check_output(model, output: str, format: str, overwrite: bool) -> None:
         raise FileExistsError(
             f"{output!r} is not a previous {format} export; --overwrite replaces only those. Move it or choose another path."
         )
+
+
+# What a SavedModel export writes, relative to its folder. Anything else in a previous
+# export's folder is the user's (TF Serving's assets.extra/ warm-up requests, notes)
+# and --overwrite carries it into the new export.
+_SAVED_MODEL_FILES = re.compile(
+    r"saved_model\.pb(txt)?|fingerprint\.pb|variables/variables\.(index|data-\d{5}-of-\d{5})"
+)
+
+
+def _carry_user_files(old: str, new: str) -> list[str]:
+    """Copies what the user added to the SavedModel folder ``old`` into the new export ``new``.
+
+    Returns the entries kept (files, links, empty folders; relative paths).
+
+    Raises:
+        FileExistsError: such an entry has the path of a file the new export wrote.
+    """
+    kept, clashes = [], []
+    for root, folders, files in os.walk(old):
+        relative_root = os.path.relpath(root, old)
+        links = [name for name in folders if os.path.islink(os.path.join(root, name))]
+        folders[:] = [name for name in folders if name not in links]
+        entries = [os.path.normpath(os.path.join(relative_root, name)) for name in files + links]
+        if not folders and not files and not links and relative_root != ".":
+            if os.path.isdir(os.path.join(new, relative_root)):
+                continue  # an empty folder the new export has too (a SavedModel's assets/)
+            entries = [relative_root]  # an empty folder of the user's
+        for relative in entries:
+            if _SAVED_MODEL_FILES.fullmatch(relative):
+                continue
+            (clashes if os.path.lexists(os.path.join(new, relative)) else kept).append(relative)
+    if clashes:
+        raise FileExistsError(
+            f"{old!r} holds {', '.join(sorted(clashes))}, which the new export writes too; "
+            "move them away, then export again."
+        )
+    for relative in kept:
+        source, target = os.path.join(old, relative), os.path.join(new, relative)
+        if os.path.isdir(source) and not os.path.islink(source):
+            os.makedirs(target, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copy2(source, target, follow_symlinks=False)
+    return sorted(kept)
 
 
 def _sample_set(data, samples, input_size) -> verify.SampleSet:
@@ -397,6 +446,10 @@ def export_model(
             if not overwrite:
                 raise FileExistsError(f"{output!r} appeared during the export; not replacing it.")
             _check_output(model, output, format, overwrite)
+            if os.path.isdir(output):
+                kept = _carry_user_files(output, tmp)
+                if kept:
+                    report(f"kept {len(kept)} entries you added to {output}: {', '.join(kept)}")
             atomic_files.remove(output)  # a folder cannot be renamed over; the check above allows it
     if not os.path.isdir(output):
         atomic_files.write_text(info_path(output), info.to_json())

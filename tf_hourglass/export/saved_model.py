@@ -158,13 +158,20 @@ def crop_matrices(boxes, image_height, image_width, input_size):
         boxes,
         boxes,
     )
-    # As inference.check_box: a box that misses the image would give a crop of padding.
+    # As inference.check_box: a box that misses the image, or barely touches it, gives a crop of padding.
     x, y, w, h = tf.unstack(boxes, axis=-1)
     width, height = tf.cast(image_width, tf.float32), tf.cast(image_height, tf.float32)
-    overlaps = (x < width) & (y < height) & (x + w > 0.0) & (y + h > 0.0)
+    overlap_w = tf.minimum(x + w, width) - tf.maximum(x, 0.0)
+    overlap_h = tf.minimum(y + h, height) - tf.maximum(y, 0.0)
+    overlaps = (
+        (overlap_w > 0.0)
+        & (overlap_h > 0.0)
+        & (overlap_w >= crop.MIN_BOX_OVERLAP * w)
+        & (overlap_h >= crop.MIN_BOX_OVERLAP * h)
+    )
     boxes = guarded(
         tf.reduce_all(whole | overlaps),
-        "boxes must overlap the image (x < width, y < height, x + w > 0, y + h > 0); "
+        f"boxes must overlap the image by at least {crop.MIN_BOX_OVERLAP:.0%} of their width and height; "
         "received image height and width, then the boxes",
         tf.concat([tf.stack([height, width]), tf.reshape(boxes, [-1])], 0),
         boxes,

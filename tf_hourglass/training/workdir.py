@@ -9,8 +9,6 @@ refused (``check_resumed_config``).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 
@@ -22,31 +20,16 @@ class WorkdirInUseError(OSError):
     """Another live training run holds the workdir."""
 
 
-@contextlib.contextmanager
 def workdir_lock(workdir):
-    """Holds ``WORKDIR/train.lock`` for one run, so two runs never mix their files.
+    """Holds ``WORKDIR/train.lock`` for one run, so two runs never mix their files (``atomic_files.exclusive_lock``)."""
 
-    flock, not the file's existence, is the lock: the kernel releases it when the
-    holder dies, so a run killed with SIGKILL leaves a lock the next run takes over.
-    The file keeps the holder's pid for the message.
-    """
-    path = os.path.join(workdir, "train.lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise WorkdirInUseError(
+    def in_use(holder):
+        return WorkdirInUseError(
             f"{workdir!r} is in use by another training run (pid {holder}); "
             "wait for it to finish or choose another --workdir."
-        ) from None
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
+        )
+
+    return atomic_files.exclusive_lock(os.path.join(workdir, "train.lock"), in_use)
 
 
 def write_json(path, data):
@@ -56,8 +39,11 @@ def write_json(path, data):
 def read_json(path):
     if not os.path.exists(path):
         return {}
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"{path}: not valid JSON ({type(e).__name__}); repair or remove it.") from None
 
 
 def drop_metrics_rows_from(path, epoch):
@@ -68,12 +54,25 @@ def drop_metrics_rows_from(path, epoch):
     """
     if not os.path.exists(path):
         return
-    with open(path) as f:
-        lines = f.read().splitlines(keepends=True)
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines(keepends=True)
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file; repair or remove it to resume.") from None
     if not lines:
         return
     header, *rows = lines
-    kept = [row for row in rows if row.strip() and int(row.split(",", 1)[0]) < epoch]
+    kept = []
+    for row in filter(str.strip, rows):
+        try:
+            row_epoch = int(row.split(",", 1)[0])
+        except ValueError:
+            raise ValueError(
+                f"{path}: a row that does not start with an epoch number ({row.strip()[:40]!r}); "
+                "repair or remove the file to resume."
+            ) from None
+        if row_epoch < epoch:
+            kept.append(row)
     if len(kept) < len(rows):
         atomic_files.write_text(path, header + "".join(kept))
 

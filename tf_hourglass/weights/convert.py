@@ -41,15 +41,15 @@ def output_paths(output: str) -> tuple[str, str]:
     return model_path, os.path.join(folder or ".", RUN_SETTINGS_FILE)
 
 
-def _check_writable_folder(folder: str, output: str) -> None:
-    """Fails before any work if ``folder`` cannot be made or written (a file on the way, no permission)."""
-    existing = os.path.abspath(folder)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise NotADirectoryError(f"--output {output}: cannot write there, {existing} is a file.")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise PermissionError(f"--output {output}: cannot write there, no permission in {existing}.")
+def _is_same_file(checkpoint, *paths) -> bool:
+    """Whether one of ``paths`` is ``checkpoint`` (its real path, or the same file through a hard link)."""
+    target = os.path.realpath(checkpoint)
+    for path in paths:
+        if os.path.realpath(path) == target:
+            return True
+        if os.path.exists(path) and os.path.exists(target) and os.path.samefile(path, target):
+            return True
+    return False
 
 
 def convert_checkpoint(
@@ -78,21 +78,24 @@ def convert_checkpoint(
         overwrite: replace an existing model file and ``inference.json``.
 
     Raises ``FileExistsError`` rather than replace existing files without
-    ``overwrite``, and ``ValueError`` (``CheckpointError``) for a checkpoint
-    that cannot be read or does not fit; nothing is written then.
+    ``overwrite``, ``ValueError`` for an output that is the checkpoint itself
+    (even with ``overwrite``), and ``ValueError`` (``CheckpointError``) for a
+    checkpoint that cannot be read or does not fit; nothing is written then.
     """
     spec = DEFAULT_SPECS[source] if spec is None else spec
     spec = keypoint_specs.get_spec(spec) if isinstance(spec, str) else spec
     input_size = INPUT_SIZES[source] if input_size is None else input_size
     model_path, settings_path = output_paths(output)
+    if _is_same_file(checkpoint, output, model_path, settings_path):
+        raise ValueError(f"--output {output} is the checkpoint being converted; choose another path.")
     if os.path.exists(output) and output.endswith(".keras") and os.path.isdir(output):
         raise FileExistsError(f"{output} is a directory; give a .keras file path or a workdir folder.")
-    _check_writable_folder(os.path.dirname(model_path) or ".", output)
+    atomic_files.check_writable_folder(os.path.dirname(model_path) or ".", f"--output {output}")
     settings = run_settings_text(spec, TARGET_SIGMAS[source], TARGET_PEAK)
     existing = [path for path in (model_path, settings_path) if os.path.exists(path)]
     if os.path.exists(settings_path):
-        with open(settings_path) as f:
-            if f.read() == settings:
+        with open(settings_path, "rb") as f:
+            if f.read() == settings.encode():
                 existing.remove(settings_path)  # the same settings: nothing would change
     if existing and not overwrite:
         raise FileExistsError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace.")

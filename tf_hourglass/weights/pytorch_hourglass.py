@@ -136,7 +136,30 @@ def architecture_of(state: dict, source: str, path: str) -> dict:
             depth=count_indices(state, r"hg\.0\.hg\.(\d+)\."),
             num_residual_modules=count_indices(state, r"hg\.0\.hg\.0\.0\.(\d+)\."),
         )
-    return dict(arguments, num_keypoints=num_keypoints, filters=filters, stem=STEMS[source])
+    return dict(arguments, num_keypoints=int(num_keypoints), filters=int(filters), stem=STEMS[source])
+
+
+def check_parameter_budget(arguments: dict, path: str) -> None:
+    """Refuses an architecture with more parameters than the file has bytes, before building it.
+
+    The widths come from one tensor's shape, so a small file can claim any size
+    (a 1 MB marker of 20000 filters would build a model of billions of
+    weights). A real checkpoint holds each parameter in at least one byte; the
+    count below is a lower bound (the residual modules' kernels and the heatmap
+    convolutions only), so a real checkpoint always passes.
+    """
+    filters, stacks = arguments["filters"], arguments["num_stacks"]
+    residual_modules = stacks * (3 * arguments["depth"] + 2) * arguments["num_residual_modules"]
+    # A bottleneck of f filters: 1x1 f -> f/2, 3x3 f/2 -> f/2, 1x1 f/2 -> f.
+    at_least = (
+        residual_modules * (filters * filters * 13 // 4) + stacks * filters * arguments["num_keypoints"]
+    )
+    file_bytes = os.path.getsize(path)
+    if at_least > file_bytes:
+        raise CheckpointError(
+            f"{path}: the checkpoint's architecture ({describe_arguments(arguments)}) has at least {at_least} "
+            f"parameters, more than its {file_bytes} bytes can hold; it is damaged or not a hourglass checkpoint."
+        )
 
 
 def read_mean_file(path) -> tuple[float, float, float]:
@@ -153,6 +176,7 @@ def load_hourglass_checkpoint(path: str, source: str, input_shape, input_mean) -
     """A ``StackedHourglass`` holding a pv or bp checkpoint (see ``checkpoints.load_pytorch_checkpoint``)."""
     state = state_dict_of(read_torch_checkpoint(path), path)
     arguments = architecture_of(state, source, path)
+    check_parameter_budget(arguments, path)
     arguments["input_mean"] = (
         INPUT_MEANS[source] if isinstance(input_mean, str) and input_mean == "source" else input_mean
     )

@@ -48,7 +48,10 @@ def state_dict_of(checkpoint, path: str) -> dict[str, np.ndarray]:
     """The model's tensors from a loaded checkpoint, without the DataParallel prefix."""
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or not state:
-        found = sorted(checkpoint)[:5] if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        # str keys: a pickle may mix key types, which sorted() cannot compare.
+        found = (
+            sorted(map(str, checkpoint))[:5] if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        )
         raise CheckpointError(f"{path}: no 'state_dict' of tensors in the checkpoint (found {found}).")
     for prefix in KEY_PREFIXES:  # longest first: "model.module." before "module."
         if all(str(key).startswith(prefix) for key in state):
