@@ -52,7 +52,7 @@ import tensorflow as tf
 from tf_hourglass import atomic_files
 from tf_hourglass.data import keypoint_specs
 from tf_hourglass.data.crop import box_scale, center_scale_from_box
-from tf_hourglass.data.records import KeypointSpec, PoseRecord
+from tf_hourglass.data.records import KeypointSpec, MultiPersonRecord, PoseRecord
 
 CUSTOM_FORMAT = "tf_hourglass.custom.v1"
 
@@ -403,6 +403,62 @@ def read_coco(annotations: str, images_dir: str) -> tuple[KeypointSpec, list[Pos
                 scale=scale,
                 box=box,
                 record_id=int(_require_field(ann, annotations, where, "id")),
+            )
+        )
+    return spec, records
+
+
+def read_coco_images(annotations: str, images_dir: str) -> tuple[KeypointSpec, list[MultiPersonRecord]]:
+    """Reads a COCO person_keypoints JSON for bottom-up training: one record per image, all its people.
+
+    Every image of the file gets a record (also one without people). Its
+    ``keypoints`` are the annotations with ``num_keypoints > 0`` and not
+    ``iscrowd``, in file order, with COCO's flags (0 / 1 / 2); crowds and
+    people without keypoints go to ``ignore_segmentations`` (the loss mask,
+    ``multi_person_targets.coco_loss_mask``). ``image_id`` is COCO's.
+    """
+    spec = keypoint_specs.COCO
+    k = spec.num_keypoints
+    data = load_json(annotations)
+    if not isinstance(data, dict):
+        raise DatasetError(f"{annotations}: expected a COCO JSON object, got {type(data)}.")
+    images = _require_field(data, annotations, "the file", "images")
+    anns = _require_field(data, annotations, "the file", "annotations")
+    people, areas, ignored = {}, {}, {}
+    for i, image in enumerate(images):
+        image_id = _require_field(image, annotations, f"images[{i}]", "id")
+        people[image_id], areas[image_id], ignored[image_id] = [], [], []
+    for i, ann in enumerate(anns):
+        where = f"annotations[{i}]"
+        if not isinstance(ann, dict):
+            raise DatasetError(f"{annotations}: {where} is not an object: {ann!r:.80}.")
+        image_id = _require_field(ann, annotations, where, "image_id")
+        if image_id not in people:
+            raise DatasetError(f"{annotations}: {where} refers to unknown image_id {image_id!r}.")
+        raw = _field_array(ann, annotations, where, "keypoints", (3 * k,)).reshape(k, 3)
+        num_keypoints = int(ann.get("num_keypoints", np.count_nonzero(raw[:, 2] > 0)))
+        if ann.get("iscrowd", 0) or num_keypoints <= 0:
+            ignored[image_id].append(ann.get("segmentation") or [])
+            continue
+        people[image_id].append(np.where(raw[:, 2:] > 0, raw, 0.0))
+        areas[image_id].append(float(ann.get("area", 0.0)))
+
+    records = []
+    for i, image in enumerate(images):
+        where = f"images[{i}]"
+        image_id = image["id"]
+        size = (
+            int(_require_field(image, annotations, where, "height")),
+            int(_require_field(image, annotations, where, "width")),
+        )
+        records.append(
+            MultiPersonRecord(
+                image_path=_join(images_dir, str(_require_field(image, annotations, where, "file_name"))),
+                image_size=size,
+                keypoints=np.array(people[image_id], np.float32).reshape(-1, k, 3),
+                ignore_segmentations=[s for s in ignored[image_id] if s],
+                areas=np.array(areas[image_id], np.float32),
+                image_id=int(image_id),
             )
         )
     return spec, records
