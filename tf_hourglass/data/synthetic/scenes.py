@@ -82,6 +82,8 @@ class SceneExample:
     Attributes:
         image: (H, W, 3) uint8 RGB.
         keypoints: (P, 17, 3) float32 ``(x, y, visibility)`` in image pixels, COCO order.
+        projected_keypoints: (P, 17, 2) pixel positions of all joints, also
+            the unlabelled ones (covered or outside the image).
         ignore_mask: (H, W) bool, True on figures without labelled joints.
         owner_map: (H, W) int16; the index into ``keypoints`` of the person
             drawn at each pixel, -1 background, -2 occluder, -3 a dropped person.
@@ -91,6 +93,7 @@ class SceneExample:
 
     image: np.ndarray
     keypoints: np.ndarray
+    projected_keypoints: np.ndarray
     ignore_mask: np.ndarray
     owner_map: np.ndarray
     areas: np.ndarray
@@ -204,6 +207,7 @@ class SyntheticScenes:
         return SceneExample(
             image=image,
             keypoints=keypoints,
+            projected_keypoints=np.array(points, np.float32).reshape(-1, NUM_KEYPOINTS, 2)[labelled],
             ignore_mask=owner == -3,
             owner_map=owner,
             areas=areas,
