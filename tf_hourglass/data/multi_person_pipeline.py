@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from tf_hourglass.data import transforms
+from tf_hourglass.data import tfrecord, transforms
 from tf_hourglass.data.multi_person_targets import (
     MAX_PEOPLE,
     coco_loss_mask,
@@ -56,7 +56,7 @@ MULTI_PERSON_AUGMENT = AugmentConfig(
 )
 
 
-def _encode_loss_mask(mask: np.ndarray | None) -> bytes:
+def encode_loss_mask(mask: np.ndarray | None) -> bytes:
     """PNG of a (H, W) loss mask (255 = keep, 0 = ignore); b"" when nothing is ignored."""
     if mask is None or np.all(mask > 0.5):
         return b""
@@ -64,6 +64,16 @@ def _encode_loss_mask(mask: np.ndarray | None) -> bytes:
     if not ok:
         raise ValueError("Could not encode a loss mask as PNG.")
     return png.tobytes()
+
+
+def record_loss_mask(record: MultiPersonRecord) -> np.ndarray | None:
+    """The (H, W) loss mask of a record's ignored segments, or None when it has none."""
+    if not record.ignore_segmentations:
+        return None
+    if record.image_size is None:
+        raise ValueError(f"{record.image_path!r} has ignored segments but no image_size to draw them at.")
+    segments = [{"segmentation": s, "iscrowd": 1} for s in record.ignore_segmentations]
+    return coco_loss_mask(segments, record.image_size)
 
 
 class MultiPersonSource:
@@ -111,25 +121,22 @@ class MultiPersonSource:
                 )
         self.images = images
         if loss_masks is None:
-            loss_masks = [
-                coco_loss_mask(
-                    [{"segmentation": s, "iscrowd": 1} for s in r.ignore_segmentations], r.image_size
-                )
-                if r.ignore_segmentations
-                else None
-                for r in self.records
-            ]
+            loss_masks = [record_loss_mask(r) for r in self.records]
         if len(loss_masks) != len(records):
             raise ValueError(
                 f"loss_masks must have one entry per record; received {len(loss_masks)} for {len(records)}."
             )
         for record, mask in zip(self.records, loss_masks, strict=True):
-            if mask is not None and tuple(np.shape(mask)) != record.image_size:
+            if (
+                mask is not None
+                and record.image_size is not None
+                and tuple(np.shape(mask)) != record.image_size
+            ):
                 raise ValueError(
                     f"The loss mask of {record.image_path!r} has shape {np.shape(mask)}; "
                     f"the image is {record.image_size}."
                 )
-        self.encoded_masks = [_encode_loss_mask(mask) for mask in loss_masks]
+        self.encoded_masks = [encode_loss_mask(mask) for mask in loss_masks]
 
     @classmethod
     def from_scenes(cls, scenes, num_images: int, start: int = 0) -> MultiPersonSource:
@@ -163,7 +170,6 @@ class MultiPersonSource:
             keypoints[i, : record.num_people] = record.keypoints
         tensors = {
             "keypoints": keypoints,
-            "image_size": np.array([r.image_size for r in self.records], np.int32),
             "image_id": np.array([r.image_id for r in self.records], np.int64),
             "mask/encoded": np.array(self.encoded_masks, dtype=object),
         }
@@ -181,12 +187,31 @@ def _heatmap_matrix(matrix, stride):
     return tf.matmul(to_heatmap, matrix)
 
 
+def _image_size(example):
+    """(height, width) int32 of the example's image, from its pixels or its header (JPEG)."""
+    if "image" in example:
+        return tf.shape(example["image"])[:2]
+    encoded = example["image/encoded"]
+    return tf.cond(
+        tf.io.is_jpeg(encoded),
+        lambda: tf.io.extract_jpeg_shape(encoded)[:2],
+        lambda: tf.shape(tf.io.decode_image(encoded, channels=3, expand_animations=False))[:2],
+    )
+
+
+def _people_rows(keypoints, rows):
+    """(rows, K, 3): the first ``rows`` people, padded with unlabelled ones, so batches stack."""
+    keypoints = keypoints[:rows]
+    return tf.pad(keypoints, [[0, rows - tf.shape(keypoints)[0]], [0, 0], [0, 0]])
+
+
 def _make_example_fn(load, augment, seed, input_size, heatmap_size, flip_permutation, sigma, max_people):
     stride = input_size[0] / heatmap_size[0]
 
     def prepare(index, example):
         example = load(example)
-        height, width = tf.unstack(tf.cast(example["image_size"], tf.float32))
+        size = _image_size(example)
+        height, width = tf.unstack(tf.cast(size, tf.float32))
         # The whole image: its centre and its longer side as the crop (records.py: side = 200 * scale).
         frame = {
             "center": tf.stack([(width - 1.0) / 2.0, (height - 1.0) / 2.0]),
@@ -210,29 +235,70 @@ def _make_example_fn(load, augment, seed, input_size, heatmap_size, flip_permuta
         mask = tf.cond(
             tf.strings.length(encoded_mask) > 0,
             lambda: tf.io.decode_png(encoded_mask, channels=1),
-            lambda: tf.fill(
-                tf.concat([tf.cast(example["image_size"], tf.int32), [1]], 0), tf.constant(255, tf.uint8)
-            ),
+            lambda: tf.fill(tf.concat([size, [1]], 0), tf.constant(255, tf.uint8)),
         )
         mask = transforms.warp_image_xla(
             mask, _heatmap_matrix(matrix, stride), heatmap_size, channel_scale=1.0 / 255.0
         )
         out = {
             "images": tf.ensure_shape(image, [*input_size, 3]),
+            # All people are drawn; the references keep the first max_people, as the official code.
             "heatmaps": multi_person_heatmaps(keypoints, heatmap_size, sigma),
             "mask": tf.cast(mask[..., 0] > 0.5, tf.float32),
             "keypoint_refs": keypoint_refs(keypoints, heatmap_size, max_people),
-            "heatmap_keypoints": keypoints,
+            "heatmap_keypoints": _people_rows(keypoints, max_people),
         }
         if augment is None:
-            out.update(matrix=matrix, image_id=example["image_id"], keypoints=example["keypoints"])
+            out.update(
+                matrix=matrix,
+                image_id=example["image_id"],
+                keypoints=_people_rows(tf.cast(example["keypoints"], tf.float32), max_people),
+            )
         return out
 
     return prepare
 
 
+def _records_and_loader(source, num_keypoints):
+    """Light per-image records to shuffle, and the map that attaches each image after shuffling."""
+    if isinstance(source, MultiPersonSource):
+        dataset = tf.data.Dataset.from_tensor_slices(source.tensors())
+        if source.images is None:
+
+            def read_file(example):
+                example = dict(example)
+                example["image/encoded"] = tf.io.read_file(example.pop("image/path"))
+                return example
+
+            return dataset, read_file
+        images = tf.constant(source.images)
+
+        def attach_image(example):
+            example = dict(example)
+            example["image"] = tf.gather(images, example.pop("image_index"))
+            return example
+
+        return dataset, attach_image
+    patterns = [source] if isinstance(source, str) else list(source)
+    files = sorted(f for pattern in patterns for f in tf.io.gfile.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"No TFRecord files match {patterns}.")
+
+    def parse(serialized):
+        example = tfrecord.parse_image_example(serialized, num_keypoints)
+        return {
+            "image/encoded": example["image/encoded"],
+            "keypoints": example["keypoints"],
+            "image_id": example["image/id"],
+            "mask/encoded": example["mask/encoded"],
+        }
+
+    dataset = tf.data.TFRecordDataset(files, num_parallel_reads=AUTOTUNE)
+    return dataset.map(parse, num_parallel_calls=AUTOTUNE), lambda example: example
+
+
 def make_multi_person_dataset(
-    source: MultiPersonSource,
+    source: MultiPersonSource | str | Sequence[str],
     spec: KeypointSpec,
     *,
     batch_size: int,
@@ -251,7 +317,9 @@ def make_multi_person_dataset(
     """Batches of whole images and their Associative Embedding targets.
 
     Args:
-        source: a ``MultiPersonSource`` (COCO whole-image records or synthetic scenes).
+        source: a ``MultiPersonSource`` (COCO whole-image records or synthetic
+            scenes), or whole-image TFRecord file pattern(s) written by
+            ``convert --multi_person``.
         spec: the keypoints (its flip permutation swaps left and right on mirroring).
         batch_size: images per batch.
         training: shuffle, repeat and augment; otherwise one pass in order, no augmentation.
@@ -264,7 +332,8 @@ def make_multi_person_dataset(
         max_people: rows of ``keypoint_refs``.
         with_metadata: yield dicts (``images``, ``heatmaps``, ``mask``,
             ``keypoint_refs``, ``heatmap_keypoints`` and, without augmentation,
-            ``matrix``, ``image_id``, ``keypoints``) instead of pairs.
+            ``matrix``, ``image_id``, ``keypoints``; people arrays have
+            ``max_people`` rows) instead of pairs.
 
     Yields:
         ``(images, {"heatmaps", "mask", "keypoint_refs"})``; feed a model of
@@ -280,7 +349,7 @@ def make_multi_person_dataset(
             "input_size must be the heatmap_size times one integer stride; received "
             f"input_size={input_size}, heatmap_size={heatmap_size}."
         )
-    if spec.num_keypoints != source.num_keypoints:
+    if isinstance(source, MultiPersonSource) and spec.num_keypoints != source.num_keypoints:
         raise ValueError(
             f"The spec {spec.name!r} has {spec.num_keypoints} keypoints; the source has {source.num_keypoints}."
         )
@@ -288,22 +357,7 @@ def make_multi_person_dataset(
     drop_remainder = training if drop_remainder is None else drop_remainder
     augment = augment if training else None
 
-    dataset = tf.data.Dataset.from_tensor_slices(source.tensors())
-    if source.images is None:
-
-        def load(example):
-            example = dict(example)
-            example["image/encoded"] = tf.io.read_file(example.pop("image/path"))
-            return example
-
-    else:
-        images = tf.constant(source.images)
-
-        def load(example):
-            example = dict(example)
-            example["image"] = tf.gather(images, example.pop("image_index"))
-            return example
-
+    dataset, load = _records_and_loader(source, spec.num_keypoints)
     if training:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:

@@ -133,7 +133,8 @@ class MultiPersonRecord:
     Attributes:
         image_path: path of the photo (any ``tf.io.gfile`` path), or a name
             when the pixels are held elsewhere (synthetic scenes).
-        image_size: (height, width) in pixels.
+        image_size: (height, width) in pixels, or None when unknown (the
+            pipeline reads it from the image; ignored segments need it).
         keypoints: (P, K, 3) float32 ``(x, y, v)``, 0-based pixels (pixel
             centres at integers, as ``PoseRecord``); v is COCO's flag: 0 not
             labelled (x = y = 0), 1 labelled but hidden, 2 visible. P may be 0.
@@ -145,7 +146,7 @@ class MultiPersonRecord:
     """
 
     image_path: str
-    image_size: tuple[int, int]
+    image_size: tuple[int, int] | None
     keypoints: np.ndarray
     ignore_segmentations: tuple = ()
     areas: np.ndarray | None = None
@@ -153,7 +154,8 @@ class MultiPersonRecord:
 
     def __post_init__(self):
         # An image without people still has (0, K, 3) keypoints, so K is always known.
-        self.image_size = tuple(int(v) for v in self.image_size)
+        if self.image_size is not None:
+            self.image_size = tuple(int(v) for v in self.image_size)
         keypoints = np.asarray(self.keypoints, np.float32)
         if keypoints.ndim != 3 or keypoints.shape[-1] != 3:
             raise ValueError(
