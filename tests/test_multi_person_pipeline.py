@@ -225,3 +225,79 @@ def test_ae_tiny_fits_on_synthetic_scenes():
     history = model.fit(dataset, steps_per_epoch=3, epochs=6, verbose=0).history["loss"]
     assert np.all(np.isfinite(history)) and history[-1] < 0.8 * history[0]
     assert tf.executing_eagerly()
+
+
+def test_whole_image_tfrecords_give_the_batches_of_the_records(tmp_path, shared_data, coco_sample):
+    from tf_hourglass.data import convert, tfrecord
+
+    _, spec, records = coco_sample
+    coco = shared_data / "coco"
+    argv = ["convert", "--format=coco", f"--annotations={coco / 'person_keypoints_sample.json'}"]
+    argv += [
+        f"--images={coco / 'images'}",
+        f"--output={tmp_path / 'coco'}",
+        "--num-shards=2",
+        "--multi-person",
+    ]
+    assert convert.main(argv) == 0
+    sidecar = json.loads((tmp_path / "coco.spec.json").read_text())
+    assert sidecar["example_kind"] == "multi_person" and sidecar["num_examples"] == 4
+    assert convert.main([*argv, "--full-image"]) == 2  # whole images already
+
+    shards = str(tmp_path / "coco-*-of-*.tfrecord")
+    parsed = [
+        tfrecord.parse_image_example(s, 17) for s in tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(shards)))
+    ]
+    by_id = {int(p["image/id"]): p for p in parsed}
+    for record in records:
+        np.testing.assert_array_equal(by_id[record.image_id]["keypoints"].numpy(), record.keypoints)
+        np.testing.assert_allclose(by_id[record.image_id]["areas"].numpy(), record.areas)
+        assert (by_id[record.image_id]["mask/encoded"].numpy() == b"") == (not record.ignore_segmentations)
+
+    from_files = make_multi_person_dataset(shards, spec, batch_size=4, training=False, with_metadata=True)
+    in_memory = make_multi_person_dataset(
+        MultiPersonSource(records), spec, batch_size=4, training=False, with_metadata=True
+    )
+    a, b = next(iter(from_files)), next(iter(in_memory))
+    order = np.argsort(a["image_id"].numpy())  # shards interleave the images
+    np.testing.assert_array_equal(a["image_id"].numpy()[order], b["image_id"].numpy())
+    for key in ("images", "heatmaps", "mask", "keypoint_refs", "keypoints", "matrix"):
+        np.testing.assert_array_equal(a[key].numpy()[order], b[key].numpy(), err_msg=key)
+
+
+def test_custom_files_give_several_people_per_image(tmp_path):
+    from tf_hourglass.data.readers import read_custom_images
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((100, 200, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "b.jpg"), np.zeros((120, 80, 3), np.uint8))
+    people = [
+        ("a.png", [[50.0, 40.0, 2], [60.0, 41.0, 1], [0, 0, 0]]),
+        ("b.jpg", [[10.0, 20.0, 2], [30.0, 50.0, 2], [40.0, 60.0, 2]]),
+        ("a.png", [[150.0, 70.0, 1], [0, 0, 0], [160.0, 80.0, 2]]),
+    ]
+    (tmp_path / "train.json").write_text(
+        json.dumps(
+            {
+                "format": "tf_hourglass.custom.v1",
+                "keypoint_names": ["head", "left_hand", "right_hand"],
+                "flip_pairs": [[1, 2]],
+                "annotations": [{"image": image, "keypoints": keypoints} for image, keypoints in people],
+            }
+        )
+    )
+    spec, records = read_custom_images(str(tmp_path / "train.json"))
+    assert [r.image_path.rsplit("/", 1)[-1] for r in records] == ["a.png", "b.jpg"]
+    assert [r.num_people for r in records] == [2, 1] and [r.image_id for r in records] == [0, 1]
+    np.testing.assert_array_equal(records[0].keypoints, [people[0][1], people[2][1]])
+
+    batch = next(
+        iter(
+            make_multi_person_dataset(
+                MultiPersonSource(records), spec, batch_size=2, training=False, with_metadata=True
+            )
+        )
+    )
+    # Image sizes come from the PNG's pixels and the JPEG's header: 200 x 100 fills the width (zoom 1.28).
+    np.testing.assert_allclose(batch["matrix"].numpy()[0, 0, 0], 256 / 200, rtol=1e-6)
+    np.testing.assert_allclose(batch["matrix"].numpy()[1, 1, 1], 256 / 120, rtol=1e-6)
+    assert batch["keypoint_refs"].numpy()[..., 1].sum(axis=(1, 2)).tolist() == [4, 3]

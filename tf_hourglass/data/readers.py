@@ -527,6 +527,37 @@ def read_custom(annotations: str, images_dir: str | None = None) -> tuple[Keypoi
     return spec, records
 
 
+def read_custom_images(
+    annotations: str, images_dir: str | None = None
+) -> tuple[KeypointSpec, list[MultiPersonRecord]]:
+    """A ``tf_hourglass.custom.v1`` file as whole images: its annotations grouped by ``image``.
+
+    Several annotations of one image are its people (in file order); image
+    ids number the images in order of first appearance. The format has no
+    image size or ignored regions: ``image_size`` is None (the pipeline reads
+    it from the image) and nothing is masked.
+    """
+    spec, people = read_custom(annotations, images_dir)
+    by_image: dict[str, list[PoseRecord]] = {}
+    for person in people:
+        by_image.setdefault(person.image_path, []).append(person)
+    records = []
+    for image_id, (path, persons) in enumerate(by_image.items()):
+        keypoints = np.zeros((len(persons), spec.num_keypoints, 3), np.float32)
+        for p, person in enumerate(persons):
+            keypoints[p, :, :2] = np.where(person.has_gt[:, None], person.keypoints, 0.0)
+            keypoints[p, :, 2] = np.where(person.has_gt, np.where(person.visible, 2, 1), 0)
+        records.append(
+            MultiPersonRecord(
+                image_path=path,
+                image_size=None,
+                keypoints=keypoints,
+                image_id=image_id,
+            )
+        )
+    return spec, records
+
+
 def write_custom(
     path: str, spec: KeypointSpec, records: list[PoseRecord], images_dir: str | None = None
 ) -> None:
@@ -693,6 +724,26 @@ _READERS = {
     "coco": read_coco,
     "custom": read_custom,
 }
+
+
+# Formats that can be read as whole images with all their people (bottom-up training).
+MULTI_PERSON_FORMATS = ("coco", "custom")
+
+
+def read_multi_person_dataset(
+    format: str, annotations: str, images_dir: str | None = None
+) -> tuple[KeypointSpec, list[MultiPersonRecord]]:
+    """Reads ``annotations`` as whole images (``read_coco_images`` or ``read_custom_images``)."""
+    if format == "coco":
+        if images_dir is None:
+            raise ValueError("Format 'coco' needs images_dir; received None.")
+        return read_coco_images(annotations, images_dir)
+    if format == "custom":
+        return read_custom_images(annotations, images_dir)
+    raise ValueError(
+        f"Format {format!r} cannot be read as whole images; formats with several people per image: "
+        f"{list(MULTI_PERSON_FORMATS)}."
+    )
 
 
 def read_dataset(
