@@ -112,3 +112,26 @@ def test_invalid_arguments_are_reported():
         SyntheticScenes(max_truncation=0.6)
     with pytest.raises(ValueError, match="index"):
         SyntheticScenes().render(-1)
+
+
+def test_scenes_written_as_a_custom_dataset_read_back_as_whole_images(tmp_path):
+    from tf_hourglass.data.readers import read_custom_images
+    from tf_hourglass.data.synthetic.__main__ import main
+
+    argv = [
+        "synthetic",
+        f"--output={tmp_path}",
+        "--num-examples=3",
+        "--seed=2",
+        "--image-size=96",
+        "--scenes",
+    ]
+    assert main(argv) == 0
+    spec, records = read_custom_images(str(tmp_path / "annotations.json"))
+    assert spec.keypoint_names == keypoint_specs.COCO.keypoint_names
+    assert spec.flip_pairs == keypoint_specs.COCO.flip_pairs
+    generator = SyntheticScenes(image_size=96, seed=2)
+    assert len(records) == 3
+    for index, record in enumerate(records):
+        assert record.image_path.endswith(f"{index:08d}.jpg")
+        np.testing.assert_allclose(record.keypoints, generator.generate(index)[1], atol=1e-4)
