@@ -1,5 +1,9 @@
 """The bottom-up (Associative Embedding) input pipeline: whole images with all their people.
 
+Sources: a ``MultiPersonSource`` in memory (``read_coco_images`` /
+``read_custom_images`` records with their image files, or synthetic scenes with
+their pixels), or whole-image TFRecords (``convert --multi-person``).
+
 Per example, in TensorFlow ops: one affine matrix maps the whole image into
 the square network input (``transforms.crop_matrix`` around the image centre,
 crop side = the image's longer side, so the image is resized and padded to the
