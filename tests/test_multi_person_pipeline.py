@@ -301,3 +301,20 @@ def test_custom_files_give_several_people_per_image(tmp_path):
     np.testing.assert_allclose(batch["matrix"].numpy()[0, 0, 0], 256 / 200, rtol=1e-6)
     np.testing.assert_allclose(batch["matrix"].numpy()[1, 1, 1], 256 / 120, rtol=1e-6)
     assert batch["keypoint_refs"].numpy()[..., 1].sum(axis=(1, 2)).tolist() == [4, 3]
+
+
+def test_a_corrupt_photo_is_skipped_and_input_pipelines_read_their_shard(tmp_path):
+    cv2.imwrite(str(tmp_path / "good.jpg"), np.zeros((64, 64, 3), np.uint8))
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    records = [
+        MultiPersonRecord(str(tmp_path / name), None, np.zeros((0, 17, 3)), image_id=i)
+        for i, name in enumerate(["good.jpg", "bad.jpg", "good.jpg", "good.jpg"])
+    ]
+    source = MultiPersonSource(records)
+    batches = make_multi_person_dataset(source, COCO, batch_size=1, training=False, with_metadata=True)
+    assert [int(b["image_id"][0]) for b in batches] == [0, 2, 3]
+    context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1)
+    shard = make_multi_person_dataset(
+        source, COCO, batch_size=1, training=False, with_metadata=True, input_context=context
+    )
+    assert [int(b["image_id"][0]) for b in shard] == [3]  # images 1 (corrupt) and 3

@@ -317,6 +317,7 @@ def make_multi_person_dataset(
     sigma: float | None = None,
     max_people: int = MAX_PEOPLE,
     with_metadata: bool = False,
+    input_context: tf.distribute.InputContext | None = None,
 ) -> tf.data.Dataset:
     """Batches of whole images and their Associative Embedding targets.
 
@@ -334,6 +335,8 @@ def make_multi_person_dataset(
         repeat, drop_remainder: default to ``training``.
         sigma: Gaussian sigma in heatmap pixels (default: the official heatmap side / 64).
         max_people: rows of ``keypoint_refs``.
+        input_context: from ``strategy.distribute_datasets_from_function``;
+            each input pipeline reads its own shard.
         with_metadata: yield dicts (``images``, ``heatmaps``, ``mask``,
             ``keypoint_refs``, ``heatmap_keypoints`` and, without augmentation,
             ``matrix``, ``image_id``, ``keypoints``; people arrays have
@@ -362,6 +365,8 @@ def make_multi_person_dataset(
     augment = augment if training else None
 
     dataset, load = _records_and_loader(source, spec.num_keypoints)
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     if training:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
@@ -377,6 +382,8 @@ def make_multi_person_dataset(
         max_people,
     )
     dataset = dataset.enumerate().map(prepare, num_parallel_calls=AUTOTUNE, deterministic=True)
+    # A corrupt image fails its decode; skip that example instead of stopping (as pipeline.py).
+    dataset = dataset.ignore_errors(log_warning=True)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
     if not with_metadata:
         dataset = dataset.map(
