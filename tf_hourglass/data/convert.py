@@ -15,6 +15,10 @@ crop. The default margin 0.75 leaves room for the original Hourglass
 augmentation (scale up to 1.25, rotation up to 30 degrees: 1.25 * (cos 30 +
 sin 30) = 1.71). ``--full-image`` stores the photo itself instead (its bytes
 unchanged when it already is an 8-bit RGB JPEG or PNG).
+
+``--multi-person`` (formats coco and custom) writes one example per image
+with all its people and its loss mask instead (``tfrecord.serialize_image_example``),
+the input of ``multi_person_pipeline.make_multi_person_dataset``.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ from tqdm import tqdm
 from tf_hourglass import atomic_files
 from tf_hourglass.cli import fail, parse_flags
 from tf_hourglass.data import readers, tfrecord
-from tf_hourglass.data.records import PIXELS_PER_SCALE, PoseRecord
+from tf_hourglass.data.multi_person_pipeline import encode_loss_mask, record_loss_mask
+from tf_hourglass.data.records import PIXELS_PER_SCALE, MultiPersonRecord, PoseRecord
 
 DEFAULT_CROP_MARGIN = 0.75
 JPEG_QUALITY = 95
@@ -273,7 +278,96 @@ def convert_dataset(
     if not full_image and not crop_margin >= 0:
         raise ValueError(f"crop_margin must be >= 0; received {crop_margin}.")
     spec, records = readers.read_dataset(format, annotations, images_dir)
+    # Persons of one photo are usually consecutive: decode each photo once.
+    cache = {"path": None, "image": None}
 
+    def example(record: PoseRecord) -> bytes:
+        reason = annotation_skip_reason(record)
+        if reason is not None:
+            raise _Skip(reason)
+        image = _cached_image(cache, record.image_path)
+        return _example_bytes(record, *image, crop_margin, full_image)
+
+    return _convert(
+        records,
+        example,
+        output_prefix,
+        num_shards,
+        progress,
+        "person",
+        spec,
+        source_format=format,
+        image_storage="full_image" if full_image else "crop",
+        crop_margin=None if full_image else crop_margin,
+    )
+
+
+def convert_multi_person_dataset(
+    format: str,
+    annotations: str,
+    images_dir: str | None,
+    output_prefix: str,
+    num_shards: int = 1,
+    progress: bool = True,
+) -> ConversionSummary:
+    """Writes one example per image with all its people (``tfrecord.serialize_image_example``).
+
+    For bottom-up training (``multi_person_pipeline``). The photo is stored
+    whole (its bytes unchanged when it already is an 8-bit RGB JPEG or PNG)
+    with its loss mask as a PNG (crowds and people without keypoints). Images
+    without people are kept: they teach the detector what is not a person.
+    The sidecar says ``example_kind: "multi_person"``.
+
+    Raises: as ``convert_dataset``.
+    """
+    if num_shards < 1:
+        raise ValueError(f"num_shards must be >= 1; received {num_shards}.")
+    spec, records = readers.read_multi_person_dataset(format, annotations, images_dir)
+
+    def example(record: MultiPersonRecord) -> bytes:
+        data, image, reusable = load_image(record.image_path)
+        height, width = image.shape[:2]
+        # Segments are in the photo's pixels: its decoded size is the one to draw them at.
+        record = dataclasses.replace(record, image_size=(height, width))
+        return tfrecord.serialize_image_example(
+            data if reusable else encode_jpeg(image),
+            record,
+            height=height,
+            width=width,
+            mask_png=encode_loss_mask(record_loss_mask(record)),
+        )
+
+    return _convert(
+        records,
+        example,
+        output_prefix,
+        num_shards,
+        progress,
+        "image",
+        spec,
+        source_format=format,
+        image_storage="full_image",
+        example_kind="multi_person",
+    )
+
+
+def _cached_image(cache: dict, path: str):
+    """``load_image(path)``, reusing the last photo's result (its skip too)."""
+    if path != cache["path"]:
+        cache["path"] = path
+        try:
+            cache["image"] = load_image(path)
+        except _Skip as skip:
+            cache["image"] = skip
+    if isinstance(cache["image"], _Skip):
+        raise cache["image"]
+    return cache["image"]
+
+
+def _convert(
+    items, make_example, output_prefix, num_shards, progress, unit, spec, **sidecar
+) -> ConversionSummary:
+    """``_write_shards`` holding ``PREFIX.lock``; a folder it made is removed again when nothing is written."""
     folder = os.path.dirname(output_prefix)
     created = readers.make_output_folder(folder, output=output_prefix)
     try:
@@ -287,7 +381,7 @@ def convert_dataset(
                     f"--output {output_prefix!r}: cannot write there ({e.strerror or e})."
                 ) from None
             summary = _write_shards(
-                spec, records, format, output_prefix, num_shards, crop_margin, full_image, progress
+                items, make_example, output_prefix, num_shards, progress, unit, spec, **sidecar
             )
     except BaseException:
         readers.remove_empty_folders(folder, created)
@@ -298,8 +392,9 @@ def convert_dataset(
 
 
 def _write_shards(
-    spec, records, format, output_prefix, num_shards, crop_margin, full_image, progress
+    items, make_example, output_prefix, num_shards, progress, unit, spec, **sidecar
 ) -> ConversionSummary:
+    """Writes ``make_example(item)`` for every item (``_Skip`` counts a reason) round-robin to shards."""
     # A killed conversion leaves its temporary shards; nothing else would ever remove them.
     leftovers = tfrecord.files_of_prefix(
         output_prefix, tfrecord.SHARD_NAME_PATTERN + re.escape(atomic_files.TEMPORARY_INFIX) + r"[0-9a-f]{8}"
@@ -318,23 +413,10 @@ def _write_shards(
 
     skipped = dict.fromkeys(SKIP_REASONS, 0)
     written = 0
-    # Persons of one photo are usually consecutive: decode each photo once.
-    cached_path, cached = None, None
     try:
-        for record in tqdm(records, desc="converting", unit="person", disable=not progress):
+        for item in tqdm(items, desc="converting", unit=unit, disable=not progress):
             try:
-                reason = annotation_skip_reason(record)
-                if reason is not None:
-                    raise _Skip(reason)
-                if record.image_path != cached_path:
-                    cached_path = record.image_path
-                    try:
-                        cached = load_image(record.image_path)
-                    except _Skip as skip:
-                        cached = skip
-                if isinstance(cached, _Skip):
-                    raise cached
-                example = _example_bytes(record, *cached, crop_margin, full_image)
+                example = make_example(item)
             except _Skip as skip:
                 skipped[skip.args[0]] += 1
                 continue
@@ -360,9 +442,7 @@ def _write_shards(
         spec,
         num_examples=written,
         shards=[p.rsplit("/", 1)[-1] for p in final_paths],
-        source_format=format,
-        image_storage="full_image" if full_image else "crop",
-        crop_margin=None if full_image else crop_margin,
+        **sidecar,
     )
     return ConversionSummary(written, skipped, final_paths, spec_path, removed_temp_files=len(leftovers))
 
@@ -392,6 +472,13 @@ flags.DEFINE_float(
     flag_values=_FLAGS,
 )
 flags.DEFINE_bool("full_image", False, "Store the whole photo instead of a crop.", flag_values=_FLAGS)
+flags.DEFINE_bool(
+    "multi_person",
+    False,
+    "One example per image with all its people and its loss mask, for bottom-up (Associative "
+    f"Embedding) training; formats {list(readers.MULTI_PERSON_FORMATS)}.",
+    flag_values=_FLAGS,
+)
 for _name in ("format", "annotations", "output"):
     flags.mark_flag_as_required(_name, flag_values=_FLAGS)
 
@@ -399,6 +486,12 @@ for _name in ("format", "annotations", "output"):
 def _check_flags():
     if _FLAGS["crop_margin"].present and _FLAGS.full_image:
         raise flags.Error("--crop-margin and --full-image are mutually exclusive.")
+    if _FLAGS.multi_person and (_FLAGS["crop_margin"].present or _FLAGS.full_image):
+        raise flags.Error("--multi-person stores whole images: no --crop-margin or --full-image.")
+    if _FLAGS.multi_person and _FLAGS.format not in readers.MULTI_PERSON_FORMATS:
+        raise flags.Error(
+            f"--multi-person reads formats {list(readers.MULTI_PERSON_FORMATS)}; received {_FLAGS.format!r}."
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -413,15 +506,24 @@ def main(argv: list[str] | None = None) -> int:
     if status is not None:
         return status
     try:
-        summary = convert_dataset(
-            format=_FLAGS.format,
-            annotations=_FLAGS.annotations,
-            images_dir=_FLAGS.images,
-            output_prefix=_FLAGS.output,
-            num_shards=_FLAGS.num_shards,
-            crop_margin=_FLAGS.crop_margin,
-            full_image=_FLAGS.full_image,
-        )
+        if _FLAGS.multi_person:
+            summary = convert_multi_person_dataset(
+                format=_FLAGS.format,
+                annotations=_FLAGS.annotations,
+                images_dir=_FLAGS.images,
+                output_prefix=_FLAGS.output,
+                num_shards=_FLAGS.num_shards,
+            )
+        else:
+            summary = convert_dataset(
+                format=_FLAGS.format,
+                annotations=_FLAGS.annotations,
+                images_dir=_FLAGS.images,
+                output_prefix=_FLAGS.output,
+                num_shards=_FLAGS.num_shards,
+                crop_margin=_FLAGS.crop_margin,
+                full_image=_FLAGS.full_image,
+            )
     except (readers.DatasetError, OSError, ValueError) as e:
         return fail("convert", e)
     print(summary.report())

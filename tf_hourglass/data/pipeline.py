@@ -171,7 +171,7 @@ def _has_valid_crop(example):
     return tf.math.is_finite(scale) & (scale > 0) & tf.reduce_all(tf.math.is_finite(example["center"]))
 
 
-def _random_transform(example, augment, seed, index, input_size):
+def random_transform(example, augment, seed, index, input_size):
     """Forward matrix (original pixels -> input pixels) and whether it mirrors."""
     center = example["center"]
     scale = example["scale"]
@@ -187,7 +187,7 @@ def _random_transform(example, augment, seed, index, input_size):
     return transforms.crop_matrix(center + jitter, scale, input_size, rotation, flip), flip
 
 
-def _decode_for_warp(example, matrix, input_size, jpeg_downscale=False):
+def decode_for_warp(example, matrix, input_size, jpeg_downscale=False):
     """Decoded image and the matrix from ITS pixels to input pixels.
 
     A stored crop starts at ``crop_offset`` of the original; for JPEG bytes only
@@ -233,9 +233,9 @@ def _decode_for_warp(example, matrix, input_size, jpeg_downscale=False):
 def _make_example_fn(load, augment, seed, input_size, flip_permutation):
     def prepare(index, example):
         example = _sanitize(load(example))
-        matrix, flip = _random_transform(example, augment, seed, index, input_size)
+        matrix, flip = random_transform(example, augment, seed, index, input_size)
         jpeg_downscale = augment is not None and augment.jpeg_downscale
-        image, image_matrix = _decode_for_warp(example, matrix, input_size, jpeg_downscale)
+        image, image_matrix = decode_for_warp(example, matrix, input_size, jpeg_downscale)
         keypoints = transforms.apply_affine(matrix, example["keypoints"])
         has_gt = example["has_gt"]
         channel_scale = tf.fill([3], 1.0 / 255.0)

@@ -52,7 +52,7 @@ import tensorflow as tf
 from tf_hourglass import atomic_files
 from tf_hourglass.data import keypoint_specs
 from tf_hourglass.data.crop import box_scale, center_scale_from_box
-from tf_hourglass.data.records import KeypointSpec, PoseRecord
+from tf_hourglass.data.records import KeypointSpec, MultiPersonRecord, PoseRecord
 
 CUSTOM_FORMAT = "tf_hourglass.custom.v1"
 
@@ -418,6 +418,62 @@ def read_coco(annotations: str, images_dir: str) -> tuple[KeypointSpec, list[Pos
     return spec, records
 
 
+def read_coco_images(annotations: str, images_dir: str) -> tuple[KeypointSpec, list[MultiPersonRecord]]:
+    """Reads a COCO person_keypoints JSON for bottom-up training: one record per image, all its people.
+
+    Every image of the file gets a record (also one without people). Its
+    ``keypoints`` are the annotations with ``num_keypoints > 0`` and not
+    ``iscrowd``, in file order, with COCO's flags (0 / 1 / 2); crowds and
+    people without keypoints go to ``ignore_segmentations`` (the loss mask,
+    ``multi_person_targets.coco_loss_mask``). ``image_id`` is COCO's.
+    """
+    spec = keypoint_specs.COCO
+    k = spec.num_keypoints
+    data = load_json(annotations)
+    if not isinstance(data, dict):
+        raise DatasetError(f"{annotations}: expected a COCO JSON object, got {type(data)}.")
+    images = _require_field(data, annotations, "the file", "images")
+    anns = _require_field(data, annotations, "the file", "annotations")
+    people, areas, ignored = {}, {}, {}
+    for i, image in enumerate(images):
+        image_id = _require_field(image, annotations, f"images[{i}]", "id")
+        people[image_id], areas[image_id], ignored[image_id] = [], [], []
+    for i, ann in enumerate(anns):
+        where = f"annotations[{i}]"
+        if not isinstance(ann, dict):
+            raise DatasetError(f"{annotations}: {where} is not an object: {ann!r:.80}.")
+        image_id = _require_field(ann, annotations, where, "image_id")
+        if image_id not in people:
+            raise DatasetError(f"{annotations}: {where} refers to unknown image_id {image_id!r}.")
+        raw = _field_array(ann, annotations, where, "keypoints", (3 * k,)).reshape(k, 3)
+        num_keypoints = int(ann.get("num_keypoints", np.count_nonzero(raw[:, 2] > 0)))
+        if ann.get("iscrowd", 0) or num_keypoints <= 0:
+            ignored[image_id].append(ann.get("segmentation") or [])
+            continue
+        people[image_id].append(np.where(raw[:, 2:] > 0, raw, 0.0))
+        areas[image_id].append(float(ann.get("area", 0.0)))
+
+    records = []
+    for i, image in enumerate(images):
+        where = f"images[{i}]"
+        image_id = image["id"]
+        size = (
+            int(_require_field(image, annotations, where, "height")),
+            int(_require_field(image, annotations, where, "width")),
+        )
+        records.append(
+            MultiPersonRecord(
+                image_path=_join(images_dir, str(_require_field(image, annotations, where, "file_name"))),
+                image_size=size,
+                keypoints=np.array(people[image_id], np.float32).reshape(-1, k, 3),
+                ignore_segmentations=[s for s in ignored[image_id] if s],
+                areas=np.array(areas[image_id], np.float32),
+                image_id=int(image_id),
+            )
+        )
+    return spec, records
+
+
 # ---------------------------------------------------------------------------
 # Our custom JSON format (docs/custom_format.md).
 
@@ -476,6 +532,37 @@ def read_custom(annotations: str, images_dir: str | None = None) -> tuple[Keypoi
                 normalizer=float("nan") if normalizer is None else float(normalizer),
                 box=box,
                 record_id=int(entry.get("id", i)),
+            )
+        )
+    return spec, records
+
+
+def read_custom_images(
+    annotations: str, images_dir: str | None = None
+) -> tuple[KeypointSpec, list[MultiPersonRecord]]:
+    """A ``tf_hourglass.custom.v1`` file as whole images: its annotations grouped by ``image``.
+
+    Several annotations of one image are its people (in file order); image
+    ids number the images in order of first appearance. The format has no
+    image size or ignored regions: ``image_size`` is None (the pipeline reads
+    it from the image) and nothing is masked.
+    """
+    spec, people = read_custom(annotations, images_dir)
+    by_image: dict[str, list[PoseRecord]] = {}
+    for person in people:
+        by_image.setdefault(person.image_path, []).append(person)
+    records = []
+    for image_id, (path, persons) in enumerate(by_image.items()):
+        keypoints = np.zeros((len(persons), spec.num_keypoints, 3), np.float32)
+        for p, person in enumerate(persons):
+            keypoints[p, :, :2] = np.where(person.has_gt[:, None], person.keypoints, 0.0)
+            keypoints[p, :, 2] = np.where(person.has_gt, np.where(person.visible, 2, 1), 0)
+        records.append(
+            MultiPersonRecord(
+                image_path=path,
+                image_size=None,
+                keypoints=keypoints,
+                image_id=image_id,
             )
         )
     return spec, records
@@ -647,6 +734,26 @@ _READERS = {
     "coco": read_coco,
     "custom": read_custom,
 }
+
+
+# Formats that can be read as whole images with all their people (bottom-up training).
+MULTI_PERSON_FORMATS = ("coco", "custom")
+
+
+def read_multi_person_dataset(
+    format: str, annotations: str, images_dir: str | None = None
+) -> tuple[KeypointSpec, list[MultiPersonRecord]]:
+    """Reads ``annotations`` as whole images (``read_coco_images`` or ``read_custom_images``)."""
+    if format == "coco":
+        if images_dir is None:
+            raise ValueError("Format 'coco' needs images_dir; received None.")
+        return read_coco_images(annotations, images_dir)
+    if format == "custom":
+        return read_custom_images(annotations, images_dir)
+    raise ValueError(
+        f"Format {format!r} cannot be read as whole images; formats with several people per image: "
+        f"{list(MULTI_PERSON_FORMATS)}."
+    )
 
 
 def read_dataset(

@@ -124,3 +124,50 @@ class PoseRecord:
     @property
     def num_keypoints(self) -> int:
         return self.keypoints.shape[0]
+
+
+@dataclasses.dataclass
+class MultiPersonRecord:
+    """One whole image with all its people, for bottom-up (multi-person) training and evaluation.
+
+    Attributes:
+        image_path: path of the photo (any ``tf.io.gfile`` path), or a name
+            when the pixels are held elsewhere (synthetic scenes).
+        image_size: (height, width) in pixels, or None when unknown (the
+            pipeline reads it from the image; ignored segments need it).
+        keypoints: (P, K, 3) float32 ``(x, y, v)``, 0-based pixels (pixel
+            centres at integers, as ``PoseRecord``); v is COCO's flag: 0 not
+            labelled (x = y = 0), 1 labelled but hidden, 2 visible. P may be 0.
+        ignore_segmentations: COCO segmentations (polygon lists or RLE dicts)
+            of the regions the loss ignores: crowds and people annotated
+            without keypoints.
+        areas: (P,) float32 segment areas (COCO's ``area``, for OKS).
+        image_id: a stable identifier within its dataset (COCO image id).
+    """
+
+    image_path: str
+    image_size: tuple[int, int] | None
+    keypoints: np.ndarray
+    ignore_segmentations: tuple = ()
+    areas: np.ndarray | None = None
+    image_id: int = -1
+
+    def __post_init__(self):
+        # An image without people still has (0, K, 3) keypoints, so K is always known.
+        if self.image_size is not None:
+            self.image_size = tuple(int(v) for v in self.image_size)
+        keypoints = np.asarray(self.keypoints, np.float32)
+        if keypoints.ndim != 3 or keypoints.shape[-1] != 3:
+            raise ValueError(
+                f"MultiPersonRecord {self.image_path!r}: keypoints must have shape (people, K, 3); "
+                f"received shape {keypoints.shape}."
+            )
+        self.keypoints = keypoints
+        self.ignore_segmentations = tuple(self.ignore_segmentations)
+        areas = np.zeros(len(keypoints), np.float32) if self.areas is None else self.areas
+        self.areas = np.asarray(areas, np.float32).reshape(len(keypoints))
+        self.image_id = int(self.image_id)
+
+    @property
+    def num_people(self) -> int:
+        return self.keypoints.shape[0]

@@ -1,5 +1,8 @@
 """The TFRecord schema of one person example, its sidecar spec and shard names.
 
+Whole images with all their people (bottom-up training) have their own
+schema, at the end of this module.
+
 One ``tf.train.Example`` per PoseRecord. The stored image may be a crop of the
 original photo: keypoints, centre and box always stay in ORIGINAL image
 coordinates, and ``image/crop_offset`` is where the stored image's pixel
@@ -43,7 +46,7 @@ import tensorflow as tf
 
 from tf_hourglass import atomic_files
 from tf_hourglass.data import keypoint_specs
-from tf_hourglass.data.records import KeypointSpec, PoseRecord
+from tf_hourglass.data.records import KeypointSpec, MultiPersonRecord, PoseRecord
 
 SPEC_SIDECAR_FORMAT = "tf_hourglass.spec.v1"
 
@@ -247,3 +250,63 @@ def read_spec_sidecar(prefix_or_path: str) -> KeypointSpec:
         return keypoint_specs.spec_from_dict(data)
     except (ValueError, TypeError, KeyError, AttributeError) as e:  # any JSON value may come here
         raise ValueError(f"{path}: not a keypoint spec ({type(e).__name__}: {e}).") from None
+
+
+# ---------------------------------------------------------------------------
+# Whole images with all their people (bottom-up training).
+#
+# One ``tf.train.Example`` per MultiPersonRecord; the photo is stored whole,
+# keypoints in its pixels (P people, K keypoints):
+#
+#     image/encoded       bytes         JPEG or PNG bytes, 8-bit RGB
+#     image/height        int64         image height
+#     image/width         int64         image width
+#     image/path          bytes         the original photo's path
+#     image/id            int64         image id (COCO's)
+#     num_keypoints       int64         K
+#     num_people          int64         P (may be 0)
+#     keypoints           float (3PK)   x, y, v per joint per person; v COCO's 0 / 1 / 2
+#     areas               float (P)     segment areas (OKS)
+#     mask/encoded        bytes         PNG loss mask (255 keep, 0 ignore); empty: nothing ignored
+
+
+def serialize_image_example(
+    image_bytes: bytes, record: MultiPersonRecord, *, height: int, width: int, mask_png: bytes = b""
+) -> bytes:
+    """One whole image (a ``MultiPersonRecord``) as a serialized ``tf.train.Example``."""
+    feature = {
+        "image/encoded": _bytes(image_bytes),
+        "image/height": _ints(height),
+        "image/width": _ints(width),
+        "image/path": _bytes(record.image_path.encode("utf-8")),
+        "image/id": _ints(record.image_id),
+        "num_keypoints": _ints(record.keypoints.shape[1]),
+        "num_people": _ints(record.num_people),
+        "keypoints": _floats(record.keypoints),
+        "areas": _floats(record.areas),
+        "mask/encoded": _bytes(mask_png),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def parse_image_example(serialized: tf.Tensor, num_keypoints: int) -> dict:
+    """Parses a whole-image example (pure TF); ``keypoints`` come back as (P, K, 3) float32."""
+    scalar_int = tf.io.FixedLenFeature([], tf.int64)
+    parsed = tf.io.parse_single_example(
+        serialized,
+        {
+            "image/encoded": tf.io.FixedLenFeature([], tf.string),
+            "image/height": scalar_int,
+            "image/width": scalar_int,
+            "image/path": tf.io.FixedLenFeature([], tf.string),
+            "image/id": scalar_int,
+            "num_keypoints": scalar_int,
+            "num_people": scalar_int,
+            "keypoints": tf.io.VarLenFeature(tf.float32),
+            "areas": tf.io.VarLenFeature(tf.float32),
+            "mask/encoded": tf.io.FixedLenFeature([], tf.string),
+        },
+    )
+    parsed["keypoints"] = tf.reshape(tf.sparse.to_dense(parsed["keypoints"]), [-1, num_keypoints, 3])
+    parsed["areas"] = tf.sparse.to_dense(parsed["areas"])
+    return parsed

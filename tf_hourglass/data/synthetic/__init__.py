@@ -28,7 +28,12 @@ over the chest, a far elbow behind the torso) make it not visible while
 ``has_gt`` stays True, as in MPII. Joints outside the image have no ground
 truth.
 
-Command line (writes JPEGs plus a ``tf_hourglass.custom.v1`` annotation file)::
+``SyntheticScenes`` (scenes.py) puts 1 to 8 such figures of different sizes
+in one image, nearer ones occluding farther ones, with COCO's 17 keypoints:
+the built-in data of bottom-up (Associative Embedding) training.
+
+Command line (writes JPEGs plus a ``tf_hourglass.custom.v1`` annotation file;
+``--scenes`` for multi-person scenes)::
 
     python -m tf_hourglass.data.synthetic --output DIR --num-examples N --seed S --image-size 256
 """
@@ -50,7 +55,8 @@ from tf_hourglass.data.synthetic.body import (
     sample_skeleton,
 )
 from tf_hourglass.data.synthetic.dataset import SyntheticExample, SyntheticFigures
-from tf_hourglass.data.synthetic.writer import write_custom_dataset
+from tf_hourglass.data.synthetic.scenes import SYNTHETIC_OKS_SIGMAS, SceneExample, SyntheticScenes
+from tf_hourglass.data.synthetic.writer import write_custom_dataset, write_custom_scenes
 
 __all__ = [
     "CUSTOM_FORMAT",
@@ -63,11 +69,15 @@ __all__ = [
     "PROPORTION_VARIATION",
     "R_HIP",
     "SIDES",
+    "SYNTHETIC_OKS_SIGMAS",
     "THORAX",
     "UPPER_NECK",
+    "SceneExample",
     "Skeleton",
     "SyntheticExample",
     "SyntheticFigures",
+    "SyntheticScenes",
     "sample_skeleton",
     "write_custom_dataset",
+    "write_custom_scenes",
 ]

@@ -50,7 +50,7 @@ class SyntheticExample:
     facing_camera: bool
 
 
-def _as_height_width(image_size) -> tuple[int, int]:
+def as_height_width(image_size) -> tuple[int, int]:
     size = (image_size, image_size) if np.isscalar(image_size) else tuple(image_size)
     if len(size) != 2 or not all(float(v).is_integer() and v >= 32 for v in size):
         raise ValueError(
@@ -94,7 +94,7 @@ class SyntheticFigures:
         noise_level: float = 6.0,
         max_truncation: float = 0.05,
     ):
-        self.height, self.width = _as_height_width(image_size)
+        self.height, self.width = as_height_width(image_size)
         if not float(seed).is_integer() or seed < 0:
             raise ValueError(f"seed must be a non-negative int; received {seed!r}.")
         low, high = height_range
@@ -165,7 +165,7 @@ class SyntheticFigures:
         rng = np.random.default_rng([self.seed, int(index)])
         skeleton = sample_skeleton(rng)
         outfit = Outfit.sample(rng)
-        camera = self._sample_camera(rng, skeleton)
+        camera = self.sample_camera(rng, skeleton)
         light = rng.normal(size=2)
         light /= np.linalg.norm(light) + 1e-9  # which side of the limbs is lit
 
@@ -190,9 +190,9 @@ class SyntheticFigures:
         keypoints = camera.project(skeleton.joints) + shift
         inside = np.all((keypoints >= 0) & (keypoints <= image_max), axis=1)
         if rng.random() < self.occluder_probability:
-            self._draw_occluders(rng, canvas, keypoints[inside], size.max())
+            self.draw_occluders(rng, canvas, keypoints[inside], size.max())
 
-        image = self._finish(rng, canvas.image)
+        image = self.finish_image(rng, canvas.image)
         visible = np.zeros(NUM_JOINTS, bool)
         for j in np.flatnonzero(inside):
             x, y = np.rint(keypoints[j]).astype(int)
@@ -222,7 +222,7 @@ class SyntheticFigures:
             facing_camera=camera.faces_camera(np.eye(3)),
         )
 
-    def _sample_camera(self, rng: np.random.Generator, skeleton: Skeleton) -> Camera:
+    def sample_camera(self, rng: np.random.Generator, skeleton: Skeleton) -> Camera:
         yaw = rng.uniform(-self.max_yaw_degrees, self.max_yaw_degrees)
         if rng.random() < self.back_view_probability:
             yaw += 180.0
@@ -237,7 +237,7 @@ class SyntheticFigures:
         person_height = rng.uniform(*self.height_range) * self.height
         return Camera(yaw=yaw, roll=roll, pixels_per_unit=person_height / skeleton.standing_height)
 
-    def _draw_occluders(self, rng, canvas: Canvas, joints_inside: np.ndarray, figure_size: float):
+    def draw_occluders(self, rng, canvas: Canvas, joints_inside: np.ndarray, figure_size: float):
         """One or two solid shapes, each centred near a random joint."""
         if len(joints_inside) == 0:
             return
@@ -252,7 +252,7 @@ class SyntheticFigures:
             else:
                 canvas.ellipse(centre, half_axes, angle, colour, OCCLUDER)
 
-    def _finish(self, rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    def finish_image(self, rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
         """Camera-like pixel noise and, sometimes, blur."""
         if rng.random() < 0.3:
             sigma = rng.uniform(0.5, 1.2)
