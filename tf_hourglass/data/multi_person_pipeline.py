@@ -17,7 +17,8 @@ functions as the single-person pipeline (``pipeline.random_transform``,
 Coordinates. Keypoints and matrices use pixel centres at integers (records.py).
 Input pixel ``u`` lies in heatmap cell ``(u + 0.5) / stride`` under the targets'
 convention (heatmap pixel ``i`` covers ``[i, i + 1)``, multi_person_targets.py),
-so keypoints reach the targets as ``(matrix @ x + 0.5) / stride``. The loss
+so keypoints reach the targets as ``(matrix @ x + 0.5) / stride``, through
+``AssociativeEmbeddingCodec.encode`` (input pixels ``matrix @ x + 0.5``). The loss
 mask is warped to the heatmap with the same matrix followed by input -> heatmap
 pixel centres, ``h = (u + 0.5) / stride - 0.5``; outside the image it is 0, as
 in the official code (``cv2.warpAffine``'s zero border), then thresholded at 0.5.
@@ -39,11 +40,10 @@ import numpy as np
 import tensorflow as tf
 
 from tf_hourglass.data import tfrecord, transforms
+from tf_hourglass.data.ae_codec import AssociativeEmbeddingCodec
 from tf_hourglass.data.multi_person_targets import (
     MAX_PEOPLE,
     coco_loss_mask,
-    keypoint_refs,
-    multi_person_heatmaps,
 )
 from tf_hourglass.data.pipeline import AugmentConfig, decode_for_warp, random_transform
 from tf_hourglass.data.records import PIXELS_PER_SCALE, KeypointSpec, MultiPersonRecord
@@ -211,6 +211,14 @@ def _people_rows(keypoints, rows):
 
 def _make_example_fn(load, augment, seed, input_size, heatmap_size, flip_permutation, sigma, max_people):
     stride = input_size[0] / heatmap_size[0]
+    # The one home of the targets' conventions (the codec decoding the model's outputs encodes them too).
+    codec = AssociativeEmbeddingCodec(
+        input_size=input_size,
+        heatmap_size=heatmap_size,
+        num_keypoints=len(flip_permutation),
+        sigma=sigma,
+        max_people=max_people,
+    )
 
     def prepare(index, example):
         example = load(example)
@@ -231,9 +239,14 @@ def _make_example_fn(load, augment, seed, input_size, heatmap_size, flip_permuta
 
         keypoints = tf.cast(example["keypoints"], tf.float32)
         moved = transforms.apply_affine(matrix, keypoints[..., :2])
-        keypoints = tf.concat([(moved + 0.5) / stride, keypoints[..., 2:]], axis=-1)
+        # Input pixels with pixel i covering [i, i + 1), the codec's (and the official code's) frame.
+        input_keypoints = tf.concat([moved + 0.5, keypoints[..., 2:]], axis=-1)
         # After a mirror each person's left joints appear where the right were.
-        keypoints = tf.where(flip, tf.gather(keypoints, flip_permutation, axis=1), keypoints)
+        input_keypoints = tf.where(
+            flip, tf.gather(input_keypoints, flip_permutation, axis=1), input_keypoints
+        )
+        targets = codec.encode(input_keypoints)
+        keypoints = input_keypoints * tf.constant([1.0 / stride, 1.0 / stride, 1.0])
 
         encoded_mask = example["mask/encoded"]
         mask = tf.cond(
@@ -247,9 +260,9 @@ def _make_example_fn(load, augment, seed, input_size, heatmap_size, flip_permuta
         out = {
             "images": tf.ensure_shape(image, [*input_size, 3]),
             # All people are drawn; the references keep the first max_people, as the official code.
-            "heatmaps": multi_person_heatmaps(keypoints, heatmap_size, sigma),
+            "heatmaps": targets["heatmaps"],
             "mask": tf.cast(mask[..., 0] > 0.5, tf.float32),
-            "keypoint_refs": keypoint_refs(keypoints, heatmap_size, max_people),
+            "keypoint_refs": targets["keypoint_refs"],
             "heatmap_keypoints": _people_rows(keypoints, max_people),
         }
         if augment is None:
