@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
 from training_helpers import load_config, tensorboard_tags, write_tiny_config
 
@@ -204,3 +205,51 @@ def test_auto_precision_is_bfloat16_only_on_cpus_that_compute_it_natively(
 
 def test_cpu_flags_of_a_missing_cpuinfo_are_none(tmp_path):
     assert trainer.native_bfloat16_cpu_flags(tmp_path / "no_such_file") == []
+
+
+AE_TINY_CONFIG = """
+from tf_hourglass.training.base_config import get_base_config
+
+
+def get_config():
+    config = get_base_config()
+    config.data.num_train = 12
+    config.data.num_val = 3
+    config.data.num_test = 3
+    config.data.synthetic_image_size = 64
+    config.model.preset = "ae_tiny"
+    config.train.optimizer = "adam"
+    config.train.learning_rate = 1e-3
+    config.train.schedule = "constant"
+    config.train.epochs = {epochs}
+    config.train.steps_per_epoch = 2
+    config.train.batch_size = 4
+    config.eval.flip_test = False
+    config.runtime.jit_compile = False
+    config.runtime.verbose = 2
+    return config
+"""
+
+
+@pytest.mark.e2e
+def test_a_multi_person_preset_trains_on_synthetic_scenes_and_reports_coco_ap(tmp_path, capsys):
+    path = tmp_path / "ae_tiny.py"
+    path.write_text(AE_TINY_CONFIG.format(epochs=1))
+    workdir = tmp_path / "run"
+    results = trainer.train_and_evaluate(load_config(path), str(workdir))
+    assert results["metric"] == "AP" and 0.0 <= results["score"] <= 100.0
+    assert results["evaluated_on"] == "test" and results["num_images"] == 3
+    assert set(results["coco_keypoints"]) >= {"AP", "AP50", "AP75", "APm", "APl", "AR"}
+    assert "AP = " in capsys.readouterr().out
+    model = keras.saving.load_model(workdir / "final.keras")
+    assert model.pose_info.kind == "multi_person" and model.pose_info.spec.name == "coco"
+    rows = list(csv.DictReader((workdir / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [0] and "val_ap" in rows[0]
+    ground_truth = json.loads((workdir / "test_people.json").read_text())
+    assert [image["id"] for image in ground_truth["images"]] == [15, 16, 17]
+    # Resumed with one more epoch: it continues from the checkpoint.
+    path.write_text(AE_TINY_CONFIG.format(epochs=2))
+    assert trainer.train_and_evaluate(load_config(path), str(workdir))["epochs_completed"] == 2
+    # The trained model finds people in a photo through the estimator.
+    people = PoseEstimator(str(workdir)).predict(np.zeros((48, 64, 3), np.uint8))
+    assert people["keypoints"].shape[1:] == (17, 2)

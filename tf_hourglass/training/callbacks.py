@@ -108,27 +108,28 @@ class Validation(keras.callbacks.Callback):
 
 
 class Checkpointing(keras.callbacks.Callback):
-    """Latest state every epoch (tf.train.CheckpointManager) and best weights by ``val_pck``."""
+    """Latest state every epoch (tf.train.CheckpointManager) and best weights by ``metric`` (``val_pck``)."""
 
-    def __init__(self, manager, epoch_variable, workdir, state):
+    def __init__(self, manager, epoch_variable, workdir, state, metric=VAL_METRIC):
         super().__init__()
         self.manager = manager
         self.epoch_variable = epoch_variable
         self.best_path = os.path.join(workdir, "best.weights.h5")
         self.best_info_path = os.path.join(workdir, "best.json")
         self.state = state
-        self.best = read_json(self.best_info_path).get(VAL_METRIC, -math.inf)
+        self.metric = metric  # the higher the better
+        self.best = read_json(self.best_info_path).get(metric, -math.inf)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.state.failed_reason:
             return
         self.epoch_variable.assign(epoch + 1)
         self.manager.save(checkpoint_number=epoch + 1)
-        value = (logs or {}).get(VAL_METRIC)
+        value = (logs or {}).get(self.metric)
         if value is not None and value > self.best:
             self.best = value
             atomic_files.save(self.model.save_weights, self.best_path, suffix=".weights.h5")
-            write_json(self.best_info_path, {VAL_METRIC: value, "epoch": epoch + 1})
+            write_json(self.best_info_path, {self.metric: value, "epoch": epoch + 1})
 
 
 class RemoveDirectory(keras.callbacks.Callback):

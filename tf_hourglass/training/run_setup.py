@@ -83,16 +83,17 @@ def make_optimizer(train_config):
     return keras.optimizers.RMSprop(learning_rate, rho=0.99, epsilon=1e-8)
 
 
-def build_model(config, strategy, num_keypoints, checkpoint_dir):
+def build_model(config, strategy, num_keypoints, checkpoint_dir, make_loss=lambda model: HeatmapLoss()):
     """The compiled model under ``strategy``, restored from the latest checkpoint in ``checkpoint_dir``.
 
+    ``make_loss(model)`` gives its loss (the heatmap MSE unless told otherwise).
     Returns ``(model, epoch_variable, manager)``: ``epoch_variable`` counts
     completed epochs, and ``manager`` saves model, optimizer and epoch.
     """
     with strategy.scope():
         model = from_preset(config.model.preset, **model_kwargs(config.model, num_keypoints))
         optimizer = make_optimizer(config.train)
-        model.compile(optimizer=optimizer, loss=HeatmapLoss(), jit_compile=config.runtime.jit_compile)
+        model.compile(optimizer=optimizer, loss=make_loss(model), jit_compile=config.runtime.jit_compile)
         optimizer.build(model.trainable_variables)
         epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_variable)

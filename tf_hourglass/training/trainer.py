@@ -54,8 +54,9 @@ import tensorflow as tf
 
 from tf_hourglass.data import readers
 from tf_hourglass.data.codec import DECODE_METHODS
-from tf_hourglass.model.presets import PRESETS
-from tf_hourglass.training import custom_loop, fit_loop
+from tf_hourglass.model.info import MULTI_PERSON
+from tf_hourglass.model.presets import PRESETS, preset_class
+from tf_hourglass.training import custom_loop, fit_loop, multi_person_loop
 from tf_hourglass.training.run_setup import model_kwargs
 from tf_hourglass.training.workdir import check_resumed_config, workdir_lock
 
@@ -97,6 +98,17 @@ def validate_config(config) -> None:
     check(0 <= data.flip_probability <= 1, "data.flip_probability", data.flip_probability, "in [0, 1]")
     check(model.preset in PRESETS, "model.preset", model.preset, f"one of {sorted(PRESETS)}")
     model_kwargs(model, num_keypoints=1)  # overrides that do not fit the preset's family
+    if preset_class(model.preset).model_kind == MULTI_PERSON:
+        formats = multi_person_loop.DATA_FORMATS
+        check(
+            data.format in formats, "data.format", data.format, f"one of {formats} for a multi-person preset"
+        )
+        check(
+            runtime.strategy != "multi_worker",
+            "runtime.strategy",
+            runtime.strategy,
+            "default, mirrored or tpu for a multi-person preset (it trains through model.fit)",
+        )
     check(train.optimizer in OPTIMIZERS, "train.optimizer", train.optimizer, f"one of {OPTIMIZERS}")
     check(train.schedule in SCHEDULES, "train.schedule", train.schedule, f"one of {SCHEDULES}")
     check(train.learning_rate > 0, "train.learning_rate", train.learning_rate, "> 0")
@@ -196,6 +208,8 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
             return custom_loop.train_and_evaluate_multi_worker(config, workdir, strategy)
         # ----- every other strategy: model.fit, one run per workdir
         with workdir_lock(workdir):
+            if preset_class(config.model.preset).model_kind == MULTI_PERSON:
+                return multi_person_loop.train_and_evaluate_people(config, workdir, strategy)
             return fit_loop.train_and_evaluate_with_fit(config, workdir, strategy)
     finally:
         keras.config.set_dtype_policy(previous_policy)

@@ -81,7 +81,7 @@ def write_run_settings(workdir, config, spec, codec):
     """config.json, and what inference needs beside final.keras: the keypoints and the target scale."""
     text = run_settings_text(spec, codec.sigma, codec.peak)
     atomic_files.write_text(os.path.join(workdir, RUN_SETTINGS_FILE), text)
-    write_json(os.path.join(workdir, CONFIG_FILE), json.loads(config.to_json_best_effort()))
+    write_config(workdir, config)
 
 
 CONFIG_FILE = "config.json"
@@ -136,3 +136,8 @@ def check_resumed_config(workdir, config) -> None:
             f"--workdir {workdir} holds a run whose {CONFIG_FILE} does not match this config: {shown}. "
             "Pass --config.train.allow_config_change=True to go on with the new config, or use a new --workdir."
         )
+
+
+def write_config(workdir, config) -> None:
+    """``config.json``: the run's config, which a resumed run is checked against."""
+    write_json(os.path.join(workdir, CONFIG_FILE), json.loads(config.to_json_best_effort()))

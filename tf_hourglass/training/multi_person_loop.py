@@ -1,0 +1,292 @@
+"""Training a multi-person (Associative Embedding) model through ``model.fit``, scored by COCO keypoint AP.
+
+``trainer.train_and_evaluate`` comes here for presets whose model kind is
+``multi_person`` (``ae_hg4``, ``ae_small``, ``ae_tiny``). Data (``config.data``):
+
+* ``format="synthetic"``: built-in multi-person scenes (``SyntheticScenes``):
+  scenes ``[0, num_train)`` train, the next ``num_val`` validate, the next
+  ``num_test`` are held out for the final score;
+* ``format="coco"`` or ``"custom"``: whole images with all their people
+  (``readers.read_multi_person_dataset``) from ``train_annotations`` and
+  ``val_annotations``; crowds and people without keypoints are masked out of the
+  loss;
+* ``format="tfrecord"``: whole-image shards written by ``convert --multi-person``
+  for training, validated on ``val_annotations`` (COCO or custom).
+
+The loss is ``AssociativeEmbeddingLoss`` on every stack; the schedule, the
+checkpoints, ``metrics.csv``, TensorBoard, the NaN stop and the time budget are
+the single-person run's (``callbacks.py``). Each epoch ends with the validation
+AP (``val_ap``, pycocotools' OKS AP in percent, the images run as the official
+test runs them: ``multi_person_prediction.predict_people``); the best epoch's
+weights are kept. The final model is scored on the held-out scenes (or the
+validation set) and prints ``AP = NN.N``. The ground truth of synthetic scenes
+is written as COCO files into the workdir (``val_people.json``,
+``test_people.json``), so the numbers can be recomputed with any COCO tool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import keras
+from absl import logging
+from tqdm.auto import tqdm
+
+from tf_hourglass import atomic_files
+from tf_hourglass.data import keypoint_specs, readers
+from tf_hourglass.data.multi_person_pipeline import MultiPersonSource, make_multi_person_dataset
+from tf_hourglass.data.pipeline import AugmentConfig
+from tf_hourglass.evaluation import metrics
+from tf_hourglass.inference import to_rgb_float
+from tf_hourglass.model.info import info_for
+from tf_hourglass.model_loader import multi_person_network
+from tf_hourglass.multi_person_prediction import coco_results, codec_for_model, predict_people
+from tf_hourglass.predict_files import UnreadableInputError, read_image
+from tf_hourglass.run_files import MODEL_FILE
+from tf_hourglass.training import run_setup
+from tf_hourglass.training.ae_losses import AssociativeEmbeddingLoss
+from tf_hourglass.training.callbacks import (
+    Checkpointing,
+    RunState,
+    StopOnNaN,
+    TimeBudget,
+    current_learning_rate,
+)
+from tf_hourglass.training.workdir import drop_metrics_rows_from, write_config, write_json
+
+VAL_METRIC = "val_ap"
+DATA_FORMATS = ("synthetic", "coco", "custom", "tfrecord")
+
+
+@dataclasses.dataclass
+class PeopleData:
+    """Where a scored set's photos come from and its COCO ground truth."""
+
+    ground_truth: str  # a COCO person_keypoints JSON
+    images: list  # (image_id, uint8 pixels or a file path)
+
+
+def _scene_ground_truth(scenes, start, count, path) -> PeopleData:
+    """COCO ground truth of scenes ``start .. start + count - 1``, written to ``path``; their pixels."""
+    images, annotations, photos = [], [], []
+    for index in range(start, start + count):
+        scene = scenes.render(index)
+        height, width = scene.image.shape[:2]
+        images.append({"id": index, "width": width, "height": height, "file_name": f"scene_{index}.png"})
+        photos.append((index, scene.image))
+        for person, area in zip(scene.keypoints, scene.areas, strict=True):
+            labelled = person[:, 2] > 0
+            if not labelled.any():
+                continue
+            x0, y0 = person[labelled, :2].min(axis=0)
+            x1, y1 = person[labelled, :2].max(axis=0)
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": index,
+                    "category_id": 1,
+                    "keypoints": [float(v) for v in person.reshape(-1)],
+                    "num_keypoints": int(labelled.sum()),
+                    "area": float(area),
+                    "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+                    "iscrowd": 0,
+                }
+            )
+    document = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "person", "keypoints": list(keypoint_specs.COCO.keypoint_names)}],
+    }
+    write_json(path, document)
+    return PeopleData(path, photos)
+
+
+def _file_ground_truth(annotations: str, images_dir: str | None) -> PeopleData:
+    data = readers.load_json(annotations)
+    folder = images_dir or os.path.dirname(annotations)
+    return PeopleData(
+        annotations, [(image["id"], os.path.join(folder, image["file_name"])) for image in data["images"]]
+    )
+
+
+def load_people_data(config, workdir):
+    """(train source, validation PeopleData, held-out PeopleData or None) for ``config.data``."""
+    data = config.data
+    if data.format == "synthetic":
+        from tf_hourglass.data.synthetic import SyntheticScenes  # drawing code, loaded only when used
+
+        scenes = SyntheticScenes(image_size=(data.synthetic_image_size,) * 2, seed=data.seed)
+        train = MultiPersonSource.from_scenes(scenes, data.num_train)
+        val = _scene_ground_truth(
+            scenes, data.num_train, data.num_val, os.path.join(workdir, "val_people.json")
+        )
+        test = None
+        if data.num_test:
+            start = data.num_train + data.num_val
+            test = _scene_ground_truth(
+                scenes, start, data.num_test, os.path.join(workdir, "test_people.json")
+            )
+        return train, val, test
+    images_dir = data.images_dir or None
+    if data.format == "tfrecord":
+        train = data.train_annotations
+    else:
+        _, records = readers.read_multi_person_dataset(data.format, data.train_annotations, images_dir)
+        train = MultiPersonSource(records)
+    val_format = data.val_format or data.format
+    if val_format != "coco":
+        raise ValueError(
+            f"data.val_annotations must be a COCO person_keypoints file (data.val_format='coco') to score a "
+            f"multi-person model by COCO's AP; received data.val_format={val_format!r}."
+        )
+    return train, _file_ground_truth(data.val_annotations, data.val_images_dir or images_dir), None
+
+
+def score_people(
+    network, codec, people_data: PeopleData, flip: bool, progress=False, max_images=None
+) -> dict:
+    """COCO keypoint AP (pycocotools' stats, fractions) of the model on ``people_data``'s photos."""
+    spec = keypoint_specs.COCO
+    results, image_ids = [], []
+    photos = people_data.images[:max_images] if max_images else people_data.images
+    for image_id, photo in tqdm(photos, desc="AP", unit="image", leave=False, disable=not progress):
+        try:
+            pixels = to_rgb_float(read_image(photo) if isinstance(photo, str) else photo)
+        except UnreadableInputError as error:
+            logging.warning("Skipping %s", error)
+            continue
+        people = predict_people(network, pixels, codec, spec.flip_permutation(), flip=flip)
+        results += coco_results(people, image_id)
+        image_ids.append(image_id)
+    return metrics.coco_keypoint_ap(people_data.ground_truth, results, image_ids=image_ids)
+
+
+class PeopleValidation(keras.callbacks.Callback):
+    """The validation AP (percent) as ``val_ap`` in the epoch logs, with the learning rate."""
+
+    def __init__(self, people_data, flip, max_images, state):
+        super().__init__()
+        self.people_data = people_data
+        self.flip = flip
+        self.max_images = max_images
+        self.state = state
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.state.failed_reason:
+            return
+        network, model = multi_person_network(self.model)
+        stats = score_people(
+            network, codec_for_model(model), self.people_data, self.flip, max_images=self.max_images
+        )
+        logs[VAL_METRIC] = 100.0 * max(stats["AP"], 0.0)
+        logs["learning_rate"] = current_learning_rate(self.model.optimizer)
+        print(f"\nepoch {epoch + 1}: validation AP = {logs[VAL_METRIC]:.1f}")
+
+
+def _augment(data_config) -> AugmentConfig:
+    """The paper's whole-image augmentation, from the config's ranges (no colour scaling, as the official)."""
+    return AugmentConfig(
+        rotation_degrees=data_config.rotation_degrees,
+        rotation_probability=data_config.rotation_probability,
+        scale_range=(data_config.scale_min, data_config.scale_max),
+        flip_probability=data_config.flip_probability,
+        color_scale_range=(1.0, 1.0),
+        center_jitter=0.2,
+        jpeg_downscale=data_config.jpeg_downscale,
+    )
+
+
+def train_and_evaluate_people(config, workdir, strategy) -> dict:
+    """``trainer.train_and_evaluate`` for a multi-person model (see the module docstring)."""
+    spec = keypoint_specs.COCO
+    train_source, val_data, test_data = load_people_data(config, workdir)
+
+    def make_loss(model):
+        return AssociativeEmbeddingLoss(
+            model.num_keypoints, tag_dim=model.tag_dim, num_stacks=model.num_stacks
+        )
+
+    model, epoch_variable, manager = run_setup.build_model(
+        config, strategy, spec.num_keypoints, os.path.join(workdir, "checkpoints"), make_loss=make_loss
+    )
+    if model.num_stacks < 2:
+        raise ValueError(
+            "A multi-person model trains here with 2 or more stacks (one dict of targets per stack output); "
+            f"received num_stacks={model.num_stacks}."
+        )
+    codec = codec_for_model(model)
+    model.pose_info = info_for(model, spec, sigma=codec.target_sigma)
+    initial_epoch = int(epoch_variable.numpy())
+    seed = config.train.seed + 1_000_003 * initial_epoch
+    num_stacks = model.num_stacks
+    train_ds = make_multi_person_dataset(
+        train_source,
+        spec,
+        batch_size=config.train.batch_size,
+        training=True,
+        input_size=codec.input_size,
+        heatmap_size=codec.heatmap_size,
+        augment=_augment(config.data),
+        seed=seed,
+        shuffle_buffer=config.data.shuffle_buffer,
+        sigma=codec.sigma,
+    ).map(lambda images, targets: (images, (targets,) * num_stacks))
+
+    state = RunState()
+    drop_metrics_rows_from(os.path.join(workdir, "metrics.csv"), initial_epoch)
+    write_config(workdir, config)
+    log_dir = os.path.join(workdir, "tensorboard")
+    callbacks = [
+        StopOnNaN(state),
+        TimeBudget(config.train.max_train_minutes * 60),
+        PeopleValidation(val_data, config.eval.flip_test, config.data.num_val or None, state),
+        keras.callbacks.CSVLogger(os.path.join(workdir, "metrics.csv"), append=True),
+        keras.callbacks.TensorBoard(log_dir=log_dir),
+        Checkpointing(manager, epoch_variable, workdir, state, metric=VAL_METRIC),
+    ]
+    if config.train.schedule == "plateau":
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=VAL_METRIC,
+                mode="max",
+                factor=config.train.plateau_factor,
+                patience=config.train.plateau_patience,
+                verbose=1,
+            )
+        )
+    start = time.monotonic()
+    if initial_epoch < config.train.epochs:
+        model.fit(
+            train_ds,
+            epochs=config.train.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=config.train.steps_per_epoch,
+            callbacks=callbacks,
+            verbose=config.runtime.verbose,
+            shuffle=False,  # the dataset shuffles itself
+        )
+    train_seconds = time.monotonic() - start
+    state.raise_if_failed()
+
+    model_path = os.path.join(workdir, MODEL_FILE)
+    atomic_files.save(model.save, model_path, suffix=".keras")
+    final_data = test_data or val_data
+    network, _ = multi_person_network(model)
+    stats = score_people(network, codec, final_data, config.eval.flip_test, progress=True)
+    results = {
+        "metric": "AP",
+        "score": round(100.0 * max(stats["AP"], 0.0), 2),
+        "coco_keypoints": {name: round(float(value), 4) for name, value in stats.items()},
+        "num_images": len(final_data.images),
+        "evaluated_on": "test" if test_data is not None else "val",
+        "train_seconds_this_run": round(train_seconds, 1),
+        "epochs_completed": int(epoch_variable.numpy()),
+    }
+    write_json(os.path.join(workdir, "results.json"), results)
+    print(
+        f"AP = {results['score']:.1f}  (COCO keypoint AP, OKS, on {results['num_images']} held-out images, "
+        f"flip test {'on' if config.eval.flip_test else 'off'}; model: {model_path})"
+    )
+    return results
