@@ -127,3 +127,35 @@ def test_notebook_code_cells_are_valid_python(name):
             )
             ast.parse(source.replace("\\\n", " "), filename=f"{name}")
     assert os.path.getsize(COLAB / name) > 1000
+
+
+@pytest.mark.e2e
+def test_multi_person_notebook_trains_draws_people_and_exports_at_a_tiny_size(monkeypatch, tmp_path):
+    tiny = {
+        "AE_PRESET": "ae_tiny",
+        "AE_IMAGE_SIZE": "64",
+        "AE_NUM_TRAIN": "8",
+        "AE_EPOCHS": "1",
+        "AE_STEPS": "2",
+        "AE_WORKDIR": str(tmp_path / "run"),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    for name, value in tiny.items():
+        monkeypatch.setenv(name, value)
+    notebook = nbformat.read(COLAB / "multi_person.ipynb", as_version=4)
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(COLAB)}}
+    ).execute()
+    outputs = "".join(
+        output.get("text", "")
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+    )
+    assert "held-out COCO keypoint AP:" in outputs and "people; scores" in outputs
+    assert "multi_person coco" in outputs
+    images = [
+        o for cell in notebook.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})
+    ]
+    assert len(images) == 2  # the scenes, the people found
+    assert (tmp_path / "run" / "ae_exported.keras").exists()
