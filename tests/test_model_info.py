@@ -126,3 +126,16 @@ def test_model_saved_with_info_loads_in_keras_safe_mode_without_tf_hourglass_hel
     loaded = keras.saving.load_model(str(tmp_path / "m.keras"), compile=False, safe_mode=True)
     assert loaded.pose_info == lsp_info()
     assert loaded.get_config()["pose_info"]["codec"]["decode_method"] == "dark"
+
+
+def test_commands_say_which_kind_of_model_file_they_load(tmp_path):
+    from tf_hourglass.model_loader import describe_model_source
+
+    model = tf_hourglass.from_preset("hg_tiny")
+    model.save(str(tmp_path / "m.keras"))
+    assert "Keras safe mode" in describe_model_source(str(tmp_path / "m.keras"))
+    assert describe_model_source(model).startswith("the in-memory model")
+    (tmp_path / "sm").mkdir()
+    assert "load SavedModels only from sources you trust" in describe_model_source(str(tmp_path / "sm"))
+    assert describe_model_source(str(tmp_path / "m.tflite")) == f"TFLite file {tmp_path / 'm.tflite'}"
+    assert "pretrained preset hg8_mpii_pv" in describe_model_source("hg8_mpii_pv")

@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                 scales=_scales(),
             )
         print(run.format_results(results))
+        if "model_file" in results.get("inputs", {}):
+            print(f"Model: {results['inputs']['model_file']}.")
         if _FLAGS.json:
             run.write_results_json(_FLAGS.json, results)
             print(f"Results written to {_FLAGS.json}")

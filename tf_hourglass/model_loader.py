@@ -451,6 +451,32 @@ def load_keras_model(model) -> keras.Model:
     return _read_keras_file(path)
 
 
+def describe_model_source(model) -> str:
+    """What kind of file ``model`` is, and how it is loaded, for the commands to say.
+
+    A SavedModel is a TensorFlow program: loading it runs whatever graph it holds,
+    so it should come only from a source the user trusts; ``.keras`` files are
+    loaded in Keras' safe mode (no Python code from the file runs), and PyTorch
+    checkpoints through the restricted reader (``weights/torch_checkpoint.py``).
+    """
+    if isinstance(model, (keras.Model, InferenceModel)):
+        return f"the in-memory model {getattr(model, 'name', model)!r}"
+    name = os.fspath(model)
+    if pretrained.is_pretrained(name) and not os.path.exists(name):
+        return f"pretrained preset {name} ({pretrained.cache_dir()}/{name}/{pretrained.MODEL_FILE}, Keras safe mode)"
+    path = keras_model_path(name)
+    if path.endswith(".keras") and (not tf.io.gfile.isdir(name) or tf.io.gfile.exists(path)):
+        return f"Keras model file {path} (loaded in Keras safe mode: no Python code from the file runs)"
+    if tf.io.gfile.isdir(name):
+        return (
+            f"SavedModel {name} (a TensorFlow program: it runs the graph it holds; load SavedModels only "
+            "from sources you trust)"
+        )
+    if name.endswith(".tflite"):
+        return f"TFLite file {name}"
+    return name
+
+
 def model_kind(model) -> str:
     """The ``ModelInfo`` kind of a model or model file, without building a saved network.
 

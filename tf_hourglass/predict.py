@@ -90,10 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     if status is not None:
         return status
     from tf_hourglass.inference import PoseEstimator
+    from tf_hourglass.model_loader import describe_model_source
     from tf_hourglass.predict_files import predict_path
 
     try:
         estimator = PoseEstimator(_FLAGS.model, spec=load_spec(_FLAGS.spec), flip_test=_FLAGS.flip)
+        print(f"Model: {describe_model_source(_FLAGS.model)}.")
         if estimator.multi_person:
             print(f"{_FLAGS.model}: a multi-person model; finding every person in each image.")
         elif _FLAGS.box is None:

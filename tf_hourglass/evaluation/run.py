@@ -42,6 +42,7 @@ from tf_hourglass.data.records import KeypointSpec
 from tf_hourglass.evaluation import evaluator, metrics
 from tf_hourglass.model.info import MULTI_PERSON, model_info
 from tf_hourglass.model_loader import (
+    describe_model_source,
     load_keras_model,
     load_model_for_inference,
     model_kind,
@@ -287,6 +288,7 @@ def evaluate_people(
         "num_people_found": found,
         "inputs": {
             "model": keras_model.name,
+            "model_file": describe_model_source(model),
             "annotations": annotations,
             "images": images_dir,
             "flip": bool(flip),
@@ -384,6 +386,7 @@ def evaluate_model(
         )
     inputs = {
         "model": inference_model.name,
+        "model_file": describe_model_source(model),
         "format": format,
         "annotations": annotations,
         "images": images_dir,

@@ -41,7 +41,13 @@ from tf_hourglass.export import onnx, saved_model, tensorrt, tflite, verify
 from tf_hourglass.export.errors import VerificationError
 from tf_hourglass.model import StackedHourglass, as_stack_list
 from tf_hourglass.model.info import model_info
-from tf_hourglass.model_loader import TFLiteRunner, keras_model_path, load_keras_model, numpy_inference_model
+from tf_hourglass.model_loader import (
+    TFLiteRunner,
+    describe_model_source,
+    keras_model_path,
+    load_keras_model,
+    numpy_inference_model,
+)
 from tf_hourglass.run_files import info_path
 
 FORMATS = ("saved_model", "tflite", "onnx", "tensorrt", "tftrt")
@@ -371,6 +377,7 @@ def export_model(
     if format == "tftrt":
         tensorrt.require(tensorrt.tftrt_missing(), "a TF-TRT SavedModel")
 
+    log(f"model: {describe_model_source(model)}")
     model = load_keras_model(model)
     if quantize == "qat" and not isinstance(model, StackedHourglass):
         raise ValueError(
