@@ -34,6 +34,8 @@ def get_config():
     config.data.val_annotations = "data/coco/annotations/person_keypoints_val2017.json"
     config.data.val_images_dir = "data/coco/val2017"
     config.data.num_val = 500  # validation images scored each epoch (the final score takes them all)
+    config.data.sigma = 2.0  # the official 128 / 64
+    config.data.target_peak = 1.0
 
     config.model.preset = "ae_hg4"
 

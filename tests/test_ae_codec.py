@@ -39,3 +39,14 @@ def test_codec_checks_its_arguments_and_decodes_with_the_official_test_settings(
         AssociativeEmbeddingCodec(tag_dim=0)
     with pytest.raises(ValueError, match="sigma must be positive"):
         AssociativeEmbeddingCodec(sigma=-1.0)
+
+
+def test_a_larger_target_peak_is_divided_out_before_grouping():
+    codec = AssociativeEmbeddingCodec(input_size=(64, 64), heatmap_size=(16, 16), num_keypoints=2, peak=10.0)
+    people = np.array([[[10.0, 10.0, 1.0], [30.0, 30.0, 1.0]]])
+    heatmaps = codec.encode(people)["heatmaps"].numpy()
+    assert heatmaps.max() == pytest.approx(10.0)
+    np.testing.assert_allclose(codec.unit_heatmaps(heatmaps), heatmaps / 10.0)
+    assert AssociativeEmbeddingCodec().unit_heatmaps(heatmaps) is heatmaps
+    with pytest.raises(ValueError, match="peak must be positive"):
+        AssociativeEmbeddingCodec(peak=0.0)

@@ -107,6 +107,7 @@ def codec_for_model(model) -> AssociativeEmbeddingCodec:
         num_keypoints=model.num_keypoints,
         tag_dim=model.tag_dim,
         sigma=info.sigma,
+        peak=info.peak,
     )
 
 
@@ -145,6 +146,7 @@ def predict_people(
         warped = transforms.warp_image(image, tf.constant(scale_matrix, tf.float32), (side, side)).numpy()
         batch = np.stack([warped, warped[:, ::-1]]) if flip else warped[None]
         maps, tag_maps = _network_maps(network, batch, num_keypoints, tag_dim)
+        maps = codec.unit_heatmaps(maps)
         if matrix is None:
             matrix = scale_matrix  # the first scale's maps set the output size
         heatmaps.append(maps[:1])

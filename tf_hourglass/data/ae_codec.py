@@ -31,6 +31,10 @@ class AssociativeEmbeddingCodec:
         num_keypoints: K.
         tag_dim: tag components per keypoint D.
         sigma: the targets' Gaussian in heatmap pixels (None: the official heatmap side / 64).
+        peak: the targets' value at a joint (1, as the official code; a larger peak makes the
+            all-zero output costly, which a small model on a CPU needs to leave that plateau).
+            Decoding divides the network's heatmaps by it (``unit_heatmaps``), so the grouping's
+            thresholds keep their official meaning.
         max_people: people the tag loss takes per image (30, as the official code).
         grouping_options: ``grouping.group_people`` options of ``decode`` (default: the
             official test settings, ``grouping.TEST_SETTINGS``).
@@ -41,6 +45,7 @@ class AssociativeEmbeddingCodec:
     num_keypoints: int = 17
     tag_dim: int = 1
     sigma: float | None = None
+    peak: float = 1.0
     max_people: int = multi_person_targets.MAX_PEOPLE
     grouping_options: tuple = tuple(sorted(grouping.TEST_SETTINGS.items()))
 
@@ -60,6 +65,8 @@ class AssociativeEmbeddingCodec:
                 raise ValueError(f"{name} must be >= 1. Received {name}={getattr(self, name)!r}")
         if self.sigma is not None and not self.sigma > 0:
             raise ValueError(f"sigma must be positive or None. Received sigma={self.sigma!r}")
+        if not self.peak > 0:
+            raise ValueError(f"peak must be positive. Received peak={self.peak!r}")
 
     @property
     def stride(self) -> int:
@@ -79,17 +86,22 @@ class AssociativeEmbeddingCodec:
         keypoints = tf.convert_to_tensor(keypoints, tf.float32)
         scale = tf.constant([1.0 / self.stride, 1.0 / self.stride, 1.0])
         heatmap_keypoints = keypoints * scale
+        heatmaps = multi_person_targets.multi_person_heatmaps(
+            heatmap_keypoints, self.heatmap_size, self.target_sigma
+        )
         return {
-            "heatmaps": multi_person_targets.multi_person_heatmaps(
-                heatmap_keypoints, self.heatmap_size, self.target_sigma
-            ),
+            "heatmaps": heatmaps * self.peak if self.peak != 1.0 else heatmaps,
             "keypoint_refs": multi_person_targets.keypoint_refs(
                 heatmap_keypoints, self.heatmap_size, self.max_people
             ),
         }
 
+    def unit_heatmaps(self, heatmaps):
+        """The network's heatmaps in the official scale (a joint is 1): divided by ``peak``."""
+        return heatmaps if self.peak == 1.0 else heatmaps / np.float32(self.peak)
+
     def decode(self, heatmaps, tags) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """People in heatmap pixels from (N, h, w, K) heatmaps and (N, h, w, K[, D]) tags.
+        """People in heatmap pixels from (N, h, w, K) heatmaps (``unit_heatmaps``) and (N, h, w, K[, D]) tags.
 
         Returns per image the people (P, K, 3 + D): x, y, detection value, tags
         (``grouping.group_people``), and their scores (P,).

@@ -209,7 +209,9 @@ def _people_rows(keypoints, rows):
     return tf.pad(keypoints, [[0, rows - tf.shape(keypoints)[0]], [0, 0], [0, 0]])
 
 
-def _make_example_fn(load, augment, seed, input_size, heatmap_size, flip_permutation, sigma, max_people):
+def _make_example_fn(
+    load, augment, seed, input_size, heatmap_size, flip_permutation, sigma, peak, max_people
+):
     stride = input_size[0] / heatmap_size[0]
     # The one home of the targets' conventions (the codec decoding the model's outputs encodes them too).
     codec = AssociativeEmbeddingCodec(
@@ -217,6 +219,7 @@ def _make_example_fn(load, augment, seed, input_size, heatmap_size, flip_permuta
         heatmap_size=heatmap_size,
         num_keypoints=len(flip_permutation),
         sigma=sigma,
+        peak=peak,
         max_people=max_people,
     )
 
@@ -328,6 +331,7 @@ def make_multi_person_dataset(
     repeat: bool | None = None,
     drop_remainder: bool | None = None,
     sigma: float | None = None,
+    peak: float = 1.0,
     max_people: int = MAX_PEOPLE,
     with_metadata: bool = False,
     input_context: tf.distribute.InputContext | None = None,
@@ -347,6 +351,7 @@ def make_multi_person_dataset(
         seed: makes shuffling and augmentation reproducible.
         repeat, drop_remainder: default to ``training``.
         sigma: Gaussian sigma in heatmap pixels (default: the official heatmap side / 64).
+        peak: the heatmap targets' value at a joint (1: the official).
         max_people: rows of ``keypoint_refs``.
         input_context: from ``strategy.distribute_datasets_from_function``;
             each input pipeline reads its own shard.
@@ -392,6 +397,7 @@ def make_multi_person_dataset(
         heatmap_size,
         tf.constant(spec.flip_permutation(), tf.int32),
         sigma,
+        peak,
         max_people,
     )
     dataset = dataset.enumerate().map(prepare, num_parallel_calls=AUTOTUNE, deterministic=True)

@@ -13,7 +13,9 @@
 * ``format="tfrecord"``: whole-image shards written by ``convert --multi-person``
   for training, validated on ``val_annotations`` (COCO or custom).
 
-The loss is ``AssociativeEmbeddingLoss`` on every stack; the schedule, the
+Targets: ``data.sigma`` (heatmap pixels) and ``data.target_peak`` (1 in the
+official recipe; saved with the model, and decoding divides by it). The loss is
+``AssociativeEmbeddingLoss`` on every stack; the schedule, the
 checkpoints, ``metrics.csv``, TensorBoard, the NaN stop and the time budget are
 the single-person run's (``callbacks.py``). Each epoch ends with the validation
 AP (``val_ap``, pycocotools' OKS AP in percent, the images run as the official
@@ -216,8 +218,9 @@ def train_and_evaluate_people(config, workdir, strategy) -> dict:
             "A multi-person model trains here with 2 or more stacks (one dict of targets per stack output); "
             f"received num_stacks={model.num_stacks}."
         )
+    # The targets' peak (data.target_peak) is saved with the model, so decoding divides by it.
+    model.pose_info = info_for(model, spec, sigma=config.data.sigma, peak=config.data.target_peak)
     codec = codec_for_model(model)
-    model.pose_info = info_for(model, spec, sigma=codec.target_sigma)
     initial_epoch = int(epoch_variable.numpy())
     seed = config.train.seed + 1_000_003 * initial_epoch
     num_stacks = model.num_stacks
@@ -232,6 +235,7 @@ def train_and_evaluate_people(config, workdir, strategy) -> dict:
         seed=seed,
         shuffle_buffer=config.data.shuffle_buffer,
         sigma=codec.sigma,
+        peak=codec.peak,
     ).map(lambda images, targets: (images, (targets,) * num_stacks))
 
     state = RunState()
