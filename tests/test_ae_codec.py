@@ -42,8 +42,10 @@ def test_codec_checks_its_arguments_and_decodes_with_the_official_test_settings(
 
 
 def test_a_larger_target_peak_is_divided_out_before_grouping():
-    codec = AssociativeEmbeddingCodec(input_size=(64, 64), heatmap_size=(16, 16), num_keypoints=2, peak=10.0)
-    people = np.array([[[10.0, 10.0, 1.0], [30.0, 30.0, 1.0]]])
+    codec = AssociativeEmbeddingCodec(
+        input_size=(64, 64), heatmap_size=(16, 16), num_keypoints=2, sigma=1.0, peak=10.0
+    )
+    people = np.array([[[10.0, 10.0, 1.0], [30.0, 30.0, 1.0]]])  # cells (2, 2) and (7, 7)
     heatmaps = codec.encode(people)["heatmaps"].numpy()
     assert heatmaps.max() == pytest.approx(10.0)
     np.testing.assert_allclose(codec.unit_heatmaps(heatmaps), heatmaps / 10.0)
