@@ -244,5 +244,5 @@ def test_the_layer_check_sees_an_upward_import():
     """The checks above look at real imports: a data module that imported the model would be caught."""
     assert layer_of("tf_hourglass.data.codec") < layer_of("tf_hourglass.model.hourglass")
     assert "tf_hourglass.data.codec" in IMPORT_GRAPH["tf_hourglass.model.info"]
-    assert "tf_hourglass.atomic_files" in IMPORT_GRAPH["tf_hourglass.data.readers"]
-    assert "tf_hourglass" not in IMPORT_GRAPH["tf_hourglass.data.readers"]
+    assert "tf_hourglass.atomic_files" in IMPORT_GRAPH["tf_hourglass.data.formats.custom"]
+    assert "tf_hourglass" not in IMPORT_GRAPH["tf_hourglass.data.formats.custom"]

@@ -128,3 +128,39 @@ def exclusive_lock(path: str, in_use_error: Callable[[str], OSError], remove_whe
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)  # while still locked, so nobody takes over a file about to vanish
         os.close(fd)  # releases the lock
+
+
+# Output folders: made for a run, removed again when the run wrote nothing into them.
+
+
+def make_output_folder(folder: str, output: str | None = None) -> str | None:
+    """Creates ``folder``; returns the topmost folder this created (None when it existed).
+
+    Raises:
+        OSError: naming ``--output`` (``output``, default ``folder``) when the folder
+            cannot be created (under a file, no permission).
+    """
+    top = None
+    parent = folder
+    while parent and parent != os.path.dirname(parent) and not tf.io.gfile.exists(parent):
+        top, parent = parent, os.path.dirname(parent)
+    if folder:
+        try:
+            tf.io.gfile.makedirs(folder)
+        except tf.errors.OpError as e:
+            raise OSError(f"--output {output or folder!r}: cannot write there ({e.message}).") from None
+    return top
+
+
+def remove_empty_folders(folder: str, created: str | None) -> None:
+    """Undoes ``make_output_folder`` after a failed run: removes what it created, while empty."""
+    if created is None:
+        return
+    while True:
+        try:
+            os.rmdir(folder)  # only ever removes an empty folder
+        except OSError:
+            return
+        if folder == created:
+            return
+        folder = os.path.dirname(folder)

@@ -29,7 +29,7 @@ from absl import logging
 from tqdm.auto import tqdm
 
 from tf_hourglass import atomic_files
-from tf_hourglass.data.readers import make_output_folder, remove_empty_folders
+from tf_hourglass.atomic_files import make_output_folder, remove_empty_folders
 from tf_hourglass.inference import PoseEstimator, to_rgb_float
 from tf_hourglass.visualization import draw_people, draw_skeleton
 

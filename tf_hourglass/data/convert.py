@@ -369,7 +369,7 @@ def _convert(
 ) -> ConversionSummary:
     """``_write_shards`` holding ``PREFIX.lock``; a folder it made is removed again when nothing is written."""
     folder = os.path.dirname(output_prefix)
-    created = readers.make_output_folder(folder, output=output_prefix)
+    created = atomic_files.make_output_folder(folder, output=output_prefix)
     try:
         with contextlib.ExitStack() as stack:
             try:
@@ -384,10 +384,10 @@ def _convert(
                 items, make_example, output_prefix, num_shards, progress, unit, spec, **sidecar
             )
     except BaseException:
-        readers.remove_empty_folders(folder, created)
+        atomic_files.remove_empty_folders(folder, created)
         raise
     if summary.written == 0:
-        readers.remove_empty_folders(folder, created)
+        atomic_files.remove_empty_folders(folder, created)
     return summary
 
 

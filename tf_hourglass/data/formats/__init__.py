@@ -1,0 +1,1 @@
+"""Dataset formats, one module each, behind ``data/readers.py`` (``read_dataset``, ``FORMATS``)."""
