@@ -1,11 +1,15 @@
 """Associative Embedding grouping in graph ops (tf_hourglass.data.grouping_tf) against the NumPy parser.
 
-The graph version assigns detections to people greedily where the NumPy one
-(like the official code) uses Munkres: with the NumPy parser's assignment
-swapped for the same greedy rule the two must agree exactly, stage by stage;
-against Munkres itself we check where they agree and how far apart they are.
+The graph's assignments are its own (a Hungarian minimum-cost one, or greedy)
+where the NumPy parser, like the official code, uses Munkres: with the NumPy
+parser's assignment swapped for the greedy rule the two must agree exactly,
+stage by stage; the Hungarian one must reach the least total cost; against
+Munkres itself we count where the people agree exactly (rounded costs tie
+often, and ties may resolve differently; ``benchmarks/grouping_ap.py``
+measures the AP).
 """
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -51,11 +55,13 @@ def numpy_people(heatmaps, tags, max_people=30):
 _GRAPHS = {}
 
 
-def graph_people(heatmaps, tags):
+def graph_people(heatmaps, tags, assignment="hungarian"):
     """The graph parser's people of one image (unpadded), traced once per shape."""
-    key = heatmaps.shape + tags.shape
+    key = (*heatmaps.shape, *tags.shape, assignment)
     if key not in _GRAPHS:
-        _GRAPHS[key] = tf.function(grouping_tf.group_people, autograph=False)
+        _GRAPHS[key] = tf.function(
+            lambda h, t: grouping_tf.group_people(h, t, assignment=assignment), autograph=False
+        )
     people, scores, count = _GRAPHS[key](tf.constant(heatmaps), tf.constant(tags))
     count = int(count[0])
     return people[0, :count].numpy(), scores[0, :count].numpy()
@@ -81,30 +87,54 @@ def test_suppression_and_candidates_equal_numpy(official):
             np.testing.assert_array_equal(a.numpy(), b)
 
 
+def fixture_of_one_shape(official):
+    """The official fixture's 32x32 images with D = 2 (one shape: one trace)."""
+    return [(h, t) for h, t in official if h.shape[1] == 32 and t.shape[-1] == 2]
+
+
 def test_equals_numpy_parser_with_the_same_greedy_assignment(official, monkeypatch):
     monkeypatch.setattr(grouping, "munkres_assignment", greedy_assignment)
-    cases = list(official) + list(crowds(8))
+    heatmaps, tags = crowd_maps(np.random.default_rng(5), size=48, num_people=35, tag_dim=2, tag_spacing=1.5)
+    cases = fixture_of_one_shape(official) + list(crowds(6)) + [(heatmaps[None], tags[None])]
     for i, (heatmaps, tags) in enumerate(cases):
         expected, expected_scores = numpy_people(heatmaps, tags)
-        people, scores = graph_people(heatmaps, tags)
+        people, scores = graph_people(heatmaps, tags, "greedy")
         assert people.shape == expected.shape, f"case {i}"
         np.testing.assert_allclose(people, expected, atol=1e-5, err_msg=f"case {i}")
         np.testing.assert_allclose(scores, expected_scores, atol=1e-6, err_msg=f"case {i}")
-    assert max(len(numpy_people(h, t)[0]) for h, t in cases) == 30  # a crowd beyond 30 people is cut
+    (everyone,) = grouping.group_people(*cases[-1], **grouping.TEST_SETTINGS)
+    assert (
+        len(everyone) > 30 and len(graph_people(*cases[-1], "greedy")[0]) == 30
+    )  # the strongest 30 are kept
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_min_cost_assignment_reaches_the_least_total_cost(seed):
+    rng = np.random.default_rng(seed)
+    rows, columns = 4, 6
+    # Rounded costs as the official ones, with ties, and fewer rows taking part than there are.
+    cost = np.round(rng.uniform(0, 2, (rows, columns))) * 100 - rng.uniform(0, 1, (rows, columns))
+    for num_rows in (rows, 2):
+        assigned = grouping_tf.min_cost_assignment(tf.constant(cost), num_rows).numpy()
+        assert np.all(assigned[num_rows:] == -1) and len(set(assigned[:num_rows])) == num_rows
+        best = min(
+            cost[np.arange(num_rows), list(chosen)].sum()
+            for chosen in itertools.permutations(range(columns), num_rows)
+        )
+        assert cost[np.arange(num_rows), assigned[:num_rows]].sum() == pytest.approx(best, abs=1e-9)
 
 
 def test_agreement_with_munkres_on_the_official_fixture_and_crowds(official):
-    """Greedy and Munkres agree whenever no two detections compete for people; measured here:
-    12 of the 20 official fixture images (built to make the rounded costs tie) and 7 of 10 crowds
-    (tags 0.8 to 2 apart) give exactly the same people."""
+    """Measured: the official fixture's 32x32 two-tag images (built so that rounded costs tie) and 10
+    crowds (tags 0.8 to 2 apart) give exactly Munkres' people on 5 of 6 and 7 of 10 images."""
     exact = {"fixture": 0, "crowds": 0}
-    for name, cases in (("fixture", official), ("crowds", list(crowds(10, seed=1)))):
+    for name, cases in (("fixture", fixture_of_one_shape(official)), ("crowds", list(crowds(10, seed=1)))):
         for heatmaps, tags in cases:
             expected, _ = numpy_people(heatmaps, tags)
             people, _ = graph_people(heatmaps, tags)
             exact[name] += people.shape == expected.shape and np.allclose(people, expected, atol=1e-5)
-    print(f"exact agreement with Munkres: {exact['fixture']}/20 fixture images, {exact['crowds']}/10 crowds")
-    assert exact["fixture"] >= 12 and exact["crowds"] >= 6
+    print(f"exact agreement with Munkres: {exact['fixture']}/6 fixture images, {exact['crowds']}/10 crowds")
+    assert exact["fixture"] >= 5 and exact["crowds"] >= 7
 
 
 def test_nobody_gives_zero_people_and_zero_padding():

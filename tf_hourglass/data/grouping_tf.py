@@ -13,18 +13,17 @@ with static shapes so that they run inside a ``tf.function`` and a SavedModel:
 4. ``refine_people``: each person's missing joints from the heatmap, preferring
    pixels whose tag is near the person's mean tag.
 
-One difference from the official parser: the assignment of a joint type's
-detections to people is greedy instead of the Munkres (Hungarian) assignment.
-Among the pairs (detection, person) closer than the tag threshold, the pair
-of least official cost ``100 * round(RMS tag distance) - value`` is taken
-first, then the least among the remaining rows and columns, and so on;
-detections left over start new people. Munkres minimises the sum of those
-costs instead, so the two differ only where two detections of a joint type
-compete for people within the tag threshold and the greedy choice does not
-also minimise the sum (``tests/test_grouping_tf.py`` measures how often on
-crowds). A second, rarer one: the official code keys a person by the first
-tag of the joint that started it, so two new people with exactly equal tags
-merge; here they stay two people.
+The assignment of a joint type's detections to people minimises the sum of
+the official costs ``100 * round(RMS tag distance) - value``, as the official
+Munkres assignment does (``assignment="hungarian"``: the Hungarian algorithm
+in ``tf.while_loop`` s). The costs are rounded, so several assignments often
+share the least sum; the two algorithms then may pick different ones, and
+people differ (``tests/test_grouping_tf.py`` and ``benchmarks/grouping_ap.py``
+measure how often, and the AP). ``assignment="greedy"`` (the least cost pair
+first, then the least among free rows and columns) is faster and loses AP on
+crowds with close tags. Another difference, rare with real tags: the official
+code keys a person by the first tag of the joint that started it, so two new
+people with exactly equal tags merge; here they stay two people.
 
 Shapes and conventions are those of ``grouping``: NHWC maps, heatmaps
 (N, H, W, K), tags (N, H, W, K, D); people (P, K, 3 + D) rows ``x, y, value,
@@ -40,6 +39,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tf_hourglass.data.grouping import JOINT_ORDER
+
+ASSIGNMENTS = ("hungarian", "greedy")
 
 
 def suppress_non_maxima(heatmaps):
@@ -85,8 +86,8 @@ def greedy_assignment(cost, allowed):
     both still free (the lower flat index on ties).
     """
     num_rows, num_columns = tf.shape(cost)[0], tf.shape(cost)[1]
-    infinity = tf.constant(float("inf"), tf.float32)
-    masked = tf.where(allowed, tf.cast(cost, tf.float32), infinity)
+    infinity = tf.constant(float("inf"), tf.float64)
+    masked = tf.where(allowed, tf.cast(cost, tf.float64), infinity)
     row_ids = tf.range(num_rows)[:, None]
     column_ids = tf.range(num_columns)[None, :]
 
@@ -104,6 +105,107 @@ def greedy_assignment(cost, allowed):
     return match
 
 
+def min_cost_assignment(cost, num_rows):
+    """Column (R,) int32 of each of the first ``num_rows`` rows in a minimum-cost assignment; -1 for the rest.
+
+    The Hungarian algorithm with potentials (shortest augmenting paths, one
+    row at a time) on ``cost`` (R, C), C >= R, in float64 ``tf.while_loop`` s.
+    Where several assignments have the least total cost it may pick another
+    one than the ``munkres`` package (``grouping.munkres_assignment``).
+    """
+    cost = tf.cast(cost, tf.float64)
+    num_all_rows, num_columns = cost.shape
+    infinity = tf.constant(float("inf"), tf.float64)
+    # 1-based rows and columns; column 0 is the algorithm's virtual start.
+    padded = tf.pad(cost, [[1, 0], [1, 0]])
+    column_ids = tf.range(num_columns + 1)
+
+    def add_row(row, potentials_u, potentials_v, row_of_column, way):
+        row_of_column = tf.tensor_scatter_nd_update(row_of_column, [[0]], [row])
+
+        def searching(column, potentials_u, potentials_v, row_of_column, way, min_reduced, used):
+            return row_of_column[column] != 0
+
+        def search(column, potentials_u, potentials_v, row_of_column, way, min_reduced, used):
+            used = used | tf.equal(column_ids, column)
+            reduced = padded[row_of_column[column]] - potentials_u[row_of_column[column]] - potentials_v
+            free = tf.logical_not(used) & (column_ids > 0)
+            better = free & (reduced < min_reduced)
+            min_reduced = tf.where(better, reduced, min_reduced)
+            way = tf.where(better, column, way)
+            candidates = tf.where(free, min_reduced, infinity)
+            next_column = tf.cast(tf.argmin(candidates), tf.int32)
+            delta = candidates[next_column]
+            potentials_u = tf.tensor_scatter_nd_add(
+                potentials_u,
+                tf.boolean_mask(row_of_column, used)[:, None],
+                tf.fill([tf.reduce_sum(tf.cast(used, tf.int32))], delta),
+            )
+            potentials_v = tf.where(used, potentials_v - delta, potentials_v)
+            min_reduced = tf.where(free, min_reduced - delta, min_reduced)
+            return next_column, potentials_u, potentials_v, row_of_column, way, min_reduced, used
+
+        state = (
+            tf.constant(0),
+            potentials_u,
+            potentials_v,
+            row_of_column,
+            way,
+            tf.fill([num_columns + 1], infinity),
+            tf.zeros([num_columns + 1], tf.bool),
+        )
+        column, potentials_u, potentials_v, row_of_column, way, _, _ = tf.while_loop(searching, search, state)
+
+        def augmenting(column, row_of_column):
+            return column != 0
+
+        def augment(column, row_of_column):
+            previous = way[column]
+            return previous, tf.tensor_scatter_nd_update(row_of_column, [[column]], [row_of_column[previous]])
+
+        _, row_of_column = tf.while_loop(augmenting, augment, (column, row_of_column))
+        return row + 1, potentials_u, potentials_v, row_of_column, way
+
+    state = (
+        tf.constant(1),
+        tf.zeros([num_all_rows + 1], tf.float64),
+        tf.zeros([num_columns + 1], tf.float64),
+        tf.zeros([num_columns + 1], tf.int32),
+        tf.zeros([num_columns + 1], tf.int32),
+    )
+    _, _, _, row_of_column, _ = tf.while_loop(lambda row, *_: row <= num_rows, add_row, state)
+    assigned = row_of_column[1:] > 0
+    return tf.tensor_scatter_nd_update(
+        -tf.ones([num_all_rows + 1], tf.int32),
+        tf.boolean_mask(row_of_column[1:], assigned)[:, None],
+        tf.boolean_mask(tf.range(num_columns), assigned),
+    )[1:]
+
+
+def _hungarian_match(cost, detected, known, open_to_joints, max_people):
+    """Person (M,) of each detection (-1 for none) by the minimum-cost assignment, set up as the official code.
+
+    Its cost matrix is the detections' costs to the ``known`` people padded
+    with 1e10 columns (a detection there starts a new person); here people
+    beyond ``known`` cost 1e10 too and M columns of 1e10 follow, which has the
+    same optimal assignments. Detections are a prefix of the candidates (they
+    are sorted by value), so only those rows take part.
+    """
+    num_candidates = cost.shape[0]
+    padding = tf.constant(1e10, tf.float64)
+    people = tf.where(
+        (tf.range(max_people) < known)[None, :], tf.cast(cost[:, :max_people], tf.float64), padding
+    )
+    square = tf.concat([people, tf.fill([num_candidates, num_candidates], padding)], axis=1)
+    num_detected = tf.reduce_sum(tf.cast(detected, tf.int32))
+    columns = tf.cond(
+        open_to_joints & (known > 0) & (num_detected > 0),
+        lambda: min_cost_assignment(square, num_detected),
+        lambda: -tf.ones([num_candidates], tf.int32),
+    )
+    return tf.where((columns >= 0) & (columns < known), columns, -1)
+
+
 def match_candidates(
     values,
     columns,
@@ -115,8 +217,12 @@ def match_candidates(
     use_detection_value=True,
     skip_when_full=True,
     joint_order=JOINT_ORDER,
+    assignment="hungarian",
 ):
     """Stage 2: one image's candidates -> (people (C, K, 3 + D) float32 unadjusted, number of people).
+
+    Joint types are matched in ``joint_order`` as ``grouping.match_candidates``,
+    each with a minimum-cost or greedy ``assignment`` (see the module docstring).
 
     ``values``, ``columns``, ``rows`` (K, M) and ``tags`` (K, M, D) from
     ``find_candidates``. C = 2 * ``max_people``: the first joint type starts at
@@ -131,11 +237,11 @@ def match_candidates(
     dim = tags.shape[-1]
     capacity = 2 * int(max_people)
     person_ids = tf.range(capacity)
-    count = tf.constant(0, tf.int32)
-    tag_sums = tf.zeros([capacity, dim])
-    tag_counts = tf.zeros([capacity])
-    joints = [None] * num_joints  # per joint type, (C, 3 + D): written once, in joint_order
-    for joint_type in joint_order:
+    order = tf.constant(joint_order, tf.int32)
+
+    def match_joint_type(step, joints, tag_sums, tag_counts, count):
+        # One loop body for all joint types (not one graph copy each): smaller, faster-loading SavedModels.
+        joint_type = order[step]
         value = values[joint_type]
         candidate_tags = tags[joint_type]
         detected = value > detection_threshold
@@ -145,9 +251,14 @@ def match_candidates(
         distance = tf.sqrt(
             tf.reduce_mean(tf.square(candidate_tags[:, None, :] - means[None, :, :]), axis=-1)
         )  # (M, C)
-        cost = tf.round(distance) * 100.0 - value[:, None] if use_detection_value else distance
-        allowed = detected[:, None] & (person_ids < known)[None, :] & open_to_joints
-        match = greedy_assignment(cost, allowed)
+        cost = tf.cast(distance, tf.float64)  # float64 as the official cost: 100 * k - value keeps its digits
+        if use_detection_value:
+            cost = tf.round(cost) * 100.0 - tf.cast(value, tf.float64)[:, None]
+        if assignment == "greedy":
+            allowed = detected[:, None] & (person_ids < known)[None, :] & open_to_joints
+            match = greedy_assignment(cost, allowed)
+        else:
+            match = _hungarian_match(cost, detected, known, open_to_joints, max_people)
         # As the official code: an assignment at the tag threshold or beyond starts a new person instead.
         matched_distance = tf.gather(distance, tf.maximum(match, 0), axis=1, batch_dims=1)
         match = tf.where(matched_distance < tag_threshold, match, -1)
@@ -173,11 +284,23 @@ def match_candidates(
             ],
             axis=-1,
         )
-        joints[joint_type] = tf.where(present[:, None], joint, 0.0)
+        joints = tf.tensor_scatter_nd_update(
+            joints, [[joint_type]], tf.where(present[:, None], joint, 0.0)[None]
+        )
         tag_sums += tf.where(present[:, None], tf.gather(candidate_tags, source), 0.0)
         tag_counts += tf.cast(present, tf.float32)
         count += tf.reduce_sum(tf.cast(starts, tf.int32))
-    return tf.stack(joints, axis=1), count
+        return step + 1, joints, tag_sums, tag_counts, count
+
+    state = (
+        tf.constant(0),
+        tf.zeros([num_joints, capacity, 3 + dim]),  # per joint type, written once, in joint_order
+        tf.zeros([capacity, dim]),
+        tf.zeros([capacity]),
+        tf.constant(0, tf.int32),
+    )
+    _, joints, _, _, count = tf.while_loop(lambda step, *_: step < len(joint_order), match_joint_type, state)
+    return tf.transpose(joints, [1, 0, 2]), count
 
 
 def _quarter_steps(heatmaps, rows, columns, joints):
@@ -275,12 +398,12 @@ def group_people(
     skip_when_full=True,
     refine=True,
     joint_order=None,
+    assignment="hungarian",
 ):
     """People from heatmaps and tag maps in graph ops, padded to ``max_people``, strongest first.
 
     The defaults are the official test.py's (``grouping.TEST_SETTINGS``:
-    detection threshold 0.1, refinement; always adjusted). Matching is greedy
-    (see the module docstring).
+    detection threshold 0.1, refinement; always adjusted).
 
     Args:
         heatmaps: (N, H, W, K) float32 with static H, W, K.
@@ -288,6 +411,8 @@ def group_people(
         detection_threshold, tag_threshold, max_people, use_detection_value,
             skip_when_full, joint_order: as ``grouping.group_people``.
         refine: fill missing joints (``refine_people``).
+        assignment: "hungarian" (a minimum-cost assignment, as the official
+            Munkres) or "greedy" (see the module docstring).
 
     Returns:
         ``people`` (N, max_people, K, 3 + D) float32, sorted by score, zero rows
@@ -309,6 +434,8 @@ def group_people(
         joint_order = JOINT_ORDER if num_joints == len(JOINT_ORDER) else tuple(range(num_joints))
     if sorted(joint_order) != list(range(num_joints)):
         raise ValueError(f"joint_order must be a permutation of 0 .. {num_joints - 1}, got {joint_order}.")
+    if assignment not in ASSIGNMENTS:
+        raise ValueError(f"assignment must be one of {ASSIGNMENTS}, got {assignment!r}.")
     max_people = int(max_people)
     if max_people < 1:
         raise ValueError(f"max_people must be at least 1, got {max_people}.")
@@ -328,6 +455,7 @@ def group_people(
             use_detection_value=use_detection_value,
             skip_when_full=skip_when_full,
             joint_order=joint_order,
+            assignment=assignment,
         )
         people = adjust_people(people, image_heatmaps)
         exists = tf.range(tf.shape(people)[0]) < count

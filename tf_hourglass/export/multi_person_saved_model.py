@@ -11,8 +11,9 @@ test.py at one scale, flip test on) runs inside the graph:
    at 1 (an image whose summed pair exceeds 10 gets nobody, as test.py), its
    first tag component of both stacked (D = 2);
 3. people are grouped in graph ops (``data.grouping_tf``: the codec's
-   grouping settings, the official test.py's by default; greedy instead of
-   Munkres assignment, see there), scored before refinement, refined;
+   grouping settings, the official test.py's by default; a Hungarian
+   minimum-cost assignment where the official code uses Munkres, see there),
+   scored before refinement, refined;
 4. heatmap coordinates times the stride are input pixels; the inverse
    letterbox takes them to the photo's pixels.
 

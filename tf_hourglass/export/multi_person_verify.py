@@ -2,9 +2,9 @@
 
 The Python path is ``multi_person_prediction.predict_people`` on the Keras
 model (flip test, one scale, the NumPy grouping with Munkres). The SavedModel
-groups in graph ops with a greedy assignment (``data.grouping_tf``), so the
-two may give different people where detections compete; the bar is
-accuracy: with ground truth (a COCO person_keypoints file) both are scored
+groups in graph ops (``data.grouping_tf``) with another minimum-cost
+assignment, so the two may give different people where rounded costs tie;
+the bar is accuracy: with ground truth (a COCO person_keypoints file) both are scored
 with COCO's keypoint AP and the export fails when they differ by more than
 ``MAX_AP_DIFFERENCE`` AP points. Always reported: on how many photos both find
 the same number of people, and the distance of the keypoints found by both
