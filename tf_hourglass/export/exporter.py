@@ -74,7 +74,7 @@ class ExportResult:
     format: str
     quantize: str
     size_bytes: int
-    parity: verify.Parity
+    parity: verify.Parity | multi_person_verify.PeopleParity  # the latter for a multi-person SavedModel
     accuracy: verify.AccuracyComparison | None
     lines: list[str]  # what was reported
 
@@ -346,11 +346,15 @@ def export_model(
         calibration: data for int8/qat calibration and the held-out PCK check
             (``calibration.py``: "synthetic", "tfrecord:PATTERN",
             "FORMAT:ANNOTATIONS[:IMAGES_DIR]"); with it, parity runs on held-out crops.
+            For a multi-person model's SavedModel only "coco:ANNOTATIONS[:IMAGES_DIR]":
+            the photos on which its COCO AP is compared with the Python path's.
         overwrite: replace an existing ``output`` that is a previous export of
             this format (a SavedModel folder, or a file with the format's suffix);
             an output that is or contains the model is always refused.
         samples: a folder of photos for the parity check (default: the
-            project's ``../shared/data/people`` when present, else synthetic figures).
+            project's ``../shared/data/people`` when present, else synthetic figures;
+            for a multi-person SavedModel the COCO sample ``../shared/data/coco``
+            with its ground truth first).
         sigma, peak, decode_method: the ``HeatmapCodec`` the SavedModel decodes
             with; each defaults to the model's own (``ModelInfo``: its training
             run's, so that scores are near 1 for confident joints).
