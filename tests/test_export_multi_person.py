@@ -6,6 +6,7 @@ a random-weight ``ae_tiny`` against the Python path on the same model, its
 signatures, photo sizes, batches and encoded images.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -20,10 +21,16 @@ import tf_hourglass
 from tf_hourglass.data.ae_codec import AssociativeEmbeddingCodec
 from tf_hourglass.export import VerificationError, export_model
 from tf_hourglass.export.multi_person_saved_model import letterbox_matrices, people_function
-from tf_hourglass.export.multi_person_verify import PeopleParity, check_people_parity, saved_model_people
+from tf_hourglass.export.multi_person_verify import (
+    PeopleParity,
+    check_people_parity,
+    coco_ap,
+    coco_samples,
+    saved_model_people,
+)
 from tf_hourglass.model import as_stack_list
 from tf_hourglass.model.info import MULTI_PERSON, ModelInfo
-from tf_hourglass.multi_person_prediction import codec_for_model, letterbox_matrix, predict_people
+from tf_hourglass.multi_person_prediction import People, codec_for_model, letterbox_matrix, predict_people
 from tf_hourglass.run_files import info_path
 
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
@@ -198,3 +205,37 @@ def test_network_exports_of_a_multi_person_model_and_refused_formats(ae_model, t
         export_model(ae_model, str(tmp_path / "q.tflite"), "tflite", quantize="int8", calibration="synthetic")
     with pytest.raises(ValueError, match="calibration is only the SavedModel's AP check"):
         export_model(ae_model, str(tmp_path / "sm"), "saved_model", calibration="synthetic")
+
+
+def test_coco_ap_of_people_against_ground_truth_and_coco_samples(tmp_path):
+    keypoints = np.stack([np.linspace(20, 80, K), np.linspace(10, 90, K)], axis=1).astype(np.float32)
+    truth = np.concatenate([keypoints, np.full((K, 1), 2.0)], axis=1)
+    annotations = tmp_path / "people.json"
+    annotations.write_text(
+        json.dumps(
+            {
+                "images": [{"id": 3, "file_name": "a.png", "width": 100, "height": 100}],
+                "annotations": [
+                    {
+                        "id": 1,
+                        "image_id": 3,
+                        "category_id": 1,
+                        "keypoints": truth.reshape(-1).tolist(),
+                        "num_keypoints": K,
+                        "bbox": [20, 10, 60, 80],
+                        "area": 4800.0,
+                        "iscrowd": 0,
+                    }
+                ],
+                "categories": [{"id": 1, "name": "person"}],
+            }
+        )
+    )
+    found = People(keypoints[None], np.ones((1, K), np.float32), np.ones(1, np.float32))
+    assert coco_ap(str(annotations), [found], [3]) == pytest.approx(100.0)
+    assert coco_ap(str(annotations), [People.empty(K)], [3]) == 0.0
+    with pytest.raises(ValueError, match="none of its 1 images is under"):
+        coco_samples(str(annotations), str(tmp_path))
+    (tmp_path / "a.png").write_bytes(tf.io.encode_png(photo(20, 30, 0)).numpy())
+    samples = coco_samples(str(annotations), str(tmp_path))
+    assert samples.image_ids == [3] and samples.images[0].shape == (20, 30, 3)
