@@ -350,7 +350,7 @@ def refine_people(people, heatmaps, tags):
         heatmaps: (H, W, K).
         tags: (H, W, K, D).
     """
-    height, width, num_joints = heatmaps.shape
+    height, width = heatmaps.shape[:2]
     found = people[..., 2] > 0
     has_joints = tf.reduce_any(found, axis=1)
     found_weights = tf.cast(found, tf.float32)[..., None]
@@ -359,33 +359,27 @@ def refine_people(people, heatmaps, tags):
         tf.reduce_sum(found_weights, axis=1), 1.0
     )  # (P, D)
 
-    def best_pixels(maps):
-        heatmap, tag_map = maps  # (H, W), (H, W, D)
-        distance = tf.norm(tag_map[None] - mean_tags[:, None, None, :], axis=-1)  # (P, H, W)
-        score = heatmap[None] - tf.round(distance)
-        return tf.cast(tf.argmax(tf.reshape(score, [-1, height * width]), axis=1), tf.int32)
-
-    best = tf.map_fn(
-        best_pixels,
-        (tf.transpose(heatmaps, [2, 0, 1]), tf.transpose(tags, [2, 0, 1, 3])),
-        fn_output_signature=tf.TensorSpec([None], tf.int32),
-    )  # (K, P)
-    best = tf.transpose(best)  # (P, K)
+    # Only the (person, joint) pairs to look for, as the NumPy version: far fewer than all of them.
+    pairs = tf.cast(tf.where(tf.logical_not(found) & has_joints[:, None]), tf.int32)  # (J, 2)
+    person, joint = pairs[:, 0], pairs[:, 1]
+    tag_maps = tf.gather(tf.transpose(tags, [2, 0, 1, 3]), joint)  # (J, H, W, D)
+    distance = tf.norm(tag_maps - tf.gather(mean_tags, person)[:, None, None, :], axis=-1)
+    score = tf.gather(tf.transpose(heatmaps, [2, 0, 1]), joint) - tf.round(distance)  # (J, H, W)
+    best = tf.cast(tf.argmax(tf.reshape(score, [-1, height * width]), axis=1), tf.int32)
     rows, columns = best // width, best % width
-    joints = tf.broadcast_to(tf.range(num_joints)[None, :], tf.shape(best))
-    values = tf.gather_nd(heatmaps, tf.stack([rows, columns, joints], axis=-1))
-    dx, dy = _quarter_steps(heatmaps, rows, columns, joints)
-    fill = tf.logical_not(found) & has_joints[:, None] & (values > 0)
+    values = tf.gather_nd(heatmaps, tf.stack([rows, columns, joint], axis=-1))
+    dx, dy = _quarter_steps(heatmaps, rows, columns, joint)
+    keep = values > 0
     refined = tf.concat(
         [
-            (tf.cast(columns, tf.float32) + 0.5 + dx)[..., None],
-            (tf.cast(rows, tf.float32) + 0.5 + dy)[..., None],
-            tf.ones_like(values)[..., None],
-            tf.zeros_like(people[..., 3:]),
+            (tf.cast(columns, tf.float32) + 0.5 + dx)[:, None],
+            (tf.cast(rows, tf.float32) + 0.5 + dy)[:, None],
+            tf.ones_like(values)[:, None],
+            tf.zeros([tf.shape(values)[0], people.shape[-1] - 3]),
         ],
         axis=-1,
     )
-    return tf.where(fill[..., None], refined, people)
+    return tf.tensor_scatter_nd_update(people, tf.boolean_mask(pairs, keep), tf.boolean_mask(refined, keep))
 
 
 def group_people(
