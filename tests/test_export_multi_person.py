@@ -20,7 +20,11 @@ from test_multi_person_prediction import FLIP, FakeNetwork, K, people_maps
 import tf_hourglass
 from tf_hourglass.data.ae_codec import AssociativeEmbeddingCodec
 from tf_hourglass.export import VerificationError, export_model
-from tf_hourglass.export.multi_person_saved_model import letterbox_matrices, people_function
+from tf_hourglass.export.multi_person_saved_model import (
+    letterbox_matrices,
+    multi_person_serving_module,
+    people_function,
+)
 from tf_hourglass.export.multi_person_verify import (
     PeopleParity,
     check_people_parity,
@@ -87,6 +91,11 @@ def test_nobody_gives_num_people_zero():
     outputs = graph_people(FakeNetwork(zeros, zeros), (50, 60))
     assert outputs["num_people"].tolist() == [0]
     assert not np.any(outputs["keypoints"]) and not np.any(outputs["keypoint_scores"])
+
+
+def test_a_single_person_model_is_refused_naming_its_kind():
+    with pytest.raises(ValueError, match="is a single_person model; the multi-person SavedModel groups"):
+        multi_person_serving_module(tf_hourglass.from_preset("hg_tiny"), CODEC, FLIP)
 
 
 def test_a_failed_ap_check_raises_and_says_both_aps():

@@ -55,6 +55,7 @@ from tf_hourglass.export.saved_model import (
     track_captured_variables,
 )
 from tf_hourglass.model.associative_embedding import split_outputs
+from tf_hourglass.model.info import MULTI_PERSON, model_info
 
 MULTI_PERSON_SIGNATURES = ("serving_default", "serving_bytes")
 MAX_PEOPLE = 30
@@ -128,6 +129,12 @@ def multi_person_serving_module(
     model, codec: AssociativeEmbeddingCodec, flip_permutation, max_people: int = MAX_PEOPLE
 ) -> tf.Module:
     """A ``tf.Module`` with ``serving_default`` and ``serving_bytes`` (module docstring) as ``tf.function`` s."""
+    kind = model_info(model).kind
+    if kind != MULTI_PERSON:
+        raise ValueError(
+            f"{model.name} is a {kind} model; the multi-person SavedModel groups the heatmaps and tags of a "
+            "multi-person (Associative Embedding) model. export_model writes each kind's own SavedModel."
+        )
     height, width = fixed_input_size(model)
     if height != width or tuple(codec.input_size) != (height, width):
         raise ValueError(
