@@ -26,11 +26,14 @@ def crowd_maps(
     peak_range=(0.05, 1.0),
     false_detections=3,
     background_peaks=40,
+    return_people=False,
 ):
     """One image's (heatmaps (H, W, K) float32, tags (H, W, K, D) float32).
 
     People's tags are ``tag_spacing`` apart (in a random order), so spacings
-    near 1 make the official cost's rounded distances tie.
+    near 1 make the official cost's rounded distances tie. With
+    ``return_people`` also the people as drawn, (P, K, 3) float32: column, row
+    (heatmap pixel indices) and the peak of each joint.
     """
     heatmaps = np.zeros((size, size, num_joints), np.float32)
     tags = np.zeros((size, size, num_joints, tag_dim), np.float32)
@@ -53,11 +56,14 @@ def crowd_maps(
         old = tags[rows[:, None], cols[None, :], joint]
         tags[rows[:, None], cols[None, :], joint] = np.where(stronger[..., None], noisy, old)
 
+    people = np.zeros((num_people, num_joints, 3), np.float32)
     for person in range(num_people):
         center = rng.integers(span // 2, size - span // 2, 2)
         for joint in range(num_joints):
             row, col = np.clip(center + rng.integers(-span // 2, span // 2 + 1, 2), 0, size - 1)
-            stamp(joint, row, col, rng.uniform(*peak_range), person_tags[person])
+            peak = rng.uniform(*peak_range)
+            stamp(joint, row, col, peak, person_tags[person])
+            people[person, joint] = (col, row, peak)
     for _ in range(false_detections):
         joint = rng.integers(num_joints)
         row, col = rng.integers(0, size, 2)
@@ -66,4 +72,6 @@ def crowd_maps(
         joint = rng.integers(num_joints)
         row, col = rng.integers(0, size, 2)
         heatmaps[row, col, joint] = max(heatmaps[row, col, joint], rng.uniform(0.0, 0.09))
+    if return_people:
+        return heatmaps, tags.astype(np.float32), people
     return heatmaps, tags.astype(np.float32)

@@ -5,6 +5,10 @@
     # phones: full-integer TFLite calibrated on the training data, PCK checked on held-out people
     python -m tf_hourglass.export --model runs/quickstart --format tflite --quantize int8 \\
         --calibration synthetic --output out/hourglass_int8.tflite
+    # TF Serving, multi-person (Associative Embedding): photos in, people out (serving_default, serving_bytes);
+    # its COCO AP checked against the Python path on photos with ground truth
+    python -m tf_hourglass.export --model runs/ae --format saved_model --output out/people/1 \\
+        --calibration coco:person_keypoints_val2017.json:val2017
     # NVIDIA: ONNX here, engine on the GPU machine
     python -m tf_hourglass.export --model runs/quickstart/final.keras --format onnx --output out/hourglass.onnx
 
@@ -47,7 +51,8 @@ flags.DEFINE_enum(
 flags.DEFINE_string(
     "calibration",
     None,
-    "Calibration and held-out data: 'synthetic', 'tfrecord:PATTERN' or 'FORMAT:ANNOTATIONS[:IMAGES_DIR]'.",
+    "Calibration and held-out data: 'synthetic', 'tfrecord:PATTERN' or 'FORMAT:ANNOTATIONS[:IMAGES_DIR]'; "
+    "for a multi-person SavedModel, 'coco:ANNOTATIONS[:IMAGES_DIR]' photos for its AP check.",
     flag_values=_FLAGS,
 )
 flags.DEFINE_integer(

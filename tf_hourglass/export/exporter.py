@@ -16,6 +16,11 @@ Every export is written to a temporary ``OUTPUT.tmp-XXXXXXXX`` (``atomic_files``
 compared with the Keras model (``verify``), and only then renamed to
 ``OUTPUT``; an existing ``OUTPUT`` is replaced only with ``overwrite=True``.
 Integer exports also compare PCK/PCKh with the float model on held-out data.
+A multi-person (Associative Embedding) model's SavedModel takes photos and
+returns people (``multi_person_saved_model``), checked against the Python path
+on photos, with COCO's keypoint AP where they have ground truth
+(``multi_person_verify``); its tflite and onnx exports are the network's
+outputs (heatmaps and tags), as single-person ones.
 Each export carries the model's ``ModelInfo`` (keypoint spec, codec settings,
 kind): inside a SavedModel folder, beside any other file
 (``run_files.info_path``), so the package's loaders read an exported file as
@@ -34,13 +39,21 @@ import numpy as np
 import tensorflow as tf
 
 from tf_hourglass import atomic_files
-from tf_hourglass.data import transforms
+from tf_hourglass.data import keypoint_specs, transforms
 from tf_hourglass.data.codec import DECODE_METHODS, HeatmapCodec
 from tf_hourglass.export import calibration as calibration_lib
-from tf_hourglass.export import onnx, saved_model, tensorrt, tflite, verify
+from tf_hourglass.export import (
+    multi_person_saved_model,
+    multi_person_verify,
+    onnx,
+    saved_model,
+    tensorrt,
+    tflite,
+    verify,
+)
 from tf_hourglass.export.errors import VerificationError
 from tf_hourglass.model import StackedHourglass, as_stack_list
-from tf_hourglass.model.info import model_info
+from tf_hourglass.model.info import MULTI_PERSON, model_info
 from tf_hourglass.model_loader import (
     TFLiteRunner,
     describe_model_source,
@@ -48,6 +61,7 @@ from tf_hourglass.model_loader import (
     load_keras_model,
     numpy_inference_model,
 )
+from tf_hourglass.multi_person_prediction import codec_for_model
 from tf_hourglass.run_files import info_path
 
 FORMATS = ("saved_model", "tflite", "onnx", "tensorrt", "tftrt")
@@ -68,7 +82,7 @@ class ExportResult:
     format: str
     quantize: str
     size_bytes: int
-    parity: verify.Parity
+    parity: verify.Parity | multi_person_verify.PeopleParity  # the latter for a multi-person SavedModel
     accuracy: verify.AccuracyComparison | None
     lines: list[str]  # what was reported
 
@@ -232,6 +246,27 @@ def _verify_serving(path, model, codec, samples, full: bool) -> verify.Parity:
     )
 
 
+def _people_samples(calibration, samples, input_size) -> multi_person_verify.PeopleSamples:
+    """The multi-person check's photos: COCO with ground truth if given or beside the project, else photos."""
+    if calibration:
+        annotations, _, images_dir = calibration.removeprefix("coco:").partition(":")
+        return multi_person_verify.coco_samples(annotations, images_dir or os.path.dirname(annotations))
+    coco_sample = multi_person_verify.default_coco_sample()
+    if samples is None and coco_sample is not None:
+        return multi_person_verify.coco_samples(*coco_sample)
+    photos = _sample_set(None, samples, input_size)
+    return multi_person_verify.photo_samples(photos.images, photos.encoded, photos.description)
+
+
+def _export_people_saved_model(model, path, options, log):
+    """A multi-person model's SavedModel (photos -> people) and its check against the Python path."""
+    codec = codec_for_model(model)
+    flip_permutation = (model_info(model).spec or keypoint_specs.COCO).flip_permutation()
+    multi_person_saved_model.export_multi_person_saved_model(model, codec, flip_permutation, path)
+    people = options["people_samples"]
+    return multi_person_verify.verify_people_saved_model(path, model, codec, flip_permutation, people)
+
+
 def _export_saved_model(model, codec, path, samples, data, options, log):
     saved_model.export_saved_model(model, codec, path)
     return _verify_serving(path, model, codec, samples, full=True), None
@@ -312,6 +347,25 @@ def _tolerance(format, quantize) -> verify.Tolerance:
     return verify.TOLERANCES["float32"]
 
 
+def _check_multi_person_arguments(model, format, quantize, calibration) -> None:
+    """What a multi-person model can be exported to: its SavedModel, or its network as tflite/onnx/tensorrt."""
+    if format == "tftrt":
+        raise ValueError(
+            f"{model.name} is a multi-person model; format='tftrt' converts the single-person serving "
+            "SavedModel. Export format='saved_model' (people in the graph) or format='tensorrt' (the network)."
+        )
+    if quantize != "none" and (format, quantize) in NEEDS_CALIBRATION:
+        raise ValueError(
+            f"{model.name} is a multi-person model; quantize={quantize!r} calibrates on single-person crops. "
+            "Use quantize='none', 'float16' or 'dynamic'."
+        )
+    if calibration and (format != "saved_model" or not calibration.startswith("coco:")):
+        raise ValueError(
+            f"{model.name} is a multi-person model: calibration is only the SavedModel's AP check, "
+            f"'coco:ANNOTATIONS[:IMAGES_DIR]'. Received: format={format!r}, calibration={calibration!r}"
+        )
+
+
 # ----- the library entry point ---------------------------------------------------------------
 
 
@@ -347,11 +401,15 @@ def export_model(
         calibration: data for int8/qat calibration and the held-out PCK check
             (``calibration.py``: "synthetic", "tfrecord:PATTERN",
             "FORMAT:ANNOTATIONS[:IMAGES_DIR]"); with it, parity runs on held-out crops.
+            For a multi-person model's SavedModel only "coco:ANNOTATIONS[:IMAGES_DIR]":
+            the photos on which its COCO AP is compared with the Python path's.
         overwrite: replace an existing ``output`` that is a previous export of
             this format (a SavedModel folder, or a file with the format's suffix);
             an output that is or contains the model is always refused.
         samples: a folder of photos for the parity check (default: the
-            project's ``../shared/data/people`` when present, else synthetic figures).
+            project's ``../shared/data/people`` when present, else synthetic figures;
+            for a multi-person SavedModel the COCO sample ``../shared/data/coco``
+            with its ground truth first).
         sigma, peak, decode_method: the ``HeatmapCodec`` the SavedModel decodes
             with; each defaults to the model's own (``ModelInfo``: its training
             run's, so that scores are near 1 for confident joints).
@@ -385,6 +443,9 @@ def export_model(
             "Use --quantize int8 (post-training, checked against the float model in the same way)."
         )
     input_size = saved_model.fixed_input_size(model)
+    multi_person = model_info(model).kind == MULTI_PERSON
+    if multi_person:
+        _check_multi_person_arguments(model, format, quantize, calibration)
     heatmap_shape = as_stack_list(model.outputs)[-1].shape
     # A CPM's last map is its background, which exports drop.
     num_keypoints = int(heatmap_shape[-1]) - int(getattr(model, "background_channel", False))
@@ -405,7 +466,7 @@ def export_model(
         decode_method=info.decode_method,
     )
     data = None
-    if calibration:
+    if calibration and not multi_person:
         data = calibration_lib.load_calibration(
             calibration, codec, num_keypoints, num_calibration, num_heldout
         )
@@ -413,6 +474,9 @@ def export_model(
             f"calibration data {data.name!r}: {len(data.crops)} people calibrate, {data.num_heldout} held out"
         )
     sample_set = _sample_set(data, samples, input_size)
+    people_export = multi_person and format == "saved_model"
+    if people_export:
+        people_samples = _people_samples(calibration, samples, input_size)
     options = {
         "output": output,
         "quantize": quantize,
@@ -434,10 +498,21 @@ def export_model(
     os.makedirs(parent, exist_ok=True)
     label = format if quantize == "none" else f"{format}/{quantize}"
     with atomic_files.atomic_path(output) as tmp:
-        parity, runner = _EXPORTERS[format](model, codec, tmp, sample_set, data, options, report)
-        report(
-            verify.check_parity(parity, _tolerance(format, quantize), f"{label} on {sample_set.description}")
-        )
+        if people_export:
+            parity, runner = (
+                _export_people_saved_model(model, tmp, {"people_samples": people_samples}, report),
+                None,
+            )
+            report(
+                multi_person_verify.check_people_parity(parity, f"{label} on {people_samples.description}")
+            )
+        else:
+            parity, runner = _EXPORTERS[format](model, codec, tmp, sample_set, data, options, report)
+            report(
+                verify.check_parity(
+                    parity, _tolerance(format, quantize), f"{label} on {sample_set.description}"
+                )
+            )
         accuracy = None
         if runner is not None:
             exported = numpy_inference_model(

@@ -181,7 +181,8 @@ def crop_matrices(boxes, image_height, image_width, input_size):
     return crop.box_crop_matrices(boxes, input_size)
 
 
-def _checked_size(images):
+def checked_size(images):
+    """``images`` [N, H, W, C], checked to hold at least one image of height and width > 0."""
     shape = tf.shape(images)
     message = "images must hold at least one image, of height > 0 and width > 0; received shape"
     return guarded(tf.reduce_all(shape[:3] > 0), message, shape, images)
@@ -192,7 +193,7 @@ def crop_images(images, boxes, input_size, pixel_scale: float):
 
     ``pixel_scale`` turns image values into [0, 1] (1/255 for uint8).
     """
-    images = _checked_size(images)
+    images = checked_size(images)
     shape = tf.shape(images)
     boxes = guarded(
         tf.equal(tf.shape(boxes)[0], shape[0]),
@@ -213,8 +214,16 @@ def crop_images(images, boxes, input_size, pixel_scale: float):
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
 
 
-def crop_encoded(image_bytes, input_size):
-    """Whole-image crops [N, h, w, 3] in [0, 1] and matrices from encoded images [N] of any sizes."""
+def crop_encoded(image_bytes, input_size, whole_image_matrix=None):
+    """Whole-image crops [N, h, w, 3] in [0, 1] and matrices from encoded images [N] of any sizes.
+
+    ``whole_image_matrix(height, width)`` gives an image's matrix [3, 3]; by
+    default the whole-image box crop (``crop_matrices`` of an all-zero box).
+    """
+    if whole_image_matrix is None:
+
+        def whole_image_matrix(height, width):
+            return crop_matrices(tf.zeros([1, 4]), height, width, input_size)[0]
 
     def crop_one(encoded_index):
         encoded, index = encoded_index
@@ -231,9 +240,9 @@ def crop_encoded(image_bytes, input_size):
             encoded,
         )
         image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
-        image = _checked_size(image[None])[0]
+        image = checked_size(image[None])[0]
         shape = tf.shape(image[None])
-        matrix = crop_matrices(tf.zeros([1, 4]), shape[1], shape[2], input_size)[0]
+        matrix = whole_image_matrix(shape[1], shape[2])
         return transforms.warp_image(image, matrix, input_size) / 255.0, matrix
 
     return tf.map_fn(

@@ -1,0 +1,250 @@
+"""The multi-person SavedModel (photos -> people, grouping in the graph) and its export check.
+
+The graph's steps are checked against the Python path (``predict_people``)
+with a network of known outputs (planted people); the exported SavedModel of
+a random-weight ``ae_tiny`` against the Python path on the same model, its
+signatures, photo sizes, batches and encoded images.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from test_multi_person_prediction import FLIP, FakeNetwork, K, people_maps
+
+import tf_hourglass
+from tf_hourglass.data.ae_codec import AssociativeEmbeddingCodec
+from tf_hourglass.export import VerificationError, export_model
+from tf_hourglass.export.multi_person_saved_model import (
+    letterbox_matrices,
+    multi_person_serving_module,
+    people_function,
+)
+from tf_hourglass.export.multi_person_verify import (
+    PeopleParity,
+    check_people_parity,
+    coco_ap,
+    coco_samples,
+    saved_model_people,
+)
+from tf_hourglass.model import as_stack_list
+from tf_hourglass.model.info import MULTI_PERSON, ModelInfo
+from tf_hourglass.multi_person_prediction import People, codec_for_model, letterbox_matrix, predict_people
+from tf_hourglass.run_files import info_path
+
+SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+CODEC = AssociativeEmbeddingCodec(input_size=(64, 64), heatmap_size=(16, 16))
+
+
+def graph_people(network, image_shape):
+    """``people_function`` on one letterboxed photo of ``image_shape`` with a fixed-output network."""
+    matrix = letterbox_matrices(*image_shape, 64)[None]
+    people = people_function(
+        lambda inputs: tf.constant(np.stack([network.output, network.mirrored])), CODEC, FLIP
+    )
+    outputs = people(tf.zeros([1, 64, 64, 3]), matrix)
+    return {key: value.numpy() for key, value in outputs.items()}
+
+
+def test_letterbox_matrices_equal_the_official_transform():
+    for height, width in ((480, 640), (333, 500), (100, 30), (64, 64)):
+        np.testing.assert_allclose(
+            letterbox_matrices(height, width, 64).numpy(),
+            letterbox_matrix(height, width, 64),
+            rtol=1e-6,
+            atol=1e-5,
+        )
+
+
+def test_the_graph_finds_the_python_paths_people_in_photo_pixels():
+    rng = np.random.default_rng(3)
+    image_shape = (120, 200)
+    inverse = np.linalg.inv(letterbox_matrix(*image_shape, 64))
+    planted = []
+    # Apart enough that no tag map is overwritten by another person's: with exactly equal tags the
+    # official parser merges people (see grouping_tf), which real tags never are.
+    for tag, columns in ((-1.0, (1, 4)), (2.0, (12, 15))):
+        cells = np.stack([rng.integers(*columns, K), rng.integers(1, 8, K)], axis=1) + 0.5
+        planted.append(((cells * 4) @ inverse[:2, :2].T + inverse[:2, 2], tag))
+    heatmaps, tags = people_maps(planted, image_shape, 64)
+    heatmaps *= np.where(np.arange(16) < 8, 0.8, 1.0)[None, :, None]
+    network = FakeNetwork(heatmaps, tags, extra=3)
+    expected = predict_people(network, np.zeros((*image_shape, 3), np.float32), CODEC, FLIP)
+    outputs = graph_people(network, image_shape)
+    found = saved_model_people(outputs, 0)
+    assert outputs["keypoints"].shape == (1, 30, K, 2) and outputs["scores"].shape == (1, 30)
+    assert len(expected) == 2 and len(found) == 2
+    np.testing.assert_allclose(found.keypoints, expected.keypoints, atol=1e-3)
+    np.testing.assert_allclose(found.keypoint_scores, expected.keypoint_scores, atol=1e-6)
+    np.testing.assert_allclose(found.scores, expected.scores, atol=1e-6)
+    assert outputs["num_people"].tolist() == [2]
+    assert not np.any(outputs["keypoints"][0, 2:]) and not np.any(outputs["scores"][0, 2:])
+
+
+def test_nobody_gives_num_people_zero():
+    zeros = np.zeros((16, 16, K), np.float32)
+    outputs = graph_people(FakeNetwork(zeros, zeros), (50, 60))
+    assert outputs["num_people"].tolist() == [0]
+    assert not np.any(outputs["keypoints"]) and not np.any(outputs["keypoint_scores"])
+
+
+def test_a_single_person_model_is_refused_naming_its_kind():
+    with pytest.raises(ValueError, match="is a single_person model; the multi-person SavedModel groups"):
+        multi_person_serving_module(tf_hourglass.from_preset("hg_tiny"), CODEC, FLIP)
+
+
+def test_a_failed_ap_check_raises_and_says_both_aps():
+    parity = PeopleParity(4, 3, 10, 11, 1.5, 9.0, ap_python=40.0, ap_saved_model=39.2)
+    with pytest.raises(VerificationError, match=r"COCO AP 39.20 vs 40.00 \(difference 0.80 points\).*FAILED"):
+        check_people_parity(parity, "saved_model")
+    assert check_people_parity(PeopleParity(4, 4, 10, 10, 0.0, 0.0, 40.0, 39.6), "saved_model").endswith("OK")
+    assert "no ground truth" in check_people_parity(PeopleParity(2, 2, 0, 0, 0.0, 0.0), "saved_model")
+
+
+# ----- the exported SavedModel ----------------------------------------------------------
+
+
+def photo(height, width, seed):
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), np.uint8)
+
+
+@pytest.fixture(scope="module")
+def ae_model():
+    keras.utils.set_random_seed(0)
+    return tf_hourglass.from_preset("ae_tiny")
+
+
+@pytest.fixture(scope="module")
+def export(ae_model, tmp_path_factory):
+    photos = tmp_path_factory.mktemp("photos")
+    for index, shape in enumerate(((48, 80), (90, 40))):
+        (photos / f"{index}.png").write_bytes(tf.io.encode_png(photo(*shape, index)).numpy())
+    lines = []
+    path = str(tmp_path_factory.mktemp("serving") / "people" / "1")
+    result = export_model(ae_model, path, "saved_model", samples=str(photos), log=lines.append)
+    return result, tf.saved_model.load(path)
+
+
+def python_people(model, image):
+    def network(inputs):
+        return as_stack_list(model(inputs, training=False))[-1]
+
+    return predict_people(network, image / np.float32(255.0), codec_for_model(model), FLIP)
+
+
+@pytest.mark.e2e
+def test_export_reports_the_people_parity_and_carries_the_model_kind(export):
+    result, _ = export
+    (parity_line,) = [line for line in result.lines if line.startswith("parity")]
+    assert "people counts equal on 2/2 photos" in parity_line and parity_line.endswith("OK")
+    assert result.parity.mean_keypoint_distance < 0.01
+    with open(info_path(result.path)) as file:
+        assert ModelInfo.from_json(file.read()).kind == MULTI_PERSON
+
+
+@pytest.mark.e2e
+def test_saved_model_cli_lists_the_people_signatures(export):
+    shown = subprocess.run(
+        [SAVED_MODEL_CLI, "show", "--dir", export[0].path, "--all"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert shown.returncode == 0, shown.stderr
+    for name in ("serving_default", "serving_bytes"):
+        assert f"signature_def['{name}']" in shown.stdout
+    for output in ("num_people", "keypoints", "keypoint_scores", "scores"):
+        assert f"outputs['{output}']" in shown.stdout
+    assert "DT_UINT8" in shown.stdout and "DT_STRING" in shown.stdout and "DT_INT32" in shown.stdout
+
+
+@pytest.mark.e2e
+def test_any_photo_size_gives_the_python_paths_people(export, ae_model):
+    serving_default = export[1].signatures["serving_default"]
+    for index, shape in enumerate(((37, 101), (128, 64))):
+        image = photo(*shape, 10 + index)
+        found = saved_model_people(serving_default(images=tf.constant(image[None])), 0)
+        expected = python_people(ae_model, image)
+        assert len(found) == len(expected) > 0
+        both = (found.keypoint_scores > 0) & (expected.keypoint_scores > 0)
+        np.testing.assert_allclose(found.keypoints[both], expected.keypoints[both], atol=1e-3)
+        np.testing.assert_allclose(found.scores, expected.scores, atol=1e-5)
+
+
+@pytest.mark.e2e
+def test_a_batch_and_encoded_photos_give_each_photos_people(export):
+    signatures = export[1].signatures
+    images = [photo(60, 50, 20), photo(60, 50, 21)]
+    batch = signatures["serving_default"](images=tf.constant(np.stack(images)))
+    assert batch["keypoints"].shape == (2, 30, K, 2) and batch["num_people"].dtype == tf.int32
+    encoded = tf.constant(
+        [tf.io.encode_png(image).numpy() for image in images] + [tf.io.encode_png(photo(30, 90, 22)).numpy()]
+    )
+    from_bytes = signatures["serving_bytes"](image_bytes=encoded)
+    for index, image in enumerate(images):
+        alone = signatures["serving_default"](images=tf.constant(image[None]))
+        for key in ("num_people", "keypoints", "keypoint_scores", "scores"):
+            np.testing.assert_allclose(batch[key][index], alone[key][0], atol=1e-3)
+            np.testing.assert_allclose(from_bytes[key][index], alone[key][0], atol=1e-3)
+    third = signatures["serving_default"](images=tf.constant(photo(30, 90, 22)[None]))
+    np.testing.assert_allclose(from_bytes["keypoints"][2], third["keypoints"][0], atol=1e-3)
+
+
+@pytest.mark.e2e
+def test_invalid_requests_fail_naming_the_problem(export):
+    signatures = export[1].signatures
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"images must be uint8 \[N, H, W, 3\]"):
+        signatures["serving_default"](images=tf.zeros([1, 8, 8], tf.uint8))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="is not an image"):
+        signatures["serving_bytes"](image_bytes=tf.constant([b"not an image"]))
+
+
+@pytest.mark.e2e
+def test_network_exports_of_a_multi_person_model_and_refused_formats(ae_model, tmp_path):
+    result = export_model(ae_model, str(tmp_path / "ae.tflite"), "tflite", log=lambda line: None)
+    assert result.parity.max_heatmap_error < 1e-4  # all 34 output channels: heatmaps and tags
+    with pytest.raises(
+        ValueError, match="multi-person model; quantize='int8' calibrates on single-person crops"
+    ):
+        export_model(ae_model, str(tmp_path / "q.tflite"), "tflite", quantize="int8", calibration="synthetic")
+    with pytest.raises(ValueError, match="calibration is only the SavedModel's AP check"):
+        export_model(ae_model, str(tmp_path / "sm"), "saved_model", calibration="synthetic")
+
+
+def test_coco_ap_of_people_against_ground_truth_and_coco_samples(tmp_path):
+    keypoints = np.stack([np.linspace(20, 80, K), np.linspace(10, 90, K)], axis=1).astype(np.float32)
+    truth = np.concatenate([keypoints, np.full((K, 1), 2.0)], axis=1)
+    annotations = tmp_path / "people.json"
+    annotations.write_text(
+        json.dumps(
+            {
+                "images": [{"id": 3, "file_name": "a.png", "width": 100, "height": 100}],
+                "annotations": [
+                    {
+                        "id": 1,
+                        "image_id": 3,
+                        "category_id": 1,
+                        "keypoints": truth.reshape(-1).tolist(),
+                        "num_keypoints": K,
+                        "bbox": [20, 10, 60, 80],
+                        "area": 4800.0,
+                        "iscrowd": 0,
+                    }
+                ],
+                "categories": [{"id": 1, "name": "person"}],
+            }
+        )
+    )
+    found = People(keypoints[None], np.ones((1, K), np.float32), np.ones(1, np.float32))
+    assert coco_ap(str(annotations), [found], [3]) == pytest.approx(100.0)
+    assert coco_ap(str(annotations), [People.empty(K)], [3]) == 0.0
+    with pytest.raises(ValueError, match="none of its 1 images is under"):
+        coco_samples(str(annotations), str(tmp_path))
+    (tmp_path / "a.png").write_bytes(tf.io.encode_png(photo(20, 30, 0)).numpy())
+    samples = coco_samples(str(annotations), str(tmp_path))
+    assert samples.image_ids == [3] and samples.images[0].shape == (20, 30, 3)
