@@ -57,7 +57,7 @@ from tf_hourglass.model.info import MULTI_PERSON
 from tf_hourglass.model.pose_model import (
     IMAGES_INPUT,
     PoseModel,
-    check_image_shape,
+    check_input_sides,
     check_integers,
     output_name,
 )
@@ -106,14 +106,7 @@ def validate_arguments(
         ("tag_dim", tag_dim, 1),
         ("extra_channels", extra_channels, 0),
     )
-    check_image_shape(input_shape)
-    divisor = 4 * 2**depth
-    for size in input_shape[:2]:
-        if size is not None and (not isinstance(size, int) or size <= 0 or size % divisor):
-            raise ValueError(
-                f"`input_shape` height and width must be positive multiples of 4 * 2**depth = "
-                f"{divisor} (depth={depth}), or None. Received: input_shape={input_shape}"
-            )
+    check_input_sides(input_shape, depth)
 
 
 @keras.saving.register_keras_serializable(package="tf_hourglass")

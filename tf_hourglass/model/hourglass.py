@@ -37,7 +37,7 @@ from keras import layers
 from tf_hourglass.model.pose_model import (  # noqa: F401 (as_stack_list re-exported)
     PoseModel,
     as_stack_list,
-    check_image_shape,
+    check_input_sides,
     check_integers,
     output_name,
 )
@@ -309,14 +309,7 @@ def validate_arguments(num_stacks, num_keypoints, filters, depth, num_residual_m
         raise ValueError(
             f"`filters` must be even (the bottleneck uses filters/2). Received: filters={filters}"
         )
-    check_image_shape(input_shape)
-    divisor = 4 * 2**depth
-    for size in input_shape[:2]:
-        if size is not None and (not isinstance(size, int) or size <= 0 or size % divisor):
-            raise ValueError(
-                f"`input_shape` height and width must be positive multiples of 4 * 2**depth = "
-                f"{divisor} (depth={depth}). Received: input_shape={input_shape}"
-            )
+    check_input_sides(input_shape, depth)
 
 
 @keras.saving.register_keras_serializable(package="tf_hourglass")

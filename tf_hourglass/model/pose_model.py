@@ -100,6 +100,19 @@ def check_image_shape(input_shape) -> None:
         raise ValueError(f"`input_shape` must be (height, width, 3). Received: input_shape={input_shape}")
 
 
+def check_input_sides(input_shape, depth) -> None:
+    """Hourglasses of order ``depth`` halve the quarter-size features ``depth`` times: sides are multiples of
+    4 * 2**depth (or None, any such size)."""
+    check_image_shape(input_shape)
+    divisor = 4 * 2**depth
+    for size in input_shape[:2]:
+        if size is not None and (not isinstance(size, int) or size <= 0 or size % divisor):
+            raise ValueError(
+                f"`input_shape` height and width must be positive multiples of 4 * 2**depth = "
+                f"{divisor} (depth={depth}), or None. Received: input_shape={input_shape}"
+            )
+
+
 def uses_center_map(model) -> bool:
     return getattr(model, "center_map_sigma", None) is not None
 

@@ -145,20 +145,28 @@ class RemoveDirectory(keras.callbacks.Callback):
 
 
 def make_callbacks(config, workdir, predictor, val_ds, spec, manager, epoch_variable, state):
-    """Validation, CSV, TensorBoard, checkpoints, NaN stop, time budget and the plateau schedule."""
+    """Validation PCKh/PCK, CSV, TensorBoard, checkpoints, NaN stop, time budget and the plateau schedule."""
     log_dir = os.path.join(workdir, "tensorboard")
+    validation = Validation(
+        predictor, val_ds, spec, config.eval.val_batches, log_dir, config.eval.num_images, state
+    )
+    return run_callbacks(config, workdir, validation, manager, epoch_variable, state, VAL_METRIC)
+
+
+def run_callbacks(config, workdir, validation, manager, epoch_variable, state, metric):
+    """The callbacks of every run around its ``validation`` callback, which logs ``metric`` (higher is better)."""
     callbacks = [
         StopOnNaN(state),
         TimeBudget(config.train.max_train_minutes * 60),
-        Validation(predictor, val_ds, spec, config.eval.val_batches, log_dir, config.eval.num_images, state),
+        validation,
         keras.callbacks.CSVLogger(os.path.join(workdir, "metrics.csv"), append=True),
-        keras.callbacks.TensorBoard(log_dir=log_dir),
-        Checkpointing(manager, epoch_variable, workdir, state),
+        keras.callbacks.TensorBoard(log_dir=os.path.join(workdir, "tensorboard")),
+        Checkpointing(manager, epoch_variable, workdir, state, metric=metric),
     ]
     if config.train.schedule == "plateau":
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(
-                monitor=VAL_METRIC,
+                monitor=metric,
                 mode="max",
                 factor=config.train.plateau_factor,
                 patience=config.train.plateau_patience,

@@ -49,13 +49,7 @@ from tf_hourglass.predict_files import UnreadableInputError, read_image
 from tf_hourglass.run_files import MODEL_FILE
 from tf_hourglass.training import run_setup
 from tf_hourglass.training.ae_losses import AssociativeEmbeddingLoss
-from tf_hourglass.training.callbacks import (
-    Checkpointing,
-    RunState,
-    StopOnNaN,
-    TimeBudget,
-    current_learning_rate,
-)
+from tf_hourglass.training.callbacks import RunState, current_learning_rate, run_callbacks
 from tf_hourglass.training.workdir import drop_metrics_rows_from, write_config, write_json
 
 VAL_METRIC = "val_ap"
@@ -241,25 +235,8 @@ def train_and_evaluate_people(config, workdir, strategy) -> dict:
     state = RunState()
     drop_metrics_rows_from(os.path.join(workdir, "metrics.csv"), initial_epoch)
     write_config(workdir, config)
-    log_dir = os.path.join(workdir, "tensorboard")
-    callbacks = [
-        StopOnNaN(state),
-        TimeBudget(config.train.max_train_minutes * 60),
-        PeopleValidation(val_data, config.eval.flip_test, config.data.num_val or None, state),
-        keras.callbacks.CSVLogger(os.path.join(workdir, "metrics.csv"), append=True),
-        keras.callbacks.TensorBoard(log_dir=log_dir),
-        Checkpointing(manager, epoch_variable, workdir, state, metric=VAL_METRIC),
-    ]
-    if config.train.schedule == "plateau":
-        callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(
-                monitor=VAL_METRIC,
-                mode="max",
-                factor=config.train.plateau_factor,
-                patience=config.train.plateau_patience,
-                verbose=1,
-            )
-        )
+    validation = PeopleValidation(val_data, config.eval.flip_test, config.data.num_val or None, state)
+    callbacks = run_callbacks(config, workdir, validation, manager, epoch_variable, state, VAL_METRIC)
     start = time.monotonic()
     if initial_epoch < config.train.epochs:
         model.fit(
