@@ -186,3 +186,12 @@ def test_overwriting_a_saved_model_keeps_the_files_the_user_added(tmp_path, caps
     kept = "assets.extra/tf_serving_warmup_requests, empty, notes.txt, variables/README"
     assert f"kept 4 entries you added to {output}: {kept}\n" in out
     assert not [p for p in tmp_path.iterdir() if p.name != "served"]
+
+
+def test_the_onnx_file_carries_the_model_info_in_its_metadata(onnx_export):
+    from tf_hourglass.model.info import ModelInfo
+    from tf_hourglass.model_loader import read_model_info
+
+    assert not os.path.exists(onnx_export.path + ".info.json")  # inside the file, nothing beside it
+    info = read_model_info(onnx_export.path, ModelInfo())
+    assert info.spec.name == "mpii" and info.input_size == (64, 64)

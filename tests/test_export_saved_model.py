@@ -270,7 +270,7 @@ def test_rest_client_round_trip_through_a_local_predict_endpoint(loaded, tmp_pat
 
 
 def test_saved_model_carries_the_model_info_inside(export):
-    with open(os.path.join(export.path, "assets.extra", "tf_hourglass_info.json")) as f:
+    with open(os.path.join(export.path, "tf_hourglass_info.json")) as f:
         info = json.load(f)
     assert info["codec"] == {
         "sigma": 1.0,

@@ -37,7 +37,7 @@ from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.model import as_stack_list, keypoint_heatmaps
 from tf_hourglass.model import presets as architecture_presets
 from tf_hourglass.model.info import MULTI_PERSON, SINGLE_PERSON, ModelInfo, default_spec, model_info
-from tf_hourglass.run_files import MODEL_FILE, RUN_SETTINGS_FILE, info_path
+from tf_hourglass.run_files import MODEL_FILE, ONNX_INFO_KEY, RUN_SETTINGS_FILE, info_path
 from tf_hourglass.weights import pretrained
 
 # Signatures tried, in order, in a SavedModel or .tflite file: a dedicated
@@ -344,11 +344,21 @@ def _read_json(path: str):
         raise ValueError(f"{path}: not valid JSON ({str(error)[:100]}).") from error
 
 
+def _onnx_metadata(path: str, key: str) -> str | None:
+    """An ONNX file's metadata entry ``key``, or None (none stored, or no onnx package)."""
+    try:
+        import onnx
+    except ImportError:
+        return None
+    proto = onnx.load(path, load_external_data=False)
+    return next((entry.value for entry in proto.metadata_props if entry.key == key), None)
+
+
 def read_model_info(path: str, network_info: ModelInfo) -> ModelInfo:
     """The ``ModelInfo`` written beside (or inside) a model file, else ``network_info``.
 
-    Looks for the info file an export writes (``run_files.info_path``: inside a
-    SavedModel, ``FILE.info.json`` beside a file), then for an ``inference.json``
+    Looks for the info an export writes (inside a SavedModel and in an ONNX
+    file's metadata; ``FILE.info.json`` beside any other file, ``run_files.info_path``), then for an ``inference.json``
     in the model's folder (what training and conversion wrote before models
     carried their info: only the spec, sigma and peak; the rest is
     ``network_info``'s, the facts read off the network itself).
@@ -357,6 +367,10 @@ def read_model_info(path: str, network_info: ModelInfo) -> ModelInfo:
         ValueError: an info file that is no valid JSON or does not fit, naming it.
     """
     path = os.fspath(path)
+    if path.endswith(".onnx") and tf.io.gfile.exists(path):
+        text = _onnx_metadata(path, ONNX_INFO_KEY)
+        if text is not None:
+            return ModelInfo.from_json(text, f"{path} (its {ONNX_INFO_KEY} metadata)")
     exported = info_path(path)
     if tf.io.gfile.exists(exported):
         return ModelInfo.from_dict(_read_json(exported), exported)

@@ -19,10 +19,13 @@ from tf_hourglass.data.records import KeypointSpec
 
 MODEL_FILE = "final.keras"
 RUN_SETTINGS_FILE = "inference.json"
-# Inside an exported SavedModel; assets.extra is where TF Serving looks for extra files and leaves them be.
-SAVED_MODEL_INFO_FILE = os.path.join("assets.extra", "tf_hourglass_info.json")
+# Inside an exported SavedModel, beside saved_model.pb (loaders, TF Serving included, leave other files be;
+# assets.extra/ stays the user's, for TF Serving's warm-up requests).
+SAVED_MODEL_INFO_FILE = "tf_hourglass_info.json"
 # Beside an exported file: model.tflite -> model.tflite.info.json.
 INFO_FILE_SUFFIX = ".info.json"
+# An ONNX export holds it in its own metadata (metadata_props) under this key.
+ONNX_INFO_KEY = "tf_hourglass_info"
 
 
 def info_path(model_path: str) -> str:

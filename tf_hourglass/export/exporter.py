@@ -62,7 +62,7 @@ from tf_hourglass.model_loader import (
     numpy_inference_model,
 )
 from tf_hourglass.multi_person_prediction import codec_for_model
-from tf_hourglass.run_files import info_path
+from tf_hourglass.run_files import SAVED_MODEL_INFO_FILE, info_path
 
 FORMATS = ("saved_model", "tflite", "onnx", "tensorrt", "tftrt")
 QUANTIZE_MODES = {
@@ -144,7 +144,8 @@ def _check_output(model, output: str, format: str, overwrite: bool) -> None:
 # export's folder is the user's (TF Serving's assets.extra/ warm-up requests, notes)
 # and --overwrite carries it into the new export.
 _SAVED_MODEL_FILES = re.compile(
-    r"saved_model\.pb(txt)?|fingerprint\.pb|variables/variables\.(index|data-\d{5}-of-\d{5})"
+    r"saved_model\.pb(txt)?|fingerprint\.pb|variables/variables\.(index|data-\d{5}-of-\d{5})|"
+    + re.escape(SAVED_MODEL_INFO_FILE)
 )
 
 
@@ -521,8 +522,9 @@ def export_model(
             accuracy = verify.compare_accuracy(model, exported, data.heldout, codec, data.spec)
             report(verify.check_accuracy(accuracy, max_pck_drop, label))
         if os.path.isdir(tmp):  # a SavedModel carries its info inside
-            os.makedirs(os.path.dirname(info_path(tmp)), exist_ok=True)
             atomic_files.write_text(info_path(tmp), info.to_json())
+        elif format == "onnx":  # so does an ONNX file, in its metadata
+            onnx.write_model_info(tmp, info.to_json())
         size = verify.size_on_disk(tmp)
         if os.path.lexists(output):
             if not overwrite:
@@ -533,7 +535,7 @@ def export_model(
                 if kept:
                     report(f"kept {len(kept)} entries you added to {output}: {', '.join(kept)}")
             atomic_files.remove(output)  # a folder cannot be renamed over; the check above allows it
-    if not os.path.isdir(output):
+    if not os.path.isdir(output) and format != "onnx":
         atomic_files.write_text(info_path(output), info.to_json())
     report(f"wrote {output} ({label}, {verify.format_size(size)} on disk)")
     return ExportResult(output, format, quantize, size, parity, accuracy, lines)

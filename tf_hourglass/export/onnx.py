@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from tf_hourglass.export import saved_model
+from tf_hourglass.run_files import ONNX_INFO_KEY
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 17
@@ -31,6 +32,17 @@ def export_onnx(model, path: str, opset: int = DEFAULT_OPSET) -> None:
     for value in (*proto.graph.input, *proto.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = BATCH_DIMENSION
     onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, path)
+
+
+def write_model_info(path: str, text: str) -> None:
+    """Stores ``text`` (``ModelInfo.to_json()``) in the ONNX file at ``path`` (rewritten in place)."""
+    import onnx
+
+    proto = onnx.load(path)
+    del proto.metadata_props[:]
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = ONNX_INFO_KEY, text
     onnx.save(proto, path)
 
 
