@@ -20,6 +20,7 @@ import sys
 from absl import flags
 
 from tf_hourglass.cli import fail, parse_flags
+from tf_hourglass.precision import INFERENCE_PRECISIONS
 
 # Own FlagValues (see tf_hourglass/cli.py for the convention every command follows).
 _FLAGS = flags.FlagValues()
@@ -61,6 +62,14 @@ flags.DEFINE_list(
     "scales",
     ["1"],
     "Input scales of a multi-person model (the official multi-scale test: 2,1,0.5).",
+    flag_values=_FLAGS,
+)
+flags.DEFINE_enum(
+    "precision",
+    "auto",
+    list(INFERENCE_PRECISIONS),
+    "What a Keras model's network computes in: auto (bfloat16 on CPUs with bfloat16 instructions, else "
+    "float32), float32 or bfloat16; heatmaps and decoding stay float32. Exported files run as written.",
     flag_values=_FLAGS,
 )
 flags.DEFINE_integer(
@@ -122,7 +131,12 @@ def main(argv: list[str] | None = None) -> int:
                 flip=_FLAGS.flip,
                 batch_size=_FLAGS.batch_size,
                 scales=_scales(),
+                precision=_FLAGS.precision,
             )
+            if "precision" in results["inputs"]:
+                print(
+                    f"Precision {results['inputs']['precision']} ({results['inputs']['precision_reason']})."
+                )
         print(run.format_results(results))
         if _FLAGS.json:
             run.write_results_json(_FLAGS.json, results)

@@ -300,6 +300,7 @@ def evaluate_model(
     batch_size: int = 16,
     progress: bool = True,
     scales=(1.0,),
+    precision: str = "auto",
 ) -> dict:
     """Runs a model over a dataset in any reader format and scores it.
 
@@ -308,6 +309,9 @@ def evaluate_model(
         format: a ``sources.Source``, its text form ("mpii_h5:annot/valid.h5:images"),
             or a reader format with ``annotations`` and ``images_dir``.
         flip: flip-test averaging.
+        precision: what a single-person Keras model computes in ("auto",
+            "float32", "bfloat16": ``model_loader.keras_inference_model``);
+            the results' ``inputs`` say what ran.
 
     Persons without ground truth (or without a crop) are skipped. MPII gives
     the full PCKh table, COCO its AP, other specs PCK. A multi-person model
@@ -326,7 +330,7 @@ def evaluate_model(
             f"({', '.join(readers.FORMATS)}), whose annotations keep each person's ground truth."
         )
     format, annotations, images_dir = source.kind, source.annotations, source.images_dir
-    loaded = load_pose_model(model)
+    loaded = load_pose_model(model, precision)
     if isinstance(loaded, keras.Model):  # a multi-person model
         people_model = loaded
         if format != "coco":
@@ -383,6 +387,8 @@ def evaluate_model(
         "annotations": annotations,
         "images": images_dir,
         "flip": bool(flip),
+        "precision": inference_model.precision,
+        "precision_reason": inference_model.precision_reason,
     }
     counts = {"num_predicted": int(len(predictions.keypoints)), "num_skipped": len(records) - len(usable)}
     if spec.name == keypoint_specs.COCO.name:
