@@ -7,7 +7,9 @@ For each preset, network (``trained``: the Keras model as trained;
 folded into them; ``folded_bf16``: the same in bfloat16, as precision "auto"
 runs it on CPUs with bfloat16 instructions) and batch size: milliseconds per
 batch through ``model.predict_on_batch`` (Keras' own path; trained float32
-only), a ``tf.function`` (graph) and ``tf.function(jit_compile=True)`` (XLA).
+only), a ``tf.function`` (graph) and ``tf.function(jit_compile=True)`` (XLA);
+and, at batch 1, ``PoseEstimator.predict`` on a 256x256 photo (network
+``estimator``, mode its precision: crop, network, decoding, as users call it).
 The calls of one batch size are interleaved (one call of each in turn) and
 their medians reported, with GFLOP/s (2 x multiply-adds / s) and the fraction
 of the float32 matmul rate measured in the same run. This is how the
@@ -28,6 +30,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from timing import describe_machine, matmul_flops_per_second  # noqa: E402
 
+from tf_hourglass.inference import PoseEstimator  # noqa: E402
 from tf_hourglass.model import from_preset  # noqa: E402
 from tf_hourglass.model.complexity import count_multiply_adds  # noqa: E402
 from tf_hourglass.model.folding import fold_batch_norms  # noqa: E402
@@ -45,6 +48,8 @@ _WAYS = flags.DEFINE_list(
         "folded:xla",
         "folded_bf16:graph",
         "folded_bf16:xla",
+        "estimator:float32",
+        "estimator:bfloat16",
     ],
     "network:mode pairs to time.",
 )
@@ -85,6 +90,12 @@ def main(argv):
             calls = {}
             for way in _WAYS.value:
                 network_name, mode = way.split(":")
+                if network_name == "estimator":
+                    if batch_size == 1:
+                        estimator = PoseEstimator(model, precision=mode)
+                        photo = np.random.default_rng(0).integers(0, 256, (256, 256, 3), np.uint8)
+                        calls[way] = lambda e=estimator, x=photo: e.predict(x)
+                    continue
                 network = networks[network_name]
                 if mode == "predict_on_batch":
                     calls[way] = lambda n=network, x=images: n.predict_on_batch(x)
