@@ -134,3 +134,12 @@ def test_auto_inference_precision_is_bfloat16_only_on_cpus_that_compute_it(
     chosen, reason = precision.resolve_inference_precision("auto")
     assert chosen == expected and reason.startswith("auto: ")
     assert precision.resolve_inference_precision("float32") == ("float32", "asked for")
+
+
+def test_a_cpm_runs_in_bfloat16_with_its_centre_map(images):
+    keras.utils.set_random_seed(2)
+    cpm = tf_hourglass.from_preset("cpm_tiny")
+    expected = np.asarray(keras_inference_model(cpm, precision="float32")(images))
+    heatmaps = np.asarray(keras_inference_model(cpm, precision="bfloat16")(images))
+    assert heatmaps.shape == expected.shape == (3, 8, 8, 16)  # the background map dropped
+    assert np.abs(heatmaps - expected).max() <= 0.05 * np.abs(expected).max()
