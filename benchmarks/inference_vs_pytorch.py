@@ -53,6 +53,12 @@ _PYTORCH_PYTHON = flags.DEFINE_string(
 _KEEP_FREED_MEMORY = flags.DEFINE_bool(
     "keep_freed_memory", True, "Tune the PyTorch process's malloc (see train_step_vs_pytorch.py)."
 )
+_PASSIVE_THREADS = flags.DEFINE_bool(
+    "passive_threads",
+    True,
+    "Run PyTorch with OMP_WAIT_POLICY=PASSIVE (see pytorch_process.py): on a machine shared with other "
+    "jobs its spinning OpenMP threads otherwise stall (15x slower on our busy 2-core VM).",
+)
 _TFLITE = flags.DEFINE_bool("tflite", True, "Also time an int8 TFLite file of each preset.")
 
 
@@ -64,8 +70,8 @@ def keras_call(model, batch_size, precision):
     return lambda: [o.numpy() for o in tf.nest.flatten(forward(images))]
 
 
-def tflite_call(model, batch_size):
-    """``batch_size`` one-image calls of an int8 TFLite file (calibrated on random crops: speed only)."""
+def int8_tflite_runner(model):
+    """An int8 TFLite file of ``model`` (calibrated on random crops: for speed only), ready to run."""
     from tf_hourglass.export import tflite
     from tf_hourglass.model_loader import TFLiteRunner
 
@@ -73,7 +79,11 @@ def tflite_call(model, batch_size):
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.tflite")
         tflite.export_tflite(model, path, "int8", crops, log=lambda line: None)
-        runner = TFLiteRunner(path, num_threads=_THREADS.value)
+        return TFLiteRunner(path, num_threads=_THREADS.value)
+
+
+def tflite_call(runner, model, batch_size):
+    """``batch_size`` one-image calls of a TFLite file, as ``TFLiteRunner`` makes them."""
     images = np.random.default_rng(1).uniform(size=(batch_size, *model.image_shape)).astype(np.float32)
     return lambda: runner(images)
 
@@ -87,17 +97,22 @@ def timed(call):
     return run
 
 
-def race(preset, batch_size, auto_precision, float32_rate, torch_available):
-    model = from_preset(preset)
+def race(model, preset, batch_size, auto_precision, float32_rate, torch_available, runner):
     calls = {"ours, float32": timed(keras_call(model, batch_size, "float32"))}
     if auto_precision != "float32":
         calls[f"ours, auto ({auto_precision})"] = timed(keras_call(model, batch_size, auto_precision))
-    if _TFLITE.value:
-        calls["ours, TFLite int8 (XNNPACK)"] = timed(tflite_call(model, batch_size))
+    if runner is not None:
+        calls["ours, TFLite int8 (XNNPACK)"] = timed(tflite_call(runner, model, batch_size))
     pytorch = None
     if torch_available:
         pytorch = PyTorchSteps(
-            preset, batch_size, _THREADS.value, _KEEP_FREED_MEMORY.value, "infer", _PYTORCH_PYTHON.value
+            preset,
+            batch_size,
+            _THREADS.value,
+            _KEEP_FREED_MEMORY.value,
+            "infer",
+            _PYTORCH_PYTHON.value,
+            _PASSIVE_THREADS.value,
         )
         calls[f"PyTorch PoseNet {pytorch.version}, eager float32"] = pytorch.step
     for call in calls.values():
@@ -140,6 +155,9 @@ def main(argv):
         f"this machine's 2048x2048 matmul: {', '.join(f'{d} {r / 1e9:.0f} GFLOP/s' for d, r in rates.items())}"
     )
     print(f"medians of {_REPEATS.value} calls after {_WARMUP.value} warm-up calls")
+    print(
+        f"PyTorch: malloc keeps freed memory {_KEEP_FREED_MEMORY.value}, passive threads {_PASSIVE_THREADS.value}"
+    )
     if not torch_available:
         print(
             "torch is not installed here: timing ours only (--pytorch_python names an interpreter with torch)."
@@ -148,8 +166,10 @@ def main(argv):
         f"{'model':5} {'batch':>5} {'':42} {'ms/image':>9} {'GFLOP/s':>8} {'of f32 mm':>9} {'x PyTorch':>10}"
     )
     for preset in _PRESETS.value:
+        model = from_preset(preset)
+        runner = int8_tflite_runner(model) if _TFLITE.value else None
         for batch_size in (int(b) for b in _BATCH_SIZES.value):
-            race(preset, batch_size, auto_precision, rates["float32"], torch_available)
+            race(model, preset, batch_size, auto_precision, rates["float32"], torch_available, runner)
 
 
 if __name__ == "__main__":

@@ -23,15 +23,24 @@ class PyTorchSteps:
 
     Args:
         python: the interpreter with torch (default: this one).
+        passive_threads: OMP_WAIT_POLICY=PASSIVE, so that PyTorch's OpenMP
+            threads sleep instead of spinning at each barrier. On a machine
+            shared with other jobs, a spinning thread whose partner lost its
+            core stalls the forward pass: hg2 took 3.0 s per image with
+            spinning threads on our busy 2-core VM, 0.2 s with passive ones.
     """
 
-    def __init__(self, preset, batch_size, threads, keep_freed_memory, kind="train", python=None):
+    def __init__(
+        self, preset, batch_size, threads, keep_freed_memory, kind="train", python=None, passive_threads=False
+    ):
         config = HOURGLASS_PRESETS[preset]
         shape = (config["num_stacks"], config["filters"], config["depth"], config["input_shape"][0])
         env = dict(os.environ)
         if keep_freed_memory:
             # 32 MiB is the largest mmap threshold glibc accepts on 64-bit machines.
             env.update(MALLOC_TRIM_THRESHOLD_=str(2**34), MALLOC_MMAP_THRESHOLD_=str(32 * 2**20))
+        if passive_threads:
+            env["OMP_WAIT_POLICY"] = "PASSIVE"
         self.process = subprocess.Popen(
             [
                 python or sys.executable,
