@@ -133,11 +133,10 @@ def main(argv: list[str] | None = None) -> int:
                 scales=_scales(),
                 precision=_FLAGS.precision,
             )
-            if "precision" in results["inputs"]:
-                print(
-                    f"Precision {results['inputs']['precision']} ({results['inputs']['precision_reason']})."
-                )
         print(run.format_results(results))
+        if "precision" in results.get("inputs", {}):  # after the table, which scripts read first
+            inputs = results["inputs"]
+            print(f"Precision {inputs['precision']} ({inputs['precision_reason']}).")
         if _FLAGS.json:
             run.write_results_json(_FLAGS.json, results)
             print(f"Results written to {_FLAGS.json}")
