@@ -9,8 +9,9 @@ Run as a script, it serves timed training steps over stdin/stdout, so the
 benchmark can time PyTorch in a process of its own (no TensorFlow threads or
 allocator beside it)::
 
-    python benchmarks/pytorch_posenet.py NSTACK FILTERS DEPTH IMAGE_SIZE BATCH_SIZE THREADS
+    python benchmarks/pytorch_posenet.py NSTACK FILTERS DEPTH IMAGE_SIZE BATCH_SIZE THREADS [train|infer]
     # each "step" line in -> one line out: the step's time in seconds
+    # (infer: one forward pass in eval mode without gradients, as the official test code runs it)
 """
 
 from __future__ import annotations
@@ -147,10 +148,24 @@ def training_step(nstack, filters, depth, image_size, batch_size):
     return step
 
 
+def inference_step(nstack, filters, depth, image_size, batch_size):
+    """One forward pass on a fixed random batch in eval mode, without gradients."""
+    net = PoseNet(nstack, filters, 16, depth=depth).eval()
+    images = torch.rand(batch_size, image_size, image_size, 3, generator=torch.Generator().manual_seed(0))
+
+    def step():
+        with torch.inference_mode():
+            net(images)
+
+    return step
+
+
 def serve_steps(argv):
-    nstack, filters, depth, image_size, batch_size, threads = map(int, argv)
+    kind = argv[6] if len(argv) > 6 else "train"
+    nstack, filters, depth, image_size, batch_size, threads = map(int, argv[:6])
     torch.set_num_threads(threads)
-    step = training_step(nstack, filters, depth, image_size, batch_size)
+    make_step = {"train": training_step, "infer": inference_step}[kind]
+    step = make_step(nstack, filters, depth, image_size, batch_size)
     print(torch.__version__, flush=True)
     for line in sys.stdin:
         if line.strip() != "step":

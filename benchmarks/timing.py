@@ -46,7 +46,7 @@ def describe_machine():
                     break
     except OSError:
         pass
-    from tf_hourglass.training.trainer import native_bfloat16_cpu_flags
+    from tf_hourglass.precision import native_bfloat16_cpu_flags
 
     bfloat16 = ", ".join(native_bfloat16_cpu_flags()) or "none"
     return f"{cpu}, {os.cpu_count()} cores (bfloat16 instructions: {bfloat16}), TensorFlow {tf.__version__}"

@@ -31,10 +31,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 from absl import app, flags
 
@@ -43,13 +40,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from pytorch_process import PyTorchSteps  # noqa: E402
 from timing import describe_machine, matmul_flops_per_second  # noqa: E402
 
 from tf_hourglass import HeatmapLoss, from_preset  # noqa: E402
 from tf_hourglass.model import HOURGLASS_PRESETS  # noqa: E402
 from tf_hourglass.model.complexity import count_multiply_adds  # noqa: E402
-
-HERE = Path(__file__).resolve().parent
 
 _PRESET = flags.DEFINE_enum("preset", "hg2", sorted(HOURGLASS_PRESETS), "Hourglass preset.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Images per step.")
@@ -95,50 +91,6 @@ def keras_step(preset, batch_size, jit_compile, precision="float32"):
         return float(logs["loss"])  # waits for the step to finish
 
     return step
-
-
-class PyTorchSteps:
-    """The official PoseNet's training steps, run in a child process of their own."""
-
-    def __init__(self, preset, batch_size, threads, keep_freed_memory):
-        config = HOURGLASS_PRESETS[preset]
-        shape = (config["num_stacks"], config["filters"], config["depth"], config["input_shape"][0])
-        env = dict(os.environ)
-        if keep_freed_memory:
-            # 32 MiB is the largest mmap threshold glibc accepts on 64-bit machines.
-            env.update(MALLOC_TRIM_THRESHOLD_=str(2**34), MALLOC_MMAP_THRESHOLD_=str(32 * 2**20))
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                str(HERE / "pytorch_posenet.py"),
-                *map(str, shape),
-                str(batch_size),
-                str(threads),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        self.version = self._read_line()
-
-    def _read_line(self):
-        line = self.process.stdout.readline()
-        if not line:
-            raise RuntimeError(
-                f"the PyTorch process ended (exit code {self.process.wait()}); see its error above"
-            )
-        return line.strip()
-
-    def step(self):
-        """Runs one step and returns its time in seconds, as measured in the child."""
-        self.process.stdin.write("step\n")
-        self.process.stdin.flush()
-        return float(self._read_line())
-
-    def close(self):
-        self.process.stdin.close()
-        self.process.wait()
 
 
 def timed(step):

@@ -149,7 +149,7 @@ def test_the_version_is_written_once():
 
 # Lowest first. A module may import its own layer and the ones below, never one above.
 LAYERS = (
-    ("base", ("atomic_files", "cli")),
+    ("base", ("atomic_files", "cli", "precision")),
     ("data", ("data",)),
     ("model", ("model", "run_files")),
     ("loading", ("weights", "model_loader", "prediction", "multi_person_prediction", "visualization")),

@@ -20,6 +20,7 @@ import sys
 from absl import flags
 
 from tf_hourglass.cli import fail, parse_flags
+from tf_hourglass.precision import INFERENCE_PRECISIONS
 
 # Own FlagValues (see tf_hourglass/cli.py for the convention every command follows).
 _FLAGS = flags.FlagValues()
@@ -61,6 +62,14 @@ flags.DEFINE_list(
     "scales",
     ["1"],
     "Input scales of a multi-person model (the official multi-scale test: 2,1,0.5).",
+    flag_values=_FLAGS,
+)
+flags.DEFINE_enum(
+    "precision",
+    "auto",
+    list(INFERENCE_PRECISIONS),
+    "What a Keras model's network computes in: auto (bfloat16 on CPUs with bfloat16 instructions, else "
+    "float32), float32 or bfloat16; heatmaps and decoding stay float32. Exported files run as written.",
     flag_values=_FLAGS,
 )
 flags.DEFINE_integer(
@@ -122,10 +131,14 @@ def main(argv: list[str] | None = None) -> int:
                 flip=_FLAGS.flip,
                 batch_size=_FLAGS.batch_size,
                 scales=_scales(),
+                precision=_FLAGS.precision,
             )
         print(run.format_results(results))
-        if "model_file" in results.get("inputs", {}):
-            print(f"Model: {results['inputs']['model_file']}.")
+        inputs = results.get("inputs", {})
+        if "model_file" in inputs:  # after the table, which scripts read first
+            print(f"Model: {inputs['model_file']}.")
+        if "precision" in inputs:
+            print(f"Precision {inputs['precision']} ({inputs['precision_reason']}).")
         if _FLAGS.json:
             run.write_results_json(_FLAGS.json, results)
             print(f"Results written to {_FLAGS.json}")

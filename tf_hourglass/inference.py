@@ -136,6 +136,12 @@ class PoseEstimator:
             ``ModelInfo``; scores = heatmap maxima / peak, so near 1 for
             confident joints).
         flip_test: also run the mirrored crop and average the heatmaps.
+        precision: what a Keras model's network computes in: "auto" (bfloat16
+            on CPUs with bfloat16 instructions, else float32; see
+            ``precision.resolve_inference_precision``), "float32" or
+            "bfloat16". Heatmaps and decoding are float32 either way; exported
+            files run as written, multi-person models in float32.
+            ``self.precision`` and ``self.precision_reason`` say what was chosen.
 
     ``predict`` returns ``{"keypoints": (K, 2) float32 (x, y) image pixels,
     "scores": (K,) float32, "box": (x, y, w, h) used}``.
@@ -156,14 +162,17 @@ class PoseEstimator:
         codec: HeatmapCodec | None = None,
         flip_test: bool | None = None,
         scales=(1.0,),
+        precision: str = "auto",
     ):
-        loaded = load_pose_model(model)
+        loaded = load_pose_model(model, precision)
         self.multi_person = isinstance(loaded, keras.Model)
         if self.multi_person:
+            self.precision, self.precision_reason = "float32", "multi-person models run in float32"
             self._init_multi_person(loaded, spec, flip_test, scales)
             return
         flip_test = bool(flip_test)
         self.model = loaded
+        self.precision, self.precision_reason = loaded.precision, loaded.precision_reason
         if self.model.info.kind != SINGLE_PERSON:
             raise ValueError(
                 f"{self.model.name} is a {self.model.info.kind} model; PoseEstimator estimates one person "

@@ -36,7 +36,9 @@ from tf_hourglass.data import keypoint_specs
 from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.model import as_stack_list, keypoint_heatmaps
 from tf_hourglass.model import presets as architecture_presets
+from tf_hourglass.model.folding import fold_batch_norms
 from tf_hourglass.model.info import MULTI_PERSON, SINGLE_PERSON, ModelInfo, default_spec, model_info
+from tf_hourglass.precision import resolve_inference_precision
 from tf_hourglass.run_files import MODEL_FILE, ONNX_INFO_KEY, RUN_SETTINGS_FILE, info_path
 from tf_hourglass.weights import pretrained
 
@@ -63,6 +65,9 @@ class InferenceModel:
         resources: objects to keep alive as long as ``call`` is used (a loaded
             SavedModel, a TFLite interpreter).
         info: its ``ModelInfo`` (default: what K keypoints imply, MPII for 16).
+        precision: what the network computes in ("float32", "bfloat16"), or
+            "as exported" for a file that runs as it was written.
+        precision_reason: why, for messages ("auto: this CPU computes bfloat16 natively ...").
     """
 
     def __init__(
@@ -74,6 +79,8 @@ class InferenceModel:
         name: str = "model",
         resources=None,
         info: ModelInfo | None = None,
+        precision: str = "as exported",
+        precision_reason: str = "an exported model runs in the precision it was written in",
     ):
         self._call = call
         self.input_size = tuple(int(s) for s in input_size)
@@ -82,6 +89,8 @@ class InferenceModel:
         self.name = name
         self._resources = resources
         self.info = info or ModelInfo(spec=default_spec(self.num_keypoints), input_size=self.input_size)
+        self.precision = precision
+        self.precision_reason = precision_reason
 
     @property
     def spec(self):
@@ -151,23 +160,39 @@ def _last_stack_output(names: Sequence[str], name: str) -> str:
     )
 
 
-def keras_inference_model(model: keras.Model, name: str | None = None) -> InferenceModel:
+def keras_inference_model(
+    model: keras.Model, name: str | None = None, precision: str = "float32"
+) -> InferenceModel:
     """Wraps a Keras pose model (one heatmap output per stack; the last one is used).
 
     A Convolutional Pose Machine gets its centre map from here and loses its
-    background map, so every model looks like images -> K heatmaps.
+    background map, so every model looks like images -> K heatmaps. What runs
+    is the model's inference graph (``folding.fold_batch_norms``: BatchNorms
+    after convolutions folded into them) in ``precision`` ("float32",
+    "bfloat16" or "auto", see ``precision.resolve_inference_precision``);
+    the heatmaps are float32 either way, and ``model`` is not changed.
     """
     name = name or model.name
     input_size = _static_size(model.inputs[0].shape[1:3], "input", name)
     heatmap_size, num_keypoints = _heatmap_shape(as_stack_list(model.outputs)[-1].shape, name)
     if getattr(model, "background_channel", False):
         num_keypoints -= 1  # a CPM's last map is the background
+    precision, reason = resolve_inference_precision(precision)
+    network = fold_batch_norms(model, None if precision == "float32" else precision)
 
     def call(images):
-        return keypoint_heatmaps(model, images)
+        return keypoint_heatmaps(model, images, network=network)
 
     return InferenceModel(
-        call, input_size, heatmap_size, num_keypoints, name, resources=model, info=model_info(model)
+        call,
+        input_size,
+        heatmap_size,
+        num_keypoints,
+        name,
+        resources=(model, network),
+        info=model_info(model),
+        precision=precision,
+        precision_reason=reason,
     )
 
 
@@ -518,21 +543,24 @@ def model_kind(model) -> str:
     return SINGLE_PERSON
 
 
-def load_pose_model(model):
+def load_pose_model(model, precision: str = "float32"):
     """Any model, loaded once: an ``InferenceModel`` for a single-person model, the Keras model for a
-    multi-person one (which ``multi_person_network`` runs on whole photos)."""
+    multi-person one (which ``multi_person_network`` runs on whole photos).
+
+    ``precision``: what a single-person Keras model runs in (``keras_inference_model``).
+    """
     if isinstance(model, InferenceModel):
         return model
     if not isinstance(model, keras.Model):
         path = keras_model_path(model)
         if not (path.endswith(".keras") and tf.io.gfile.exists(path)):
-            return load_model_for_inference(model)  # a SavedModel or .tflite (or a clear error)
+            return load_model_for_inference(model, precision)  # a SavedModel or .tflite (or a clear error)
         name, model = path, load_keras_model(path)
     else:
         name = model.name
     if model_info(model).kind == MULTI_PERSON:
         return model
-    return keras_inference_model(model, name=name)
+    return keras_inference_model(model, name=name, precision=precision)
 
 
 def multi_person_network(model) -> tuple[Callable, keras.Model]:
@@ -564,7 +592,7 @@ def multi_person_network(model) -> tuple[Callable, keras.Model]:
     return call, model
 
 
-def load_model_for_inference(model) -> InferenceModel:
+def load_model_for_inference(model, precision: str = "float32") -> InferenceModel:
     """Any supported model as an ``InferenceModel``.
 
     Args:
@@ -572,22 +600,25 @@ def load_model_for_inference(model) -> InferenceModel:
             file, a training workdir containing ``final.keras``, a SavedModel
             directory or a ``.tflite`` file; or a pretrained preset's name
             (``hg8_mpii_pv``, downloaded once).
+        precision: what a Keras model runs in ("float32", "bfloat16" or
+            "auto", see ``keras_inference_model``); exported files run as written.
 
     Raises:
         FileNotFoundError: the path does not exist.
         ValueError: the path is not a model this function can load (e.g. a
             weights-only ``.weights.h5``, which lacks the model's config).
     """
+    resolve_inference_precision(precision)  # an unknown precision fails for every kind of file
     if isinstance(model, InferenceModel):
         return model
     if isinstance(model, keras.Model):
-        return keras_inference_model(model)
+        return keras_inference_model(model, precision=precision)
     path = os.fspath(resolve_pretrained(model))
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"Model not found: {path!r}.")
     if tf.io.gfile.isdir(path):
         if tf.io.gfile.exists(os.path.join(path, MODEL_FILE)):
-            return keras_inference_model(load_keras_model(path), name=keras_model_path(path))
+            return keras_inference_model(load_keras_model(path), keras_model_path(path), precision)
         if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
             return load_saved_model(path)
         raise ValueError(
@@ -596,7 +627,7 @@ def load_model_for_inference(model) -> InferenceModel:
             "finished has only weights (best.weights.h5, checkpoints/), which need the model's config."
         )
     if path.endswith(".keras"):
-        return keras_inference_model(load_keras_model(path), name=keras_model_path(path))
+        return keras_inference_model(load_keras_model(path), keras_model_path(path), precision)
     if path.endswith(".tflite"):
         return load_tflite(path)
     if path.endswith(".h5"):

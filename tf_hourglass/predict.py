@@ -21,6 +21,7 @@ import sys
 from absl import flags
 
 from tf_hourglass.cli import fail, parse_flags
+from tf_hourglass.precision import INFERENCE_PRECISIONS
 
 # Own FlagValues (see tf_hourglass/cli.py for the convention every command follows).
 _FLAGS = flags.FlagValues()
@@ -40,6 +41,14 @@ flags.DEFINE_bool(
     "flip",
     None,
     "Flip test: average with the mirrored image's heatmaps (default: off, on for multi-person models).",
+    flag_values=_FLAGS,
+)
+flags.DEFINE_enum(
+    "precision",
+    "auto",
+    list(INFERENCE_PRECISIONS),
+    "What a Keras model's network computes in: auto (bfloat16 on CPUs with bfloat16 instructions, else "
+    "float32), float32 or bfloat16; heatmaps and decoding stay float32. Exported files run as written.",
     flag_values=_FLAGS,
 )
 flags.DEFINE_string(
@@ -94,8 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     from tf_hourglass.predict_files import predict_path
 
     try:
-        estimator = PoseEstimator(_FLAGS.model, spec=load_spec(_FLAGS.spec), flip_test=_FLAGS.flip)
+        estimator = PoseEstimator(
+            _FLAGS.model, spec=load_spec(_FLAGS.spec), flip_test=_FLAGS.flip, precision=_FLAGS.precision
+        )
         print(f"Model: {describe_model_source(_FLAGS.model)}.")
+        print(f"Precision {estimator.precision} ({estimator.precision_reason}).")
         if estimator.multi_person:
             print(f"{_FLAGS.model}: a multi-person model; finding every person in each image.")
         elif _FLAGS.box is None:

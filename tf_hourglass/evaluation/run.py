@@ -306,6 +306,7 @@ def evaluate_model(
     batch_size: int = 16,
     progress: bool = True,
     scales=(1.0,),
+    precision: str = "auto",
 ) -> dict:
     """Runs a model over a dataset in any reader format and scores it.
 
@@ -314,6 +315,9 @@ def evaluate_model(
         format: a ``sources.Source``, its text form ("mpii_h5:annot/valid.h5:images"),
             or a reader format with ``annotations`` and ``images_dir``.
         flip: flip-test averaging.
+        precision: what a single-person Keras model computes in ("auto",
+            "float32", "bfloat16": ``model_loader.keras_inference_model``);
+            the results' ``inputs`` say what ran.
 
     Persons without ground truth (or without a crop) are skipped. MPII gives
     the full PCKh table, COCO its AP, other specs PCK. A multi-person model
@@ -364,7 +368,7 @@ def evaluate_model(
     if _is_mpii(spec):
         _check_head_sizes(np.array([r.normalizer for r in usable]))  # before the long part
 
-    inference_model = load_model_for_inference(model)
+    inference_model = load_model_for_inference(model, precision)
     if inference_model.num_keypoints != spec.num_keypoints:
         raise ValueError(
             f"Model {inference_model.name} predicts {inference_model.num_keypoints} keypoints but "
@@ -391,6 +395,8 @@ def evaluate_model(
         "annotations": annotations,
         "images": images_dir,
         "flip": bool(flip),
+        "precision": inference_model.precision,
+        "precision_reason": inference_model.precision_reason,
     }
     counts = {"num_predicted": int(len(predictions.keypoints)), "num_skipped": len(records) - len(usable)}
     if spec.name == keypoint_specs.COCO.name:

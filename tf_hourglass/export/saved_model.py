@@ -48,6 +48,7 @@ import tensorflow as tf
 from tf_hourglass.data import crop, transforms
 from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.model import keypoint_heatmaps
+from tf_hourglass.model.folding import fold_batch_norms
 from tf_hourglass.prediction import predict_keypoints
 
 SERVING_SIGNATURES = ("serving_default", "serving_boxes", "serving_float", "serving_bytes", "heatmaps")
@@ -68,7 +69,8 @@ def network_function(model, batch_size: int | None = None) -> tf.function:
     """``images [B, H, W, 3] float32 -> {"heatmaps": last stack's K maps}`` as a ``tf.function``.
 
     Models that take a centre map (CPM) get a centred one inside the graph,
-    and their background map is dropped, so exports take only images.
+    and their background map is dropped, so exports take only images. The
+    graph is the model's inference graph (``folding.fold_batch_norms``).
 
     ``autograph=False`` as in Keras' own exporter: autograph would turn the
     layers' Python ``training`` branches into graph conditionals that hold the
@@ -76,9 +78,11 @@ def network_function(model, batch_size: int | None = None) -> tf.function:
     """
     height, width = fixed_input_size(model)
     spec = tf.TensorSpec([batch_size, height, width, 3], tf.float32, name="images")
+    # Every export runs the inference graph: BatchNorms after convolutions folded into them.
+    network = fold_batch_norms(model)
 
     def heatmaps(images):
-        return {"heatmaps": keypoint_heatmaps(model, images)}
+        return {"heatmaps": keypoint_heatmaps(model, images, network=network)}
 
     return tf.function(heatmaps, input_signature=[spec], autograph=False)
 

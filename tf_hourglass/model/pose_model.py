@@ -126,15 +126,18 @@ def model_inputs(model, images):
     return {IMAGES_INPUT: images, CENTER_MAP_INPUT: maps}
 
 
-def keypoint_heatmaps(model, images, training=False):
+def keypoint_heatmaps(model, images, training=False, network=None):
     """The last stack's (or stage's) K keypoint heatmaps, float32, for a batch of crops.
 
     ``model`` is a pose model from this package (centre maps are supplied and
     a background map dropped), or any callable from images to heatmap
     tensor(s), such as a loaded export; then its last output is used as is.
+    ``network``: the Keras model to run in place of ``model``, with its inputs
+    and outputs (its inference graph, ``folding.fold_batch_norms``).
     """
     if isinstance(model, keras.Model):
-        heatmaps = as_stack_list(model(model_inputs(model, images), training=training))[-1]
+        network = model if network is None else network
+        heatmaps = as_stack_list(network(model_inputs(model, images), training=training))[-1]
         if getattr(model, "background_channel", False):
             heatmaps = heatmaps[..., : model.num_keypoints]
     else:

@@ -56,14 +56,13 @@ from tf_hourglass.data import readers
 from tf_hourglass.data.codec import DECODE_METHODS
 from tf_hourglass.model.info import MULTI_PERSON
 from tf_hourglass.model.presets import PRESETS, preset_class
+from tf_hourglass.precision import native_bfloat16_cpu_flags
 from tf_hourglass.training import custom_loop, fit_loop, multi_person_loop
 from tf_hourglass.training.run_setup import model_kwargs
 from tf_hourglass.training.workdir import check_resumed_config, workdir_lock
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-# CPU flags (as /proc/cpuinfo spells them) of instructions that compute bfloat16 natively.
-BFLOAT16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 SCHEDULES = ("constant", "plateau", "cosine")
 DATA_FORMATS = ("synthetic", "tfrecord", *readers.FORMATS)
@@ -134,16 +133,6 @@ def validate_config(config) -> None:
         config.eval.decode_method,
         f"{', '.join(DECODE_METHODS[:-1])} or {DECODE_METHODS[-1]}",
     )
-
-
-def native_bfloat16_cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> list[str]:
-    """The CPU's bfloat16 instruction flags; none where the file is missing (not Linux)."""
-    try:
-        with open(cpuinfo) as file:
-            flags = next((line.split(":", 1)[1].split() for line in file if line.startswith("flags")), [])
-    except OSError:
-        return []
-    return [flag for flag in BFLOAT16_CPU_FLAGS if flag in flags]
 
 
 def resolve_precision(runtime_config) -> tuple[str, str]:
