@@ -45,7 +45,13 @@ from tf_hourglass.data.multi_person_targets import (
     MAX_PEOPLE,
     coco_loss_mask,
 )
-from tf_hourglass.data.pipeline import AugmentConfig, decode_for_warp, random_transform
+from tf_hourglass.data.pipeline import (
+    AugmentConfig,
+    check_record_images,
+    check_same_keypoint_count,
+    decode_for_warp,
+    random_transform,
+)
 from tf_hourglass.data.records import PIXELS_PER_SCALE, KeypointSpec, MultiPersonRecord
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -105,25 +111,8 @@ class MultiPersonSource:
         if not records:
             raise ValueError("MultiPersonSource needs at least one record; received an empty list.")
         self.records = list(records)
-        num_keypoints = {r.keypoints.shape[1] for r in self.records}
-        if len(num_keypoints) != 1:
-            raise ValueError(
-                f"All records must have the same number of keypoints; received {sorted(num_keypoints)}."
-            )
-        self.num_keypoints = num_keypoints.pop()
-        if images is not None:
-            images = np.asarray(images)
-            if (
-                images.dtype != np.uint8
-                or images.ndim != 4
-                or images.shape[-1] != 3
-                or len(images) != len(records)
-            ):
-                raise ValueError(
-                    "images must be a uint8 array (N, H, W, 3) with one image per record; received "
-                    f"dtype={images.dtype}, shape={images.shape} for {len(records)} records."
-                )
-        self.images = images
+        self.num_keypoints = check_same_keypoint_count(r.keypoints.shape[1] for r in self.records)
+        self.images = check_record_images(images, len(self.records))
         if loss_masks is None:
             loss_masks = [record_loss_mask(r) for r in self.records]
         if len(loss_masks) != len(records):

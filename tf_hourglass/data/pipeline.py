@@ -65,6 +65,27 @@ class AugmentConfig:
     jpeg_downscale: bool = True
 
 
+def check_same_keypoint_count(counts) -> int:
+    """The one keypoint count of a source's records; a ValueError listing them when they differ."""
+    counts = set(counts)
+    if len(counts) != 1:
+        raise ValueError(f"All records must have the same number of keypoints; received {sorted(counts)}.")
+    return counts.pop()
+
+
+def check_record_images(images, num_records: int):
+    """``images`` as a uint8 (N, H, W, 3) array with one image per record, or None."""
+    if images is None:
+        return None
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3 or len(images) != num_records:
+        raise ValueError(
+            "images must be a uint8 array (N, H, W, 3) with one image per record; received "
+            f"dtype={images.dtype}, shape={images.shape} for {num_records} records."
+        )
+    return images
+
+
 class InMemorySource:
     """Records held in memory, with their images as files or as arrays.
 
@@ -79,25 +100,8 @@ class InMemorySource:
         if not records:
             raise ValueError("InMemorySource needs at least one record; received an empty list.")
         self.records = list(records)
-        num_keypoints = {r.num_keypoints for r in self.records}
-        if len(num_keypoints) != 1:
-            raise ValueError(
-                f"All records must have the same number of keypoints; received {sorted(num_keypoints)}."
-            )
-        self.images = images
-        if images is not None:
-            images = np.asarray(images)
-            if (
-                images.dtype != np.uint8
-                or images.ndim != 4
-                or images.shape[-1] != 3
-                or len(images) != len(records)
-            ):
-                raise ValueError(
-                    "images must be a uint8 array (N, H, W, 3) with one image per record; received "
-                    f"dtype={images.dtype}, shape={images.shape} for {len(records)} records."
-                )
-            self.images = images
+        check_same_keypoint_count(r.num_keypoints for r in self.records)
+        self.images = check_record_images(images, len(self.records))
 
     def __len__(self):
         return len(self.records)
