@@ -37,7 +37,7 @@ from grouping_maps import crowd_maps  # noqa: E402
 from tf_hourglass.data import grouping, grouping_tf  # noqa: E402
 from tf_hourglass.data.keypoint_specs import COCO  # noqa: E402
 from tf_hourglass.evaluation.metrics import coco_keypoint_ap  # noqa: E402
-from tf_hourglass.multi_person_prediction import People, coco_results  # noqa: E402
+from tf_hourglass.prediction.multi_person import People, coco_results  # noqa: E402
 
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 100, "Crowds.")
 _SIZE = flags.DEFINE_integer("size", 128, "Heatmap side (the official 128).")

@@ -30,10 +30,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from timing import describe_machine, matmul_flops_per_second  # noqa: E402
 
-from tf_hourglass.inference import PoseEstimator  # noqa: E402
 from tf_hourglass.model import from_preset  # noqa: E402
 from tf_hourglass.model.complexity import count_multiply_adds  # noqa: E402
 from tf_hourglass.model.folding import fold_batch_norms  # noqa: E402
+from tf_hourglass.prediction.estimator import PoseEstimator  # noqa: E402
 
 _PRESETS = flags.DEFINE_list("presets", ["hg2"], "Presets to measure.")
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1"], "Batch sizes.")

@@ -31,7 +31,7 @@ from timing import describe_machine, time_call  # noqa: E402
 import tf_hourglass  # noqa: E402
 from tf_hourglass.data.keypoint_specs import COCO  # noqa: E402
 from tf_hourglass.model_loader import multi_person_network  # noqa: E402
-from tf_hourglass.multi_person_prediction import codec_for_model, predict_people  # noqa: E402
+from tf_hourglass.prediction.multi_person import codec_for_model, predict_people  # noqa: E402
 
 _PRESETS = flags.DEFINE_list("presets", ["ae_small", "ae_hg4"], "AE presets to time.")
 _MIN_SECONDS = flags.DEFINE_float("min_seconds", 5.0, "Time each measurement for at least this long.")

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/people_serving_speed.py [--preset ae_small] [--min_seconds 5]
 
 Times, in ms per photo (medians; random weights, whose maps the grouping
-treats like any others): the Python path ``multi_person_prediction.predict_people``
+treats like any others): the Python path ``prediction.multi_person.predict_people``
 (letterbox, network on the input and its mirror, NumPy grouping with
 Munkres, test.py's settings), the exported SavedModel's ``serving_default``
 (all of it in the graph), the network alone (the batch of input and mirror,
@@ -32,7 +32,7 @@ from tf_hourglass.data import grouping, grouping_tf  # noqa: E402
 from tf_hourglass.data.keypoint_specs import COCO  # noqa: E402
 from tf_hourglass.export.multi_person_saved_model import export_multi_person_saved_model  # noqa: E402
 from tf_hourglass.model import as_stack_list  # noqa: E402
-from tf_hourglass.multi_person_prediction import codec_for_model, predict_people  # noqa: E402
+from tf_hourglass.prediction.multi_person import codec_for_model, predict_people  # noqa: E402
 
 _PRESET = flags.DEFINE_string("preset", "ae_small", "The AE preset (random weights).")
 _MIN_SECONDS = flags.DEFINE_float("min_seconds", 5.0, "Timing per measurement.")

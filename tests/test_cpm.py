@@ -13,7 +13,6 @@ from tf_hourglass.data.keypoint_specs import MPII
 from tf_hourglass.data.pipeline import AugmentConfig, InMemorySource, make_dataset
 from tf_hourglass.data.synthetic import SyntheticFigures
 from tf_hourglass.export import export_model, verify
-from tf_hourglass.inference import PoseEstimator
 from tf_hourglass.model import (
     CPM_PRESETS,
     PRESET_PARAMETERS,
@@ -23,6 +22,7 @@ from tf_hourglass.model import (
     keypoint_heatmaps,
 )
 from tf_hourglass.model.complexity import count_trainable_parameters
+from tf_hourglass.prediction.estimator import PoseEstimator
 from tf_hourglass.training import trainer
 
 INPUT_SIZE = (64, 64)

@@ -34,7 +34,7 @@ from tf_hourglass.export.multi_person_verify import (
 )
 from tf_hourglass.model import as_stack_list
 from tf_hourglass.model.info import MULTI_PERSON, ModelInfo
-from tf_hourglass.multi_person_prediction import People, codec_for_model, letterbox_matrix, predict_people
+from tf_hourglass.prediction.multi_person import People, codec_for_model, letterbox_matrix, predict_people
 from tf_hourglass.run_files import info_path
 
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")

@@ -14,8 +14,8 @@ from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.data.crop import center_scale_from_box
 from tf_hourglass.data.records import KeypointSpec
 from tf_hourglass.export import load_model as export_load_model
-from tf_hourglass.inference import PoseEstimator, to_rgb_float
 from tf_hourglass.model_loader import InferenceModel, load_model_for_inference
+from tf_hourglass.prediction.estimator import PoseEstimator, to_rgb_float
 
 SPEC = KeypointSpec("three", ("left", "right", "middle"), flip_pairs=((0, 1),))
 INPUT, HEATMAP = 64, 16

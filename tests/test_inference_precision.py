@@ -12,8 +12,8 @@ from tf_hourglass import evaluate, predict
 from tf_hourglass.data import sources
 from tf_hourglass.data.pipeline import make_dataset
 from tf_hourglass.evaluation import evaluator
-from tf_hourglass.inference import PoseEstimator
 from tf_hourglass.model_loader import keras_inference_model, load_keras_model
+from tf_hourglass.prediction.estimator import PoseEstimator
 
 # hg_tiny (32 filters, 128x128 input) trained on synthetic figures; see tests/data/README.md.
 TRAINED_MODEL = Path(__file__).parent / "data" / "hg_tiny_synthetic.keras"

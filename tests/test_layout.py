@@ -126,8 +126,8 @@ def test_every_console_script_is_a_main_function_listed_in_the_readme():
 
 
 def test_inference_evaluation_and_serving_share_one_prediction_path():
-    for name in ("inference.py", "evaluation/evaluator.py", "export/saved_model.py"):
-        assert "tf_hourglass.prediction" in imported_modules(PACKAGE / name), name
+    for name in ("prediction/estimator.py", "evaluation/evaluator.py", "export/saved_model.py"):
+        assert "tf_hourglass.prediction.single_person" in imported_modules(PACKAGE / name), name
 
 
 def test_the_version_is_written_once():
@@ -152,8 +152,11 @@ LAYERS = (
     ("base", ("atomic_files", "cli", "precision")),
     ("data", ("data",)),
     ("model", ("model", "run_files")),
-    ("loading", ("weights", "model_loader", "prediction", "multi_person_prediction", "visualization")),
-    ("tasks", ("training", "evaluation", "export", "inference", "predict_files")),
+    (
+        "loading",
+        ("weights", "model_loader", "prediction.single_person", "prediction.multi_person", "visualization"),
+    ),
+    ("tasks", ("training", "evaluation", "export", "prediction")),
 )
 # Commands (flags only) sit on top: they may import anything.
 COMMANDS = (

@@ -11,7 +11,7 @@ from tf_hourglass.data.grouping import unflip_maps
 from tf_hourglass.evaluate import main as evaluate_main
 from tf_hourglass.evaluation import run
 from tf_hourglass.model.info import ModelInfo
-from tf_hourglass.multi_person_prediction import (
+from tf_hourglass.prediction.multi_person import (
     People,
     coco_results,
     input_side,

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from pytorch_reference import random_state_dict, write_torch_checkpoint
 
-from tf_hourglass import inference, predict, train
+from tf_hourglass import predict, train
 from tf_hourglass.data import convert, tfrecord
 from tf_hourglass.evaluation import run
 from tf_hourglass.export import __main__ as export_main
 from tf_hourglass.model.info import ModelInfo
 from tf_hourglass.model_loader import read_model_info
+from tf_hourglass.prediction import estimator
 from tf_hourglass.training.workdir import drop_metrics_rows_from, read_json
 from tf_hourglass.weights import CheckpointError, read_torch_checkpoint
 from tf_hourglass.weights.__main__ import main as weights_main
@@ -138,11 +139,11 @@ def test_a_config_file_that_raises_or_is_missing_is_one_line_naming_it(tmp_path,
 )
 def test_a_box_mostly_off_the_image_is_refused(box):
     with pytest.raises(ValueError, match=r"box \(x, y, w, h\) = .* (has less than 1% of its|must be finite)"):
-        inference.check_box(box, 640, 480)
+        estimator.check_box(box, 640, 480)
 
 
 def test_a_box_partly_off_the_image_is_kept():
-    assert inference.check_box((-300, -10, 400, 500), 640, 480) == (-300.0, -10.0, 400.0, 500.0)
+    assert estimator.check_box((-300, -10, 400, 500), 640, 480) == (-300.0, -10.0, 400.0, 500.0)
 
 
 def test_a_refused_numpy_dtype_in_a_checkpoint_names_the_file(tmp_path):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from training_helpers import load_config, tensorboard_tags, write_tiny_config
 
-from tf_hourglass.inference import PoseEstimator
+from tf_hourglass.prediction.estimator import PoseEstimator
 from tf_hourglass.training import trainer
 
 ROOT = Path(__file__).resolve().parents[1]

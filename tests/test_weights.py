@@ -353,7 +353,7 @@ def test_real_pytorch_posenet_saved_by_torch_converts_exactly(tmp_path):
 def test_converted_bearpaw_workdir_exports_to_every_format_and_predicts_files(tmp_path, shared_data):
     """The bearpaw model (its stem and the mean it subtracts) through every exporter and predict."""
     from tf_hourglass.export.exporter import export_model
-    from tf_hourglass.predict_files import predict_path
+    from tf_hourglass.prediction.files import predict_path
     from tf_hourglass.weights.convert import convert_checkpoint
 
     state = random_state_dict("bp", num_stacks=2, num_keypoints=16, depth=1, seed=5)

@@ -4,7 +4,7 @@
 training workdir holding ``final.keras``, a SavedModel directory or a
 ``.tflite`` file, and returns an ``InferenceModel``: a function from float
 images in [0, 1] to the last stack's heatmaps, usable inside ``tf.function``
-(so by ``prediction.predict_keypoints`` and the evaluator). ``load_keras_model``
+(so by ``prediction.single_person.predict_keypoints`` and the evaluator). ``load_keras_model``
 is the loader of Keras models (a ``.keras`` file or a workdir), which export
 needs as Keras objects. ``TFLiteRunner`` runs a ``.tflite`` file with its
 (de)quantisation, and ``numpy_inference_model`` makes any NumPy heatmap

@@ -12,7 +12,7 @@ is assumed to fill the image (the command says so). A multi-person model
 (Associative Embedding) finds every person in the whole photo, draws each in
 its own colour and writes COCO keypoint results (flip test on unless
 ``--noflip``). Only parses flags; the work is
-``tf_hourglass.predict_files.predict_path`` (see there for the outputs).
+``tf_hourglass.prediction.files.predict_path`` (see there for the outputs).
 """
 
 import os
@@ -98,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     if status is not None:
         return status
-    from tf_hourglass.inference import PoseEstimator
     from tf_hourglass.model_loader import describe_model_source
-    from tf_hourglass.predict_files import predict_path
+    from tf_hourglass.prediction.estimator import PoseEstimator
+    from tf_hourglass.prediction.files import predict_path
 
     try:
         estimator = PoseEstimator(

@@ -26,7 +26,7 @@ from tf_hourglass.data.records import PIXELS_PER_SCALE
 # (the same 1.25 the original code applies to MPII's scale).
 BOX_MARGIN = 1.25
 # A box given for inference must have at least this fraction of its width and of
-# its height on the image (``inference.check_box``, the SavedModel's box check):
+# its height on the image (``prediction.estimator.check_box``, the SavedModel's box check):
 # a box barely touching the image, or 1e30 pixels wide, crops only padding.
 MIN_BOX_OVERLAP = 0.01
 

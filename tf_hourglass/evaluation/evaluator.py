@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.data.records import KeypointSpec
 from tf_hourglass.evaluation import metrics
-from tf_hourglass.prediction import predict_keypoints
+from tf_hourglass.prediction.single_person import predict_keypoints
 
 
 @dataclasses.dataclass

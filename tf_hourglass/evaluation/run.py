@@ -48,7 +48,7 @@ from tf_hourglass.model_loader import (
     model_kind,
     multi_person_network,
 )
-from tf_hourglass.multi_person_prediction import coco_results, codec_for_model, predict_people
+from tf_hourglass.prediction.multi_person import coco_results, codec_for_model, predict_people
 
 HDF5_EXTENSIONS = (".h5", ".hdf5")
 
@@ -241,13 +241,13 @@ def evaluate_people(
 ) -> dict:
     """A multi-person model over every image of a COCO person_keypoints file: the COCO keypoint AP.
 
-    Each image goes through ``multi_person_prediction.predict_people`` (the
+    Each image goes through ``prediction.multi_person.predict_people`` (the
     official test.py's steps; ``flip`` and ``scales`` as its options) and its
     people become COCO results, scored with pycocotools' OKS. Images that cannot
     be read are skipped and counted.
     """
-    from tf_hourglass.inference import to_rgb_float  # the one image normalisation
-    from tf_hourglass.predict_files import UnreadableInputError, read_image
+    from tf_hourglass.prediction.estimator import to_rgb_float  # the one image normalisation
+    from tf_hourglass.prediction.files import UnreadableInputError, read_image
 
     network, keras_model = multi_person_network(model)
     info = model_info(keras_model)

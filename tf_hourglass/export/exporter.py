@@ -61,7 +61,7 @@ from tf_hourglass.model_loader import (
     load_keras_model,
     numpy_inference_model,
 )
-from tf_hourglass.multi_person_prediction import codec_for_model
+from tf_hourglass.prediction.multi_person import codec_for_model
 from tf_hourglass.run_files import SAVED_MODEL_INFO_FILE, info_path
 
 FORMATS = ("saved_model", "tflite", "onnx", "tensorrt", "tftrt")

@@ -1,6 +1,6 @@
 """The SavedModel of a multi-person (Associative Embedding) model: photos in, people out, for TF Serving.
 
-Every step of ``multi_person_prediction.predict_people`` (the official
+Every step of ``prediction.multi_person.predict_people`` (the official
 test.py at one scale, flip test on) runs inside the graph:
 
 1. each photo is letterboxed into the model's square input by the official
@@ -64,7 +64,7 @@ MAX_HEATMAP_SUM = 10.0
 
 
 def letterbox_matrices(image_height, image_width, side: int):
-    """The official photo -> input matrix [3, 3] float32 (``multi_person_prediction.letterbox_matrix``) in TF ops."""
+    """The official photo -> input matrix [3, 3] float32 (``prediction.multi_person.letterbox_matrix``) in TF ops."""
     height = tf.cast(image_height, tf.float32)
     width = tf.cast(image_width, tf.float32)
     longer = tf.maximum(height, width)

@@ -1,6 +1,6 @@
 """The multi-person SavedModel's check: the same photos through it and through the Python path.
 
-The Python path is ``multi_person_prediction.predict_people`` on the Keras
+The Python path is ``prediction.multi_person.predict_people`` on the Keras
 model (flip test, one scale, the NumPy grouping with Munkres). The SavedModel
 groups in graph ops (``data.grouping_tf``) with another minimum-cost
 assignment, so the two may give different people where rounded costs tie;
@@ -25,7 +25,7 @@ from tf_hourglass.evaluation import metrics
 from tf_hourglass.export.errors import VerificationError
 from tf_hourglass.export.verify import keypoint_distances
 from tf_hourglass.model import as_stack_list
-from tf_hourglass.multi_person_prediction import People, coco_results, predict_people
+from tf_hourglass.prediction.multi_person import People, coco_results, predict_people
 
 MAX_AP_DIFFERENCE = 0.5  # AP points (percent)
 DEFAULT_NUM_PHOTOS = 8

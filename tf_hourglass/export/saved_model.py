@@ -3,7 +3,7 @@
 ``export_saved_model`` writes a SavedModel whose signatures take whole photos
 and return keypoints in the photo's pixels. Cropping, resizing, normalisation
 and heatmap decoding all run inside the graph, with the same code as training
-and evaluation (``data.crop``, ``transforms.warp_image``, ``prediction.predict_keypoints``).
+and evaluation (``data.crop``, ``transforms.warp_image``, ``prediction.single_person.predict_keypoints``).
 
 Signatures (N is dynamic; H, W any size, the same within one request):
 
@@ -25,7 +25,7 @@ signature           inputs                                            outputs
 Person crops follow the readers' convention (``data.crop``):
 the square of side ``1.25 * max(w, h)`` centred on the box, zoomed to the
 network input. A box of all zeros means "the whole image", i.e. the box
-(0, 0, W, H), as ``inference.PoseEstimator`` does without a box;
+(0, 0, W, H), as ``prediction.estimator.PoseEstimator`` does without a box;
 ``serving_default`` and ``serving_bytes`` always use the whole image. Scores
 are heatmap maxima divided by the training target's peak (``HeatmapCodec.peak``).
 TF Serving signatures cannot have optional inputs, hence one signature with
@@ -49,7 +49,7 @@ from tf_hourglass.data import crop, transforms
 from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.model import keypoint_heatmaps
 from tf_hourglass.model.folding import fold_batch_norms
-from tf_hourglass.prediction import predict_keypoints
+from tf_hourglass.prediction.single_person import predict_keypoints
 
 SERVING_SIGNATURES = ("serving_default", "serving_boxes", "serving_float", "serving_bytes", "heatmaps")
 

@@ -95,7 +95,7 @@ def default_photo_dir() -> str | None:
 def whole_image_crop(image, input_size):
     """(crop float32 [H, W, 3] in [0, 1], forward matrix [3, 3]) for a uint8 picture.
 
-    The crop of the whole image as ``inference.PoseEstimator`` and the
+    The crop of the whole image as ``prediction.estimator.PoseEstimator`` and the
     SavedModel's ``serving_default`` make it: the box (0, 0, W, H) through
     ``data.crop.box_crop_matrix``.
     """

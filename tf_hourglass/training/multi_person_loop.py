@@ -19,7 +19,7 @@ official recipe; saved with the model, and decoding divides by it). The loss is
 checkpoints, ``metrics.csv``, TensorBoard, the NaN stop and the time budget are
 the single-person run's (``callbacks.py``). Each epoch ends with the validation
 AP (``val_ap``, pycocotools' OKS AP in percent, the images run as the official
-test runs them: ``multi_person_prediction.predict_people``); the best epoch's
+test runs them: ``prediction.multi_person.predict_people``); the best epoch's
 weights are kept. The final model is scored on the held-out scenes (or the
 validation set) and prints ``AP = NN.N``. The ground truth of synthetic scenes
 is written as COCO files into the workdir (``val_people.json``,
@@ -41,11 +41,11 @@ from tf_hourglass.data import keypoint_specs, readers
 from tf_hourglass.data.multi_person_pipeline import MultiPersonSource, make_multi_person_dataset
 from tf_hourglass.data.pipeline import AugmentConfig
 from tf_hourglass.evaluation import metrics
-from tf_hourglass.inference import to_rgb_float
 from tf_hourglass.model.info import info_for
 from tf_hourglass.model_loader import multi_person_network
-from tf_hourglass.multi_person_prediction import coco_results, codec_for_model, predict_people
-from tf_hourglass.predict_files import UnreadableInputError, read_image
+from tf_hourglass.prediction.estimator import to_rgb_float
+from tf_hourglass.prediction.files import UnreadableInputError, read_image
+from tf_hourglass.prediction.multi_person import coco_results, codec_for_model, predict_people
 from tf_hourglass.run_files import MODEL_FILE
 from tf_hourglass.training import run_setup
 from tf_hourglass.training.ae_losses import AssociativeEmbeddingLoss

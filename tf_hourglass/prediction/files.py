@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from tf_hourglass import atomic_files
 from tf_hourglass.atomic_files import make_output_folder, remove_empty_folders
-from tf_hourglass.inference import PoseEstimator, to_rgb_float
+from tf_hourglass.prediction.estimator import PoseEstimator, to_rgb_float
 from tf_hourglass.visualization import draw_people, draw_skeleton
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v")

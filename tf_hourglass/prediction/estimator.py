@@ -4,7 +4,7 @@
 for a dataset record, for one uncropped photo: the person's square crop comes
 from the box exactly as the readers make it (``data.crop``: the box's longer
 side times 1.25, centred on the box), the crop is warped with
-``transforms.warp_image``, and ``prediction.predict_keypoints`` decodes the
+``transforms.warp_image``, and ``prediction.single_person.predict_keypoints`` decodes the
 model's last-stack heatmaps with the ``HeatmapCodec`` and maps the keypoints
 back to the photo. Without a box, the whole image is the box.
 
@@ -27,8 +27,8 @@ from tf_hourglass.data.crop import MIN_BOX_OVERLAP, box_crop_matrix, whole_image
 from tf_hourglass.data.records import KeypointSpec
 from tf_hourglass.model.info import SINGLE_PERSON, model_info
 from tf_hourglass.model_loader import load_pose_model, multi_person_network
-from tf_hourglass.multi_person_prediction import codec_for_model, predict_people
-from tf_hourglass.prediction import predict_keypoints
+from tf_hourglass.prediction.multi_person import codec_for_model, predict_people
+from tf_hourglass.prediction.single_person import predict_keypoints
 
 # ----------------------------------------------------------------------------
 # Images and boxes
@@ -148,7 +148,7 @@ class PoseEstimator:
 
     A multi-person model (Associative Embedding) finds every person in the
     whole photo instead, as the official evaluation does
-    (``multi_person_prediction``): ``predict(image)`` (no box) returns
+    (``prediction.multi_person``): ``predict(image)`` (no box) returns
     ``{"keypoints": (P, K, 2) photo pixels, "keypoint_scores": (P, K),
     "scores": (P,)}``, people sorted by score, P = 0 for a photo with nobody.
     Its ``flip_test`` defaults to True (the official test always flips), and

@@ -1,7 +1,7 @@
 """The prediction path: person crops -> heatmaps (flip-averaged) -> decode -> image pixels.
 
 Every prediction goes through here: the evaluator (validation metric,
-``python -m tf_hourglass.evaluate``), ``inference.PoseEstimator`` and the
+``python -m tf_hourglass.evaluate``), ``prediction.estimator.PoseEstimator`` and the
 exported SavedModel's signatures, so a keypoint means the same everywhere.
 All of it is TensorFlow ops, for ``tf.function`` and exported graphs.
 
