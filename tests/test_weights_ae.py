@@ -113,6 +113,21 @@ def test_official_pytorch_outputs_are_reproduced():
     assert max(errors) < 1e-4, errors
 
 
+def test_posenet_with_bn_and_a_narrow_stem_gives_the_reference_outputs(tmp_path):
+    # PoseNet(bn=True): a BatchNorm after the ReLU of every stem and hourglass convolution.
+    architecture = dict(
+        num_stacks=2, filters=16, increase=8, out_channels=34, depth=2, bn=True, stem_filters=(8, 12)
+    )
+    state = random_ae_state_dict(seed=5, **architecture)
+    assert "pre.0.bn.running_var" in state and "features.1.0.low2.low2.bn.weight" in state
+    assert not any(key.startswith(("features.0.1.bn", "outs.0.bn")) for key in state)
+    model = load_ae_checkpoint(ae_checkpoint(tmp_path / "c.pth.tar", state), (64, 64, 3))
+    assert (model.batch_norm, model.stem_filters) == (True, (8, 12))
+    batch = images(64)
+    errors = max_relative_errors(model, ae_forward(Params(state), batch, **architecture), batch)
+    assert max(errors) < 1e-4, errors
+
+
 def test_the_official_full_size_layout_reads_as_the_ae_hg4_preset():
     # Tensors of the official shapes (as broadcast views, without 556 MB of memory).
     reference = from_preset("ae_hg4")
@@ -126,7 +141,7 @@ def test_the_official_full_size_layout_reads_as_the_ae_hg4_preset():
     assert len(state) == 148 and sum(v.size for v in state.values()) == 138_893_840
     assert architecture_of(state, "checkpoint.pth.tar") == {
         k: v for k, v in AE_PRESETS["ae_hg4"].items() if k != "input_shape"
-    } | {"num_keypoints": 17, "tag_dim": 1}
+    } | {"num_keypoints": 17, "tag_dim": 1, "stem_filters": (64, 128), "batch_norm": False}
 
 
 def test_input_shape_with_free_sides_loads(tmp_path, small_state):

@@ -52,7 +52,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from tf_hourglass.model.hourglass import NearestUpsampling2D, apply_conv
+from tf_hourglass.model.hourglass import FusedBatchNormalization, NearestUpsampling2D, apply_conv
 from tf_hourglass.model.info import MULTI_PERSON
 from tf_hourglass.model.pose_model import (
     IMAGES_INPUT,
@@ -63,41 +63,53 @@ from tf_hourglass.model.pose_model import (
 )
 
 
-def apply_conv_relu(x, filters, kernel_size, name, strides=1, padding="same"):
+def apply_conv_relu(x, filters, kernel_size, name, strides=1, padding="same", batch_norm=False):
+    """The official ``Conv``: convolution with bias, ReLU, then (``bn=True``) BatchNorm after the ReLU."""
     x = apply_conv(x, filters, kernel_size, name, strides=strides, padding=padding, torch_bias=True)
-    return layers.ReLU(name=f"{name}_relu")(x)
+    x = layers.ReLU(name=f"{name}_relu")(x)
+    if batch_norm:
+        # PyTorch's BatchNorm2d defaults: epsilon 1e-5, running averages with momentum 0.1.
+        x = FusedBatchNormalization(epsilon=1e-5, momentum=0.9, name=f"{name}_bn")(x)
+    return x
 
 
-def apply_stem(x, filters):
+def apply_stem(x, filters, stem_filters=(64, 128), batch_norm=False):
+    first, second = stem_filters
     # The official 7x7 stride-2 convolution pads 3 on every side; Keras' "same"
     # would pad 2 before and 3 after, shifting every output by a pixel.
     x = layers.ZeroPadding2D(3, name="stem_pad")(x)
-    x = apply_conv_relu(x, 64, 7, "stem_conv1", strides=2, padding="valid")
-    x = apply_conv_relu(x, 128, 3, "stem_conv2")
+    x = apply_conv_relu(x, first, 7, "stem_conv1", strides=2, padding="valid", batch_norm=batch_norm)
+    x = apply_conv_relu(x, second, 3, "stem_conv2", batch_norm=batch_norm)
     x = layers.MaxPooling2D(2, strides=2, name="stem_pool")(x)
-    x = apply_conv_relu(x, 128, 3, "stem_conv3")
-    return apply_conv_relu(x, filters, 3, "stem_conv4")
+    x = apply_conv_relu(x, second, 3, "stem_conv3", batch_norm=batch_norm)
+    return apply_conv_relu(x, filters, 3, "stem_conv4", batch_norm=batch_norm)
 
 
-def apply_hourglass(x, order, increase, name):
+def apply_hourglass(x, order, increase, name, batch_norm=False):
     """Hourglass of order ``order`` on ``x``'s channels, each level ``increase`` wider (the official ``Hourglass``)."""
     width = x.shape[-1]
-    upper = apply_conv_relu(x, width, 3, f"{name}_up")
+    upper = apply_conv_relu(x, width, 3, f"{name}_up", batch_norm=batch_norm)
     lower = layers.MaxPooling2D(2, strides=2, name=f"{name}_pool")(x)
-    lower = apply_conv_relu(lower, width + increase, 3, f"{name}_low1")
+    lower = apply_conv_relu(lower, width + increase, 3, f"{name}_low1", batch_norm=batch_norm)
     if order > 1:
-        lower = apply_hourglass(lower, order - 1, increase, f"{name}_inner")
+        lower = apply_hourglass(lower, order - 1, increase, f"{name}_inner", batch_norm)
     else:
-        lower = apply_conv_relu(lower, width + increase, 3, f"{name}_bottom")
-    lower = apply_conv_relu(lower, width, 3, f"{name}_low3")
+        lower = apply_conv_relu(lower, width + increase, 3, f"{name}_bottom", batch_norm=batch_norm)
+    lower = apply_conv_relu(lower, width, 3, f"{name}_low3", batch_norm=batch_norm)
     lower = NearestUpsampling2D(name=f"{name}_upsample")(lower)
     return layers.Add(name=f"{name}_add")([upper, lower])
 
 
 def validate_arguments(
-    num_stacks, filters, increase, depth, num_keypoints, tag_dim, extra_channels, input_shape
+    num_stacks, filters, increase, depth, num_keypoints, tag_dim, extra_channels, input_shape, stem_filters
 ):
+    if len(tuple(stem_filters)) != 2:
+        raise ValueError(
+            f"stem_filters must be two channel counts (first, second). Received: {stem_filters!r}"
+        )
     check_integers(
+        ("stem_filters[0]", stem_filters[0], 1),
+        ("stem_filters[1]", stem_filters[1], 1),
         ("num_stacks", num_stacks, 1),
         ("filters", filters, 1),
         ("increase", increase, 0),
@@ -124,6 +136,12 @@ class AssociativeEmbedding(PoseModel):
             checkpoints (34 in the official model; 0 for a new model).
         input_shape: (height, width, 3); height and width multiples of
             4 * 2**depth, or None for any such size.
+        stem_filters: channels of the stem's first convolution and of its
+            next two ((64, 128) in the official model; smaller for CPU presets).
+        batch_norm: the official ``bn=True``: a BatchNorm after the ReLU of
+            every stem and hourglass convolution (not the two head
+            convolutions, the outputs or the merges, as the official code).
+            The released model has none (``bn=False``, the default).
 
     Outputs a list of ``num_stacks`` float32 tensors of shape
     (batch, height/4, width/4, K*(1 + D) + extra_channels), named
@@ -144,21 +162,32 @@ class AssociativeEmbedding(PoseModel):
         tag_dim=1,
         extra_channels=34,
         input_shape=(512, 512, 3),
+        stem_filters=(64, 128),
+        batch_norm=False,
         name="associative_embedding",
         **kwargs,
     ):
         input_shape = tuple(input_shape)
+        stem_filters = tuple(stem_filters)
         validate_arguments(
-            num_stacks, filters, increase, depth, num_keypoints, tag_dim, extra_channels, input_shape
+            num_stacks,
+            filters,
+            increase,
+            depth,
+            num_keypoints,
+            tag_dim,
+            extra_channels,
+            input_shape,
+            stem_filters,
         )
         num_channels = num_keypoints * (1 + tag_dim) + extra_channels
 
         images = keras.Input(shape=input_shape, name=IMAGES_INPUT)
-        x = apply_stem(images, filters)
+        x = apply_stem(images, filters, stem_filters, batch_norm)
         outputs = []
         for i in range(1, num_stacks + 1):
             prefix = f"stack{i}"
-            features = apply_hourglass(x, depth, increase, f"{prefix}_hg")
+            features = apply_hourglass(x, depth, increase, f"{prefix}_hg", batch_norm)
             features = apply_conv_relu(features, filters, 3, f"{prefix}_head_conv1")
             features = apply_conv_relu(features, filters, 3, f"{prefix}_head_conv2")
             preds = apply_conv(features, num_channels, 1, f"{prefix}_output_conv", torch_bias=True)
@@ -181,6 +210,8 @@ class AssociativeEmbedding(PoseModel):
         self.tag_dim = tag_dim
         self.extra_channels = extra_channels
         self.image_shape = input_shape
+        self.stem_filters = stem_filters
+        self.batch_norm = bool(batch_norm)
 
     @property
     def num_output_channels(self) -> int:
@@ -198,6 +229,8 @@ class AssociativeEmbedding(PoseModel):
                 "tag_dim": self.tag_dim,
                 "extra_channels": self.extra_channels,
                 "input_shape": self.image_shape,
+                "stem_filters": self.stem_filters,
+                "batch_norm": self.batch_norm,
                 "name": self.name,
                 "trainable": self.trainable,
             }

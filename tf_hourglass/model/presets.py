@@ -47,6 +47,25 @@ AE_PRESETS = {
     "ae_small": dict(
         num_stacks=2, filters=64, increase=32, depth=4, extra_channels=0, input_shape=(256, 256, 3)
     ),
+    "ae_small_bn": dict(
+        num_stacks=2,
+        filters=64,
+        increase=32,
+        depth=4,
+        extra_channels=0,
+        input_shape=(256, 256, 3),
+        batch_norm=True,
+    ),
+    "ae_small_bn_s32": dict(
+        num_stacks=2,
+        filters=64,
+        increase=32,
+        depth=4,
+        extra_channels=0,
+        input_shape=(256, 256, 3),
+        batch_norm=True,
+        stem_filters=(32, 64),
+    ),
     # A tiny network for tests.
     "ae_tiny": dict(num_stacks=2, filters=16, increase=8, depth=2, extra_channels=0, input_shape=(64, 64, 3)),
 }

@@ -28,6 +28,10 @@ def get_base_config():
     config.data.num_val = 500
     config.data.num_test = 500
     config.data.synthetic_image_size = 256
+    # Synthetic multi-person scenes: figures per scene (low, high) and figure heights as
+    # fractions of the image height (SyntheticScenes' num_people and height_range).
+    config.data.scene_people = (1, 8)
+    config.data.scene_height_range = (0.25, 0.85)
     config.data.seed = 0
     # Targets: Gaussian sigma in heatmap pixels, and the target's peak value.
     config.data.sigma = 1.0

@@ -113,7 +113,12 @@ def load_people_data(config, workdir):
     if data.format == "synthetic":
         from tf_hourglass.data.synthetic import SyntheticScenes  # drawing code, loaded only when used
 
-        scenes = SyntheticScenes(image_size=(data.synthetic_image_size,) * 2, seed=data.seed)
+        scenes = SyntheticScenes(
+            image_size=(data.synthetic_image_size,) * 2,
+            num_people=tuple(data.scene_people),
+            height_range=tuple(data.scene_height_range),
+            seed=data.seed,
+        )
         train = MultiPersonSource.from_scenes(scenes, data.num_train)
         val = _scene_ground_truth(
             scenes, data.num_train, data.num_val, os.path.join(workdir, "val_people.json")

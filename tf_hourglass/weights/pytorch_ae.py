@@ -14,7 +14,9 @@ wrapper's around ``DataParallel(PoseNet)``, so every key starts with
 * ``merge_preds.{i}.conv.conv``, ``merge_features.{i}.conv.conv``: the merge
   convolutions (``Merge`` wraps a ``Conv``).
 
-Stacks, width, depth and increase are read from the keys and shapes. The
+Stacks, width, depth, increase, the stem's widths and ``bn`` (``PoseNet(bn=True)``
+adds ``.bn`` BatchNorms beside the stem's and the hourglass's ``.conv``) are
+read from the keys and shapes. The
 output channels are K detection heatmaps, K tags and the rest unused (the
 official ``calc_loss`` reads channels [0, 17) and [17, 34) of its 68), so K and
 the tag dimension are the official ones (17 COCO joints, 1) unless given.
@@ -38,23 +40,30 @@ from tf_hourglass.weights.torch_checkpoint import CheckpointError, read_torch_ch
 SOURCE = "ae"
 
 
-def _hourglass(keras_name: str, torch_name: str, order: int):
-    yield f"{keras_name}_up", f"{torch_name}.up1.conv", "conv"
-    yield f"{keras_name}_low1", f"{torch_name}.low1.conv", "conv"
+def _conv(keras_name: str, torch_name: str, batch_norm: bool):
+    """A ``Conv``'s convolution and, with ``bn=True``, the BatchNorm after its ReLU."""
+    yield keras_name, f"{torch_name}.conv", "conv"
+    if batch_norm:
+        yield f"{keras_name}_bn", f"{torch_name}.bn", "bn"
+
+
+def _hourglass(keras_name: str, torch_name: str, order: int, batch_norm: bool):
+    yield from _conv(f"{keras_name}_up", f"{torch_name}.up1", batch_norm)
+    yield from _conv(f"{keras_name}_low1", f"{torch_name}.low1", batch_norm)
     if order > 1:
-        yield from _hourglass(f"{keras_name}_inner", f"{torch_name}.low2", order - 1)
+        yield from _hourglass(f"{keras_name}_inner", f"{torch_name}.low2", order - 1, batch_norm)
     else:
-        yield f"{keras_name}_bottom", f"{torch_name}.low2.conv", "conv"
-    yield f"{keras_name}_low3", f"{torch_name}.low3.conv", "conv"
+        yield from _conv(f"{keras_name}_bottom", f"{torch_name}.low2", batch_norm)
+    yield from _conv(f"{keras_name}_low3", f"{torch_name}.low3", batch_norm)
 
 
 def layer_map(model: AssociativeEmbedding) -> Iterator[tuple[str, str, str]]:
-    """(Keras layer name, PyTorch module name, "conv") for every weighted layer of ``model``."""
+    """(Keras layer name, PyTorch module name, "conv" | "bn") for every weighted layer of ``model``."""
     for i, module in enumerate(("pre.0", "pre.1", "pre.3", "pre.4"), start=1):
-        yield f"stem_conv{i}", f"{module}.conv", "conv"
+        yield from _conv(f"stem_conv{i}", module, model.batch_norm)
     for i in range(1, model.num_stacks + 1):
         s = i - 1
-        yield from _hourglass(f"stack{i}_hg", f"features.{s}.0", model.depth)
+        yield from _hourglass(f"stack{i}_hg", f"features.{s}.0", model.depth, model.batch_norm)
         yield f"stack{i}_head_conv1", f"features.{s}.1.conv", "conv"
         yield f"stack{i}_head_conv2", f"features.{s}.2.conv", "conv"
         yield f"stack{i}_output_conv", f"outs.{s}.conv", "conv"
@@ -88,8 +97,16 @@ def architecture_of(state: dict, path: str, num_keypoints: int = 17, tag_dim: in
             f"{path}: the outputs have {out_channels} channels, fewer than {num_keypoints} keypoints "
             f"x (1 heatmap + {tag_dim} tag) need."
         )
+    stem_filters = []
+    for key in ("pre.0.conv.weight", "pre.1.conv.weight"):
+        if key not in state or state[key].ndim != 4:
+            raise CheckpointError(f"{path}: no stem convolution {key!r} in the 'ae' checkpoint.")
+        stem_filters.append(int(state[key].shape[0]))
     return dict(
         num_stacks=count_indices(state, r"features\.(\d+)\."),
+        stem_filters=tuple(stem_filters),
+        # PoseNet(bn=True) puts a BatchNorm after every stem and hourglass ReLU.
+        batch_norm="pre.0.bn.weight" in state,
         filters=filters,
         increase=increase,
         depth=depth,
