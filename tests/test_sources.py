@@ -24,7 +24,9 @@ def test_text_form_parses_and_prints_back(text, source):
     assert str(source) == text
 
 
-@pytest.mark.parametrize("text", ["", "tfrecord", "tfrecord:", "mpii:annot.h5", "lsp", "synthetic:3", "lsp::images", "lsp:"])
+@pytest.mark.parametrize(
+    "text", ["", "tfrecord", "tfrecord:", "mpii:annot.h5", "lsp", "synthetic:3", "lsp::images", "lsp:"]
+)
 def test_a_bad_spec_is_named_with_the_forms_it_may_take(text):
     with pytest.raises(ValueError) as error:
         parse_source(text, "calibration")
