@@ -124,12 +124,6 @@ def data_splits(data) -> DataSplits:
     if not any(given.values()):
         return _old_spelling(data)
     named = {}
-    for split in ("train", "val"):
-        if not given[split]:
-            other = next(name for name in SPLITS if given[name])
-            raise ValueError(
-                f"config.data.{split} must be given with config.data.{other}, as {sources.FORMS}."
-            )
     for split, text in given.items():
         if not text:
             continue
@@ -144,6 +138,12 @@ def data_splits(data) -> DataSplits:
                     f"{SPLIT_NAMES[split]} data once, in config.data.{split} (or in the old fields alone)."
                 )
         named[split] = source
+    for split in ("train", "val"):
+        if split not in named:
+            other = next(iter(named))
+            raise ValueError(
+                f"config.data.{split} must be given with config.data.{other}, as {sources.FORMS}."
+            )
     return DataSplits(named["train"], named["val"], named.get("test"))
 
 
