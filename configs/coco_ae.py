@@ -1,14 +1,12 @@
 """COCO keypoints, multi-person: the Associative Embedding paper's recipe on the official network.
 
     python -m tf_hourglass.train --config configs/coco_ae.py --workdir runs/coco_ae \\
-        --config.data.train_annotations=/data/coco/annotations/person_keypoints_train2017.json \\
-        --config.data.images_dir=/data/coco/train2017 \\
-        --config.data.val_annotations=/data/coco/annotations/person_keypoints_val2017.json \\
-        --config.data.val_images_dir=/data/coco/val2017 --config.runtime.strategy=mirrored
+        --config.data.train=coco:/data/coco/annotations/person_keypoints_train2017.json:/data/coco/train2017 \\
+        --config.data.val=coco:/data/coco/annotations/person_keypoints_val2017.json:/data/coco/val2017 --config.runtime.strategy=mirrored
 
 Convert the training set once for speed (``python -m tf_hourglass.data.convert --format coco
 --annotations ... --images ... --output data/coco/train --num-shards 64 --multi-person``) and pass
-``--config.data.format=tfrecord --config.data.train_annotations='data/coco/train-*.tfrecord'``.
+``--config.data.train='tfrecord:data/coco/train-*.tfrecord'``.
 
 Recipe (pose-ae-train ``task/pose.py``): ``ae_hg4`` (4 stacks, 256 features +128
 per level, no BatchNorm, 512x512 input, 128x128 outputs), batch 32, Adam 2e-4,
@@ -28,11 +26,8 @@ from tf_hourglass.training.base_config import get_base_config
 
 def get_config():
     config = get_base_config()
-    config.data.format = "coco"
-    config.data.train_annotations = "data/coco/annotations/person_keypoints_train2017.json"
-    config.data.images_dir = "data/coco/train2017"
-    config.data.val_annotations = "data/coco/annotations/person_keypoints_val2017.json"
-    config.data.val_images_dir = "data/coco/val2017"
+    config.data.train = "coco:data/coco/annotations/person_keypoints_train2017.json:data/coco/train2017"
+    config.data.val = "coco:data/coco/annotations/person_keypoints_val2017.json:data/coco/val2017"
     config.data.num_val = 500  # validation images scored each epoch (the final score takes them all)
     config.data.sigma = 2.0  # the official 128 / 64
     config.data.target_peak = 1.0

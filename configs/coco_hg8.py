@@ -1,10 +1,8 @@
 """COCO keypoints, 8-stack hourglass, top-down on ground-truth person boxes (17 joints).
 
     python -m tf_hourglass.train --config configs/coco_hg8.py --workdir runs/coco_hg8 \\
-        --config.data.train_annotations=/data/coco/annotations/person_keypoints_train2017.json \\
-        --config.data.images_dir=/data/coco/train2017 \\
-        --config.data.val_annotations=/data/coco/annotations/person_keypoints_val2017.json \\
-        --config.data.val_images_dir=/data/coco/val2017
+        --config.data.train=coco:/data/coco/annotations/person_keypoints_train2017.json:/data/coco/train2017 \\
+        --config.data.val=coco:/data/coco/annotations/person_keypoints_val2017.json:/data/coco/val2017
 
 Then COCO OKS AP with `python -m tf_hourglass.evaluate --model runs/coco_hg8 --format coco ...`.
 COCO has no head boxes, so the per-epoch validation PCKh is NaN and no
@@ -23,11 +21,8 @@ from tf_hourglass.training.base_config import get_base_config
 
 def get_config():
     config = get_base_config()
-    config.data.format = "coco"
-    config.data.train_annotations = "data/coco/annotations/person_keypoints_train2017.json"
-    config.data.images_dir = "data/coco/train2017"
-    config.data.val_annotations = "data/coco/annotations/person_keypoints_val2017.json"
-    config.data.val_images_dir = "data/coco/val2017"
+    config.data.train = "coco:data/coco/annotations/person_keypoints_train2017.json:data/coco/train2017"
+    config.data.val = "coco:data/coco/annotations/person_keypoints_val2017.json:data/coco/val2017"
     config.data.sigma = 2.0
     config.data.rotation_degrees = 40.0
     config.data.scale_min = 0.7

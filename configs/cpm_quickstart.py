@@ -22,7 +22,7 @@ from tf_hourglass.training.base_config import get_base_config
 
 def get_config():
     config = get_base_config()
-    config.data.format = "synthetic"
+    # Data: the built-in synthetic figures, the default (data.train, data.val and data.test empty).
     config.data.num_train = 10000
     config.data.num_val = 100
     config.data.num_test = 500

@@ -1,10 +1,8 @@
 """LSP + LSPET, Convolutional Pose Machine (6 stages, 368x368), scored with PCK@0.2 on LSP.
 
     python -m tf_hourglass.train --config configs/lsp_cpm.py --workdir runs/lsp_cpm \\
-        --config.data.train_annotations=/data/lspet/joints.mat \\
-        --config.data.images_dir=/data/lspet/images \\
-        --config.data.val_annotations=/data/lsp/joints.mat \\
-        --config.data.val_images_dir=/data/lsp/images
+        --config.data.train=lspet:/data/lspet/joints.mat:/data/lspet/images \\
+        --config.data.val=lsp:/data/lsp/joints.mat:/data/lsp/images
 
 Recipe as configs/mpii_cpm.py (the paper's: sigma 7 input pixels, scale
 0.7-1.3, rotation +-40, mirroring, centre perturbation, SGD with momentum 0.9,
@@ -19,14 +17,7 @@ from configs.lsp_hg8 import get_config as get_lsp_hg8_config
 from configs.mpii_cpm import get_config as get_mpii_cpm_config
 
 # Where the data comes from, as for the hourglass on LSP.
-LSP_DATA_FIELDS = (
-    "format",
-    "train_annotations",
-    "images_dir",
-    "val_format",
-    "val_annotations",
-    "val_images_dir",
-)
+LSP_DATA_FIELDS = ("train", "val")
 
 
 def get_config():

@@ -3,10 +3,8 @@
 Train on the 10,000 LSPET images, validate on the LSP annotations (14 joints):
 
     python -m tf_hourglass.train --config configs/lsp_hg8.py --workdir runs/lsp_hg8 \\
-        --config.data.train_annotations=/data/lspet/joints.mat \\
-        --config.data.images_dir=/data/lspet/images \\
-        --config.data.val_annotations=/data/lsp/joints.mat \\
-        --config.data.val_images_dir=/data/lsp/images
+        --config.data.train=lspet:/data/lspet/joints.mat:/data/lspet/images \\
+        --config.data.val=lsp:/data/lsp/joints.mat:/data/lsp/images
 
 Recipe as configs/mpii_hg8.py (RMSprop 2.5e-4, plateau /5, rotation +-30,
 scale 0.75-1.25, flip).
@@ -20,11 +18,7 @@ from configs.mpii_hg8 import get_config as get_mpii_hg8_config
 
 def get_config():
     config = get_mpii_hg8_config()
-    config.data.format = "lspet"
-    config.data.train_annotations = "data/lspet/joints.mat"
-    config.data.images_dir = "data/lspet/images"
-    config.data.val_format = "lsp"
-    config.data.val_annotations = "data/lsp/joints.mat"
-    config.data.val_images_dir = "data/lsp/images"
+    config.data.train = "lspet:data/lspet/joints.mat:data/lspet/images"
+    config.data.val = "lsp:data/lsp/joints.mat:data/lsp/images"
     config.train.steps_per_epoch = 2000
     return config

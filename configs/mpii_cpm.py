@@ -4,9 +4,8 @@ Data as configs/mpii_hg8.py (the original Hourglass HDF5 annotations and the
 MPII images; TFRecords of person crops make the input cheaper):
 
     python -m tf_hourglass.train --config configs/mpii_cpm.py --workdir runs/mpii_cpm \\
-        --config.data.train_annotations=/data/mpii/annot/train.h5 \\
-        --config.data.val_annotations=/data/mpii/annot/valid.h5 \\
-        --config.data.images_dir=/data/mpii/images
+        --config.data.train=mpii_h5:/data/mpii/annot/train.h5:/data/mpii/images \\
+        --config.data.val=mpii_h5:/data/mpii/annot/valid.h5:/data/mpii/images
 
 Recipe of the paper and its released Caffe training: the 6-stage network at
 368x368 (46x46 belief maps, K+1 with the background), a Gaussian centre map
@@ -27,10 +26,8 @@ from tf_hourglass.training.base_config import get_base_config
 
 def get_config():
     config = get_base_config()
-    config.data.format = "mpii_h5"
-    config.data.train_annotations = "data/mpii/annot/train.h5"
-    config.data.val_annotations = "data/mpii/annot/valid.h5"
-    config.data.images_dir = "data/mpii/images"
+    config.data.train = "mpii_h5:data/mpii/annot/train.h5:data/mpii/images"
+    config.data.val = "mpii_h5:data/mpii/annot/valid.h5:data/mpii/images"
     config.data.sigma = 7.0 / 8.0  # 7 input pixels at stride 8
     config.data.target_peak = 1.0
     config.data.rotation_degrees = 40.0

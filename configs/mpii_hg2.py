@@ -1,9 +1,8 @@
 """MPII, 2-stack hourglass: the paper's recipe on the smaller network.
 
     python -m tf_hourglass.train --config configs/mpii_hg2.py --workdir runs/mpii_hg2 \\
-        --config.data.train_annotations=/data/mpii/annot/train.h5 \\
-        --config.data.val_annotations=/data/mpii/annot/valid.h5 \\
-        --config.data.images_dir=/data/mpii/images
+        --config.data.train=mpii_h5:/data/mpii/annot/train.h5:/data/mpii/images \\
+        --config.data.val=mpii_h5:/data/mpii/annot/valid.h5:/data/mpii/images
 
 Everything as configs/mpii_hg8.py but 2 stacks and batch 16.
 

@@ -6,9 +6,13 @@ person crops first makes the input much cheaper (see README, "Datasets"); this
 config reads the HDF5 files and photos directly:
 
     python -m tf_hourglass.train --config configs/mpii_hg8.py --workdir runs/mpii_hg8 \\
-        --config.data.train_annotations=/data/mpii/annot/train.h5 \\
-        --config.data.val_annotations=/data/mpii/annot/valid.h5 \\
-        --config.data.images_dir=/data/mpii/images
+        --config.data.train=mpii_h5:/data/mpii/annot/train.h5:/data/mpii/images \\
+        --config.data.val=mpii_h5:/data/mpii/annot/valid.h5:/data/mpii/images
+
+Each split is one string, as ``evaluate --data`` takes it (``synthetic``,
+``tfrecord:PATTERN`` or ``FORMAT:ANNOTATIONS[:IMAGES]``). The older fields
+(``data.format``, ``data.train_annotations``, ``data.images_dir`` ...) still work
+in a config that does not set ``data.train``/``data.val``.
 
 Recipe: 256x256 input, RMSprop at 2.5e-4 divided by 5 when validation PCKh
 plateaus, rotation +-30, scale 0.75-1.25, flip; sigma 1 targets at 64x64;
@@ -25,10 +29,8 @@ from tf_hourglass.training.base_config import get_base_config
 
 def get_config():
     config = get_base_config()
-    config.data.format = "mpii_h5"
-    config.data.train_annotations = "data/mpii/annot/train.h5"
-    config.data.val_annotations = "data/mpii/annot/valid.h5"
-    config.data.images_dir = "data/mpii/images"
+    config.data.train = "mpii_h5:data/mpii/annot/train.h5:data/mpii/images"
+    config.data.val = "mpii_h5:data/mpii/annot/valid.h5:data/mpii/images"
     config.data.sigma = 1.0
     config.data.target_peak = 1.0
 

@@ -18,8 +18,8 @@ that plateau at once; Adam at 2e-3 with warm-up and cosine decay makes fast
 progress in 2,000 steps where the paper's RMSprop at 2.5e-4 is tuned for days;
 128x128 crops and 64 features keep a step near half a second on 2 cores.
 The same recipe trains on a synthetic set written to disk elsewhere:
-``--config.data.format=custom --config.data.train_annotations=DIR/annotations.json
---config.data.val_annotations=OTHER/annotations.json``.
+``--config.data.train=custom:DIR/annotations.json
+--config.data.val=custom:OTHER/annotations.json`` (scored on the validation set).
 """
 
 from tf_hourglass.training.base_config import get_base_config
@@ -27,7 +27,7 @@ from tf_hourglass.training.base_config import get_base_config
 
 def get_config():
     config = get_base_config()
-    config.data.format = "synthetic"
+    # Data: the built-in synthetic figures, the default (data.train, data.val and data.test empty).
     config.data.num_train = 10000
     config.data.num_val = 100
     config.data.num_test = 500

@@ -292,7 +292,7 @@ def test_training_reads_the_spec_of_a_prefix_with_dashes(planted):
             "format": "tfrecord",
             "spec": "",
             "train_annotations": f"{prefix}-*-of-*.tfrecord",
-            "val_annotations": "",
+            "val_annotations": f"{prefix}-*-of-*.tfrecord",
         }
     )
     assert data_sources.load_sources(data_config).spec.keypoint_names == tuple(KEYPOINT_NAMES)

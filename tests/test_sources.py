@@ -12,6 +12,11 @@ from tf_hourglass.data.sources import Source, parse_source, read_records
         ("tfrecord:out/lspet-train-*-of-*.tfrecord", Source("tfrecord", "out/lspet-train-*-of-*.tfrecord")),
         ("lspet:data/joints.mat:data/images", Source("lspet", "data/joints.mat", "data/images")),
         ("custom:data/annotations.json", Source("custom", "data/annotations.json")),
+        (
+            "mpii_h5:gs://bucket/annot/train.h5:gs://bucket/images",
+            Source("mpii_h5", "gs://bucket/annot/train.h5", "gs://bucket/images"),
+        ),
+        ("coco:https://host/val.json", Source("coco", "https://host/val.json")),
     ],
 )
 def test_text_form_parses_and_prints_back(text, source):
@@ -19,7 +24,9 @@ def test_text_form_parses_and_prints_back(text, source):
     assert str(source) == text
 
 
-@pytest.mark.parametrize("text", ["", "tfrecord", "tfrecord:", "mpii:annot.h5", "lsp", "synthetic:3"])
+@pytest.mark.parametrize(
+    "text", ["", "tfrecord", "tfrecord:", "mpii:annot.h5", "lsp", "synthetic:3", "lsp::images", "lsp:"]
+)
 def test_a_bad_spec_is_named_with_the_forms_it_may_take(text):
     with pytest.raises(ValueError) as error:
         parse_source(text, "calibration")

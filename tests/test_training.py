@@ -163,6 +163,10 @@ def test_mixed_bfloat16_with_xla_trains_keeps_float32_heatmaps_and_leaves_the_po
         ),
         ("--config.train.batch_size=0", "train: error: config.train.batch_size must be an integer >= 1"),
         ("--workdir={file}", "train: error: --workdir {file!r} is a file, not a directory"),
+        (
+            "--config.data.train=mpii_h5",
+            "train: error: config.data.train must be 'synthetic', 'tfrecord:PATTERN'",
+        ),
     ],
 )
 @pytest.mark.e2e

@@ -1,10 +1,11 @@
 """Where examples come from, named one way: ``synthetic | tfrecord:PATTERN | FORMAT:ANNOTATIONS[:IMAGES]``.
 
-The training config (``data.format`` with ``data.train_annotations`` and
-``data.images_dir``), ``export --calibration`` and ``evaluate --data`` (or its
-older spelling ``--format/--annotations/--images``) all name their data with a
-:class:`Source`; ``open_source`` is the one function that opens any of them
-for the input pipeline. This module parses the text form and finds the
+The training config (``data.train``, ``data.val``, ``data.test``, or its older
+spelling ``data.format`` with ``data.train_annotations`` and ``data.images_dir``:
+``training.data_sources.data_splits``), ``export --calibration`` and
+``evaluate --data`` (or its older spelling ``--format/--annotations/--images``)
+all name their data with a :class:`Source`; ``open_source`` is the one
+function that opens any of them for the input pipeline. This module parses the text form and finds the
 keypoint spec of TFRecord shards. Annotation files themselves are only ever
 opened by ``readers``.
 """
@@ -12,6 +13,7 @@ opened by ``readers``.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -46,8 +48,10 @@ def parse_source(text: str, what: str = "data source") -> Source:
     if kind == "tfrecord" and rest:
         return Source("tfrecord", rest)
     if kind in readers.FORMATS and rest:
-        annotations, _, images_dir = rest.partition(":")
-        return Source(kind, annotations, images_dir or None)
+        # ANNOTATIONS ends at the first colon that does not start "://" (gs://, s3://, https:// paths).
+        annotations, images_dir = (re.split(r":(?!//)", rest, maxsplit=1) + [""])[:2]
+        if annotations:
+            return Source(kind, annotations, images_dir or None)
     raise ValueError(f"{what} must be {FORMS} with FORMAT one of {list(readers.FORMATS)}. Received: {text!r}")
 
 

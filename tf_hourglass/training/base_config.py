@@ -13,9 +13,17 @@ def get_base_config():
     config = ml_collections.ConfigDict()
 
     config.data = ml_collections.ConfigDict()
-    # "synthetic" (built-in figures), "tfrecord" (converter output) or a reader
-    # format: mpii_h5, mpii_json, lsp, lspet, flic, coco, custom.
-    config.data.format = "synthetic"
+    # Each split as one string, as `evaluate --data` takes it: "synthetic" (built-in
+    # figures), "tfrecord:PATTERN" (converter output) or "FORMAT:ANNOTATIONS[:IMAGES]"
+    # with FORMAT mpii_h5, mpii_json, lsp, lspet, flic, coco or custom (IMAGES "" =
+    # next to the annotations). data.test ("" = none) is held out for the final score.
+    # Empty train and val: the older fields below name the data.
+    config.data.train = ""
+    config.data.val = ""
+    config.data.test = ""
+    # The older spelling, still read when data.train and data.val are empty
+    # (training.data_sources.data_splits maps it; it may not disagree with them).
+    config.data.format = "synthetic"  # synthetic: train, val and (num_test > 0) test figures
     config.data.train_annotations = ""  # reader formats: annotation file; tfrecord: file pattern
     config.data.val_annotations = ""
     config.data.images_dir = ""  # reader formats: image folder ("" = next to the annotations)

@@ -1,17 +1,20 @@
 """Training a multi-person (Associative Embedding) model through ``model.fit``, scored by COCO keypoint AP.
 
 ``trainer.train_and_evaluate`` comes here for presets whose model kind is
-``multi_person`` (``ae_hg4``, ``ae_small``, ``ae_tiny``). Data (``config.data``):
+``multi_person`` (``ae_hg4``, ``ae_small``, ``ae_tiny``). Data: ``config.data.train``,
+``val`` and ``test`` (or the older fields), mapped by ``data_sources.data_splits``:
 
-* ``format="synthetic"``: built-in multi-person scenes (``SyntheticScenes``):
+* ``synthetic``: built-in multi-person scenes (``SyntheticScenes``):
   scenes ``[0, num_train)`` train, the next ``num_val`` validate, the next
   ``num_test`` are held out for the final score;
-* ``format="coco"`` or ``"custom"``: whole images with all their people
-  (``readers.read_multi_person_dataset``) from ``train_annotations`` and
-  ``val_annotations``; crowds and people without keypoints are masked out of the
-  loss;
-* ``format="tfrecord"``: whole-image shards written by ``convert --multi-person``
-  for training, validated on ``val_annotations`` (COCO or custom).
+* ``coco:ANNOTATIONS[:IMAGES]`` or ``custom:...`` (training only): whole images
+  with all their people (``readers.read_multi_person_dataset``); crowds and
+  people without keypoints are masked out of the loss;
+* ``tfrecord:PATTERN`` (training only): whole-image shards written by
+  ``convert --multi-person``.
+
+Validation and test data are synthetic scenes or a COCO person_keypoints file
+(``SCORED_FORMATS``): COCO's AP needs COCO ground truth.
 
 Targets: ``data.sigma`` (heatmap pixels) and ``data.target_peak`` (1 in the
 official recipe; saved with the model, and decoding divides by it). The loss is
@@ -50,10 +53,15 @@ from tf_hourglass.run_files import MODEL_FILE
 from tf_hourglass.training import run_setup
 from tf_hourglass.training.ae_losses import AssociativeEmbeddingLoss
 from tf_hourglass.training.callbacks import RunState, current_learning_rate, run_callbacks
+from tf_hourglass.training.data_sources import data_splits
 from tf_hourglass.training.workdir import drop_metrics_rows_from, write_config, write_json
 
 VAL_METRIC = "val_ap"
-DATA_FORMATS = ("synthetic", "coco", "custom", "tfrecord")
+DATA_FORMATS = ("synthetic", "coco", "custom", "tfrecord")  # what a multi-person model trains on
+SCORED_FORMATS = (
+    "synthetic",
+    "coco",
+)  # what validation and test data may be (COCO AP needs its ground truth)
 
 
 @dataclasses.dataclass
@@ -108,9 +116,14 @@ def _file_ground_truth(annotations: str, images_dir: str | None) -> PeopleData:
 
 
 def load_people_data(config, workdir):
-    """(train source, validation PeopleData, held-out PeopleData or None) for ``config.data``."""
+    """(train source, validation PeopleData, held-out PeopleData or None) for ``config.data``.
+
+    The splits are ``data_sources.data_splits``'s, in either spelling of the data.
+    """
     data = config.data
-    if data.format == "synthetic":
+    splits = data_splits(data)
+    scenes = None
+    if "synthetic" in {source.kind for _, source in splits.items()}:
         from tf_hourglass.data.synthetic import SyntheticScenes  # drawing code, loaded only when used
 
         scenes = SyntheticScenes(
@@ -119,30 +132,27 @@ def load_people_data(config, workdir):
             height_range=tuple(data.scene_height_range),
             seed=data.seed,
         )
+    if splits.train.kind == "synthetic":
         train = MultiPersonSource.from_scenes(scenes, data.num_train)
-        val = _scene_ground_truth(
-            scenes, data.num_train, data.num_val, os.path.join(workdir, "val_people.json")
-        )
-        test = None
-        if data.num_test:
-            start = data.num_train + data.num_val
-            test = _scene_ground_truth(
-                scenes, start, data.num_test, os.path.join(workdir, "test_people.json")
-            )
-        return train, val, test
-    images_dir = data.images_dir or None
-    if data.format == "tfrecord":
-        train = data.train_annotations
+    elif splits.train.kind == "tfrecord":
+        train = splits.train.annotations
     else:
-        _, records = readers.read_multi_person_dataset(data.format, data.train_annotations, images_dir)
-        train = MultiPersonSource(records)
-    val_format = data.val_format or data.format
-    if val_format != "coco":
-        raise ValueError(
-            f"data.val_annotations must be a COCO person_keypoints file (data.val_format='coco') to score a "
-            f"multi-person model by COCO's AP; received data.val_format={val_format!r}."
+        _, records = readers.read_multi_person_dataset(
+            splits.train.kind, splits.train.annotations, splits.train.images_dir
         )
-    return train, _file_ground_truth(data.val_annotations, data.val_images_dir or images_dir), None
+        train = MultiPersonSource(records)
+
+    def scored(split, start, count):
+        source = getattr(splits, split)
+        if source is None:
+            return None
+        if source.kind == "synthetic":
+            return _scene_ground_truth(scenes, start, count, os.path.join(workdir, f"{split}_people.json"))
+        # A COCO file: SCORED_FORMATS, which trainer.validate_config checks.
+        return _file_ground_truth(source.annotations, source.images_dir)
+
+    val = scored("val", data.num_train, data.num_val)
+    return train, val, scored("test", data.num_train + data.num_val, data.num_test)
 
 
 def score_people(

@@ -52,12 +52,12 @@ import os
 import keras
 import tensorflow as tf
 
-from tf_hourglass.data import readers
 from tf_hourglass.data.codec import DECODE_METHODS
 from tf_hourglass.model.info import MULTI_PERSON
 from tf_hourglass.model.presets import PRESETS, preset_class
 from tf_hourglass.precision import native_bfloat16_cpu_flags
 from tf_hourglass.training import custom_loop, fit_loop, multi_person_loop
+from tf_hourglass.training.data_sources import data_splits
 from tf_hourglass.training.run_setup import model_kwargs
 from tf_hourglass.training.workdir import check_resumed_config, workdir_lock
 
@@ -65,7 +65,6 @@ STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 SCHEDULES = ("constant", "plateau", "cosine")
-DATA_FORMATS = ("synthetic", "tfrecord", *readers.FORMATS)
 
 
 def validate_config(config) -> None:
@@ -76,21 +75,12 @@ def validate_config(config) -> None:
             raise ValueError(f"config.{field} must be {expected}. Received: {field}={value!r}")
 
     data, model, train, runtime = config.data, config.model, config.train, config.runtime
-    check(data.format in DATA_FORMATS, "data.format", data.format, f"one of {DATA_FORMATS}")
-    reader_formats = readers.FORMATS
-    check(
-        not data.val_format or (data.format in reader_formats and data.val_format in reader_formats),
-        "data.val_format",
-        data.val_format,
-        f"empty or, with a reader data.format, one of {reader_formats}",
-    )
-    if data.format == "synthetic":
-        for field in ("num_train", "num_val"):
+    splits = data_splits(data)  # one line naming the data field it cannot read
+    synthetic = {split for split, source in splits.items() if source.kind == "synthetic"}
+    for split, field in (("train", "num_train"), ("val", "num_val"), ("test", "num_test")):
+        if split in synthetic:
             check(data[field] >= 1, f"data.{field}", data[field], ">= 1")
-        check(data.num_test >= 0, "data.num_test", data.num_test, ">= 0")
-    else:
-        for field in ("train_annotations", "val_annotations"):
-            check(bool(data[field]), f"data.{field}", data[field], "a path (or file pattern for tfrecord)")
+    check(data.num_test >= 0, "data.num_test", data.num_test, ">= 0")
     check(data.sigma > 0, "data.sigma", data.sigma, "> 0")
     check(data.target_peak > 0, "data.target_peak", data.target_peak, "> 0")
     check(0 < data.scale_min <= data.scale_max, "data.scale_min", data.scale_min, "> 0 and <= data.scale_max")
@@ -100,8 +90,19 @@ def validate_config(config) -> None:
     if preset_class(model.preset).model_kind == MULTI_PERSON:
         formats = multi_person_loop.DATA_FORMATS
         check(
-            data.format in formats, "data.format", data.format, f"one of {formats} for a multi-person preset"
+            splits.train.kind in formats,
+            "data.train",
+            str(splits.train),
+            f"of a kind in {formats} for a multi-person preset",
         )
+        for split, source in splits.items()[1:]:
+            check(
+                source.kind in multi_person_loop.SCORED_FORMATS,
+                f"data.{split}",
+                str(source),
+                "'synthetic' or a COCO person_keypoints file ('coco:ANNOTATIONS[:IMAGES]') to score a "
+                "multi-person model by COCO's AP",
+            )
         check(
             runtime.strategy != "multi_worker",
             "runtime.strategy",

@@ -14,6 +14,7 @@ import os
 
 from tf_hourglass import atomic_files
 from tf_hourglass.run_files import RUN_SETTINGS_FILE, run_settings_text
+from tf_hourglass.training.data_sources import canonical_data_fields
 
 
 class WorkdirInUseError(OSError):
@@ -129,7 +130,9 @@ def check_resumed_config(workdir, config) -> None:
             saved = json.load(f)
     except (OSError, ValueError) as error:
         raise ValueError(f"{path}: cannot read the config of the run in this workdir ({error}).") from None
-    changes = config_changes(saved, json.loads(config.to_json_best_effort()))
+    # Both spellings of the data (data.train or data.format + data.train_annotations ...) compare as one.
+    current = json.loads(config.to_json_best_effort())
+    changes = config_changes(canonical_data_fields(saved), canonical_data_fields(current))
     if changes and not config.train.get("allow_config_change", False):
         shown = "; ".join(changes[:5]) + (f"; and {len(changes) - 5} more" if len(changes) > 5 else "")
         raise ValueError(
