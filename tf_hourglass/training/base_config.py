@@ -68,6 +68,9 @@ def get_base_config():
 
     config.train = ml_collections.ConfigDict()
     config.train.optimizer = "rmsprop"  # rmsprop | adam | sgd (momentum 0.9)
+    # Multi-person models: the push and pull weights against a detection loss on
+    # peak-1 targets (the official 1e-3 each); scaled by data.target_peak**2 with the targets.
+    config.train.tag_loss_weight = 1e-3
     config.train.learning_rate = 2.5e-4
     # constant | plateau (divide by plateau_factor when the validation metric
     # stalls for plateau_patience epochs) | cosine (to 0 over all steps)
