@@ -214,9 +214,17 @@ def train_and_evaluate_people(config, workdir, strategy) -> dict:
     spec = keypoint_specs.COCO
     train_source, val_data, test_data = load_people_data(config, workdir)
 
+    # Targets of peak p make the detection loss p**2 times the one on peak-1 targets; the
+    # tag losses get the same factor, so train.tag_loss_weight keeps its meaning.
+    tag_weight = config.train.tag_loss_weight * config.data.target_peak**2
+
     def make_loss(model):
         return AssociativeEmbeddingLoss(
-            model.num_keypoints, tag_dim=model.tag_dim, num_stacks=model.num_stacks
+            model.num_keypoints,
+            tag_dim=model.tag_dim,
+            num_stacks=model.num_stacks,
+            push_weight=tag_weight,
+            pull_weight=tag_weight,
         )
 
     model, epoch_variable, manager = run_setup.build_model(
