@@ -246,8 +246,8 @@ def evaluate_people(
     people become COCO results, scored with pycocotools' OKS. Images that cannot
     be read are skipped and counted.
     """
+    from tf_hourglass.data.images import UnreadableInputError, read_image
     from tf_hourglass.prediction.estimator import to_rgb_float  # the one image normalisation
-    from tf_hourglass.prediction.files import UnreadableInputError, read_image
 
     network, keras_model = multi_person_network(model)
     info = model_info(keras_model)

@@ -38,13 +38,13 @@ from tqdm.auto import tqdm
 
 from tf_hourglass import atomic_files
 from tf_hourglass.data import keypoint_specs, readers
+from tf_hourglass.data.images import UnreadableInputError, read_image
 from tf_hourglass.data.multi_person_pipeline import MultiPersonSource, make_multi_person_dataset
 from tf_hourglass.data.pipeline import AugmentConfig
 from tf_hourglass.evaluation import metrics
 from tf_hourglass.model.info import info_for
 from tf_hourglass.model_loader import multi_person_network
 from tf_hourglass.prediction.estimator import to_rgb_float
-from tf_hourglass.prediction.files import UnreadableInputError, read_image
 from tf_hourglass.prediction.multi_person import coco_results, codec_for_model, predict_people
 from tf_hourglass.run_files import MODEL_FILE
 from tf_hourglass.training import run_setup
