@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from tf_hourglass.data import sources, tfrecord
+import tensorflow as tf
+
+from tf_hourglass.data import images, sources, tfrecord
 from tf_hourglass.data.keypoint_specs import MPII
-from tf_hourglass.data.pipeline import AugmentConfig
+from tf_hourglass.data.pipeline import AugmentConfig, InMemorySource, check_tfrecord_images, readable_records
 from tf_hourglass.data.records import KeypointSpec
 
 
@@ -21,6 +23,10 @@ class DataSources:
     val: object
     test: object | None = None  # held-out data for the final score (synthetic only)
     num_train: int | None = None
+    skipped_train_images: tuple[int, int] = (
+        0,
+        0,
+    )  # (image files skipped when opened: missing, ..., of how many)
 
 
 def augment_from_config(data_config) -> AugmentConfig:
@@ -32,6 +38,14 @@ def augment_from_config(data_config) -> AugmentConfig:
         color_scale_range=(data_config.color_scale_min, data_config.color_scale_max),
         center_jitter=data_config.center_jitter,
         jpeg_downscale=data_config.jpeg_downscale,
+    )
+
+
+def image_budget(data_config) -> images.ImageBudget:
+    """``data.max_image_pixels`` and ``data.max_image_bytes`` (defaults for configs without them)."""
+    return images.ImageBudget(
+        max_pixels=data_config.get("max_image_pixels", images.DEFAULT_MAX_IMAGE_PIXELS),
+        max_bytes=data_config.get("max_image_bytes", images.DEFAULT_MAX_IMAGE_BYTES),
     )
 
 
@@ -67,6 +81,8 @@ def load_sources(data_config) -> DataSources:
         spec, train = sources.open_source(
             sources.Source("tfrecord", data_config.train_annotations), spec_path=spec_path
         )
+        files = sorted(tf.io.gfile.glob(train))
+        check_tfrecord_images(files, "image/encoded", f"data.train_annotations {train}")
         return DataSources(spec=spec, train=train, val=data_config.val_annotations)
     images_dir = data_config.images_dir or None
     train = sources.Source(fmt, data_config.train_annotations, images_dir)
@@ -75,9 +91,24 @@ def load_sources(data_config) -> DataSources:
     )
     spec, train_source = sources.open_source(train)
     val_spec, val_source = sources.open_source(val)
+    # Missing, damaged or oversized photos are found here, once, not by the training steps.
+    budget = image_budget(data_config)
+    train_records, skipped = readable_records(
+        train_source.records, budget, f"data.train_annotations {data_config.train_annotations}"
+    )
+    val_records, _ = readable_records(
+        val_source.records, budget, f"data.val_annotations {data_config.val_annotations}"
+    )
+    train_source, val_source = InMemorySource(train_records), InMemorySource(val_records)
     if val_spec.num_keypoints != spec.num_keypoints:
         raise ValueError(
             f"Validation data ({data_config.val_format or fmt}) has {val_spec.num_keypoints} keypoints but "
             f"training data ({fmt}) has {spec.num_keypoints}."
         )
-    return DataSources(spec=spec, train=train_source, val=val_source, num_train=len(train_source))
+    return DataSources(
+        spec=spec,
+        train=train_source,
+        val=val_source,
+        num_train=len(train_source),
+        skipped_train_images=skipped,
+    )
