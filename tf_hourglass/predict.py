@@ -21,6 +21,7 @@ import sys
 from absl import flags
 
 from tf_hourglass.cli import fail, parse_flags
+from tf_hourglass.data.images import budget_from_flags, define_budget_flags
 from tf_hourglass.precision import INFERENCE_PRECISIONS
 
 # Own FlagValues (see tf_hourglass/cli.py for the convention every command follows).
@@ -57,6 +58,7 @@ flags.DEFINE_string(
     "Keypoint spec: mpii, lsp, flic, coco or a spec JSON file (default mpii for 16 joints).",
     flag_values=_FLAGS,
 )
+define_budget_flags(_FLAGS)
 for _name in ("model", "input", "output"):
     flags.mark_flag_as_required(_name, flag_values=_FLAGS)
 
@@ -112,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{_FLAGS.model}: a multi-person model; finding every person in each image.")
         elif _FLAGS.box is None:
             print("No --box: each image (or frame) is taken as one person filling it.")
-        summary = predict_path(estimator, _FLAGS.input, _FLAGS.output, parse_box(_FLAGS.box))
+        summary = predict_path(
+            estimator, _FLAGS.input, _FLAGS.output, parse_box(_FLAGS.box), budget=budget_from_flags(_FLAGS)
+        )
     except (ValueError, OSError) as error:
         return fail("predict", error)
     print(f"Wrote {len(summary.written)} file(s) to {_FLAGS.output}.")
