@@ -360,6 +360,11 @@ def _check_multi_person_arguments(model, format, quantize, calibration) -> None:
             f"{model.name} is a multi-person model; quantize={quantize!r} calibrates on single-person crops. "
             "Use quantize='none', 'float16' or 'dynamic'."
         )
+    if format != "saved_model" and getattr(model, "tag_dim", 1) != 1:
+        raise ValueError(
+            f"{model.name} has tag_dim={model.tag_dim}; an exported multi-person network is read with one tag "
+            "per keypoint (model_loader.ExportedPeopleNetwork). Export format='saved_model' (people in the graph)."
+        )
     if calibration and (format != "saved_model" or not calibration.startswith("coco:")):
         raise ValueError(
             f"{model.name} is a multi-person model: calibration is only the SavedModel's AP check, "

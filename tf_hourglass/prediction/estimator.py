@@ -9,7 +9,7 @@ model's last-stack heatmaps with the ``HeatmapCodec`` and maps the keypoints
 back to the photo. Without a box, the whole image is the box.
 
 Models come as Keras objects or files (``.keras``, a training workdir holding
-``final.keras``, a SavedModel directory or a ``.tflite`` file), loaded by
+``final.keras``, a SavedModel directory, a ``.tflite`` or an ``.onnx`` file), loaded by
 ``model_loader.load_model_for_inference``.
 """
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -26,7 +25,7 @@ from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.data.crop import MIN_BOX_OVERLAP, box_crop_matrix, whole_image_box
 from tf_hourglass.data.records import KeypointSpec
 from tf_hourglass.model.info import SINGLE_PERSON, model_info
-from tf_hourglass.model_loader import load_pose_model, multi_person_network
+from tf_hourglass.model_loader import InferenceModel, load_pose_model
 from tf_hourglass.prediction.multi_person import codec_for_model, predict_people
 from tf_hourglass.prediction.single_person import predict_keypoints
 
@@ -127,7 +126,8 @@ class PoseEstimator:
 
     Args:
         model: anything ``model_loader.load_model_for_inference`` takes (a Keras model, a
-            ``.keras`` file, a workdir, a SavedModel directory, a ``.tflite``).
+            ``.keras`` file, a workdir, a SavedModel directory, a ``.tflite``, an ``.onnx``;
+            a multi-person model also as its network exported to ``.tflite`` or ``.onnx``).
         spec: the model's keypoints (a ``KeypointSpec`` or a dataset name);
             default: the model's own (saved with it by training or conversion),
             else MPII, which needs a 16-keypoint model.
@@ -165,7 +165,7 @@ class PoseEstimator:
         precision: str = "auto",
     ):
         loaded = load_pose_model(model, precision)
-        self.multi_person = isinstance(loaded, keras.Model)
+        self.multi_person = not isinstance(loaded, InferenceModel)
         if self.multi_person:
             self.precision, self.precision_reason = "float32", "multi-person models run in float32"
             self._init_multi_person(loaded, spec, flip_test, scales)
@@ -203,8 +203,8 @@ class PoseEstimator:
 
         self._predict_crops = predict_crops
 
-    def _init_multi_person(self, keras_model, spec, flip_test, scales):
-        self._network, self.model = multi_person_network(keras_model)
+    def _init_multi_person(self, network_and_model, spec, flip_test, scales):
+        self._network, self.model = network_and_model  # model_loader.multi_person_network's pair
         info = model_info(self.model)
         self.spec = resolve_spec(
             spec or info.spec or keypoint_specs.COCO, self.model.num_keypoints, self.model.name
