@@ -353,3 +353,18 @@ def test_the_people_saved_model_given_to_predict_or_evaluate_says_what_to_give(e
     coco = shared_data / "coco"
     with pytest.raises(ValueError, match="is a multi-person SavedModel"):
         run.evaluate_model(export[0].path, f"coco:{coco / 'person_keypoints_sample.json'}:{coco / 'images'}")
+
+
+@pytest.mark.e2e
+def test_without_a_coco_sample_the_ap_check_runs_on_held_out_synthetic_scenes(
+    ae_model, tmp_path, monkeypatch
+):
+    from tf_hourglass.export import multi_person_verify
+
+    monkeypatch.setattr(multi_person_verify, "default_coco_sample", lambda: None)
+    result = export_model(ae_model, str(tmp_path / "people" / "1"), "saved_model", log=lambda line: None)
+    (parity_line,) = [line for line in result.lines if line.startswith("parity")]
+    assert "on 8 held-out synthetic scenes" in parity_line and "[AP within 0.5 points]" in parity_line
+    assert result.parity.ap_python is not None and result.parity.ap_difference <= 0.5
+    assert result.parity.num_images == 8 and parity_line.endswith("OK")
+    assert sorted(os.listdir(tmp_path)) == ["people"]  # the ground truth was not left beside the export
