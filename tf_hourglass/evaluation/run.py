@@ -44,7 +44,6 @@ from tf_hourglass.evaluation import evaluator, metrics
 from tf_hourglass.model.info import MULTI_PERSON, model_info
 from tf_hourglass.model_loader import (
     describe_model_source,
-    load_keras_model,
     load_model_for_inference,
     model_kind,
     multi_person_network,
@@ -255,18 +254,18 @@ def evaluate_people(
     """
     from tf_hourglass.prediction.estimator import to_rgb_float  # the one image normalisation
 
-    network, keras_model = multi_person_network(model)
-    info = model_info(keras_model)
+    network, people_model = multi_person_network(model)  # a Keras model, or an exported network
+    info = model_info(people_model)
     spec = info.spec or keypoint_specs.COCO
     if spec.num_keypoints != keypoint_specs.COCO.num_keypoints:
         raise ValueError(
-            f"{keras_model.name} finds {spec.num_keypoints} keypoints ({spec.name}); COCO's AP needs COCO's 17."
+            f"{people_model.name} finds {spec.num_keypoints} keypoints ({spec.name}); COCO's AP needs COCO's 17."
         )
     data = readers.load_json(annotations)
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise ValueError(f"{annotations}: not a COCO person_keypoints JSON (no 'images' list).")
     folder = images_dir if images_dir is not None else os.path.dirname(annotations)
-    codec = codec_for_model(keras_model)
+    codec = codec_for_model(people_model)
     results, image_ids, skipped, found = [], [], [], 0
     for image in tqdm(data["images"], desc="evaluate", unit="image", disable=not progress):
         path = os.path.join(folder, str(image.get("file_name", "")))
@@ -293,7 +292,7 @@ def evaluate_people(
         "num_skipped": len(skipped),
         "num_people_found": found,
         "inputs": {
-            "model": keras_model.name,
+            "model": people_model.name,
             "model_file": describe_model_source(model),
             "annotations": annotations,
             "images": images_dir,
@@ -346,13 +345,13 @@ def evaluate_model(
         )
     format, annotations, images_dir = source.kind, source.annotations, source.images_dir
     if model_kind(model) == MULTI_PERSON:
-        people_model = load_keras_model(model)
         if format != "coco":
+            name = getattr(model, "name", None) or os.fspath(model)
             raise ValueError(
-                f"{people_model.name} is a multi-person model: it is scored with COCO's keypoint AP on a "
+                f"{name} is a multi-person model: it is scored with COCO's keypoint AP on a "
                 f"COCO person_keypoints file (coco:ANNOTATIONS:IMAGES); received {source}."
             )
-        return evaluate_people(people_model, annotations, images_dir, flip, scales, progress, budget)
+        return evaluate_people(model, annotations, images_dir, flip, scales, progress, budget)
     spec, data = sources.open_source(source)
     records = data.records
     usable = [r for r in records if _usable(r)]

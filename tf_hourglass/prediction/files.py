@@ -7,6 +7,11 @@ drawn, and ``NAME.json``::
     {"image": "path/NAME.EXT", "width": W, "height": H, "box": [x, y, w, h],
      "keypoints": [{"name": "r_ankle", "x": ..., "y": ..., "score": ...}, ...]}
 
+(with ``"note": WHOLE_IMAGE_NOTE`` when no box was given). For an estimator
+that finds every person (a multi-person model, or a single-person one with a
+person model) ``NAME.json`` is a list of people as COCO keypoint results
+(``people_to_coco_results``), each with its ``"box"`` when a person model found it.
+
 For a video (mp4, avi, mov, mkv) it writes ``NAME.mp4`` (mp4v codec) with the
 skeleton drawn on every frame and ``NAME.json`` with the keypoints of every
 frame. Every file is written to a temporary name and renamed, so a reader
@@ -41,6 +46,10 @@ from tf_hourglass.prediction.estimator import PoseEstimator, to_rgb_float
 from tf_hourglass.visualization import draw_people, draw_skeleton
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v")
+# What a single-person result without a box says (in its JSON and on the command's output).
+WHOLE_IMAGE_NOTE = (
+    "no box: the whole image is the person's box (give --box, or --person-model to find people)"
+)
 
 
 @dataclasses.dataclass
@@ -65,8 +74,10 @@ def keypoints_to_json(spec, keypoints, scores) -> list[dict]:
 
 def people_to_coco_results(result: dict, image_id: int) -> list[dict]:
     """A multi-person result as COCO keypoint results: per person ``keypoints`` as x, y, score triples
-    (the joint's detection value; 0 for a joint not found) and the person's ``score``."""
-    return [
+    (the joint's detection value; 0 for a joint not found) and the person's ``score``; with a person
+    model (``result["boxes"]``) also the person's ``box`` [x, y, w, h], and the joints are the
+    single-person model's."""
+    people = [
         {
             "image_id": int(image_id),
             "category_id": 1,
@@ -77,6 +88,10 @@ def people_to_coco_results(result: dict, image_id: int) -> list[dict]:
             result["keypoints"], result["keypoint_scores"], result["scores"], strict=True
         )
     ]
+    for person, box in zip(people, result.get("boxes", [None] * len(people)), strict=True):
+        if box is not None:
+            person["box"] = [float(v) for v in box]
+    return people
 
 
 def _image_id(stem: str, default: int) -> int:
@@ -138,6 +153,8 @@ def predict_image_file(
             "box": [float(v) for v in result["box"]],
             "keypoints": keypoints_to_json(estimator.spec, result["keypoints"], result["scores"]),
         }
+        if box is None:
+            record["note"] = WHOLE_IMAGE_NOTE
     atomic_files.write_text(json_path, json.dumps(record, indent=1) + "\n")
     return [picture_path, json_path]
 
@@ -299,6 +316,8 @@ def predict_video(
         "box": None if box is None else [float(v) for v in box],
         "frames": frames_json,
     }
+    if box is None and not estimator.multi_person:
+        record["note"] = WHOLE_IMAGE_NOTE
     atomic_files.write_text(json_path, json.dumps(record) + "\n")
     return [video_path, json_path]
 

@@ -75,35 +75,7 @@ class PeopleData:
 
 def _scene_ground_truth(scenes, start, count, path) -> PeopleData:
     """COCO ground truth of scenes ``start .. start + count - 1``, written to ``path``; their pixels."""
-    images, annotations, photos = [], [], []
-    for index in range(start, start + count):
-        scene = scenes.render(index)
-        height, width = scene.image.shape[:2]
-        images.append({"id": index, "width": width, "height": height, "file_name": f"scene_{index}.png"})
-        photos.append((index, scene.image))
-        for person, area in zip(scene.keypoints, scene.areas, strict=True):
-            labelled = person[:, 2] > 0
-            if not labelled.any():
-                continue
-            x0, y0 = person[labelled, :2].min(axis=0)
-            x1, y1 = person[labelled, :2].max(axis=0)
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": index,
-                    "category_id": 1,
-                    "keypoints": [float(v) for v in person.reshape(-1)],
-                    "num_keypoints": int(labelled.sum()),
-                    "area": float(area),
-                    "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
-                    "iscrowd": 0,
-                }
-            )
-    document = {
-        "images": images,
-        "annotations": annotations,
-        "categories": [{"id": 1, "name": "person", "keypoints": list(keypoint_specs.COCO.keypoint_names)}],
-    }
+    document, photos = scenes.coco_ground_truth(range(start, start + count))
     write_json(path, document)
     return PeopleData(path, photos)
 
