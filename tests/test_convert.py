@@ -3,6 +3,7 @@
 import functools
 import json
 import math
+import os
 import zlib
 
 import cv2
@@ -12,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from tf_hourglass.data import convert, readers, sources, tfrecord
+from tf_hourglass.data.images import decode_image
 from tf_hourglass.training import data_sources
 
 H, W = 96, 128
@@ -77,7 +79,10 @@ def planted(tmp_path):
     return tmp_path
 
 
-EXPECTED_REPORT = "written=5 skipped=5\nmissing image: 1\nundecodable image: 2\nno annotated joint: 1\ninvalid box or scale: 1"
+EXPECTED_REPORT = (
+    "written=5 skipped=5\nmissing image: 1\nundecodable image: 2\nimage over the size limit: 0\n"
+    "no annotated joint: 1\ninvalid box or scale: 1"
+)
 
 
 def _parsed(paths, num_keypoints=None):
@@ -133,7 +138,7 @@ def test_summary_counts_and_parse_example_round_trip(planted):
     # 200 * 0.125 * 1.75 = 43.75 -> pixels x 38..82, y 28..72.
     first = examples[0]
     np.testing.assert_array_equal(first["image/crop_offset"], [38, 28])
-    image = tfrecord.decode_image(first["image/encoded"]).numpy()
+    image = decode_image(first["image/encoded"]).numpy()
     assert image.shape == (first["image/height"], first["image/width"], 3) == (45, 45, 3)
     original_rgb = _gradient_bgr()[28:73, 38:83, ::-1]
     assert np.abs(image.astype(int) - original_rgb).mean() < 2.0
@@ -141,7 +146,7 @@ def test_summary_counts_and_parse_example_round_trip(planted):
     in_crop = first["keypoints"] - first["image/crop_offset"]
     assert np.all((in_crop >= 0) & (in_crop < 45))
 
-    gray, rgba, deep = (tfrecord.decode_image(ex["image/encoded"]).numpy() for ex in examples[2:])
+    gray, rgba, deep = (decode_image(ex["image/encoded"]).numpy() for ex in examples[2:])
     assert gray.shape[-1] == 3 and np.abs(gray[..., 0].astype(int) - gray[..., 2]).max() <= 2
     assert np.abs(rgba.reshape(-1, 3).mean(0) - [30, 20, 10]).max() < 1.5  # alpha dropped, RGB order
     assert np.abs(deep.astype(int) - 200).max() <= 2  # 16-bit 51400 -> 8-bit 200
@@ -169,7 +174,7 @@ def test_full_image_keeps_original_jpeg_bytes(planted):
     np.testing.assert_array_equal(examples[0]["image/crop_offset"], [0, 0])
     assert (examples[0]["image/height"], examples[0]["image/width"]) == (H, W)
     # The grayscale PNG is re-encoded as 3-channel JPEG of the same size.
-    gray = tfrecord.decode_image(examples[2]["image/encoded"]).numpy()
+    gray = decode_image(examples[2]["image/encoded"]).numpy()
     assert gray.shape == (H, W, 3)
     assert examples[2]["image/encoded"][:3] == b"\xff\xd8\xff"
 
@@ -244,6 +249,7 @@ def test_converts_the_real_mpii_sample(shared_data, tmp_path):
     assert summary.skipped == {
         "missing image": 2953,
         "undecodable image": 0,
+        "image over the size limit": 0,
         "no annotated joint": 0,
         "invalid box or scale": 0,
     }
@@ -313,7 +319,29 @@ def test_empty_and_huge_header_images_are_skipped_and_counted(planted):
         "custom", str(planted / "train.json"), None, str(planted / "out/train"), progress=False
     )
     assert summary.written == 5
-    assert summary.skipped[convert.UNDECODABLE_IMAGE] == 4
+    assert summary.skipped[convert.UNDECODABLE_IMAGE] == 3
+    assert summary.skipped[convert.IMAGE_OVER_BUDGET] == 1
+
+
+def test_images_over_the_budget_a_3_gb_file_and_a_fifo_are_skipped_and_counted(planted, capsys):
+    huge = bytearray(_encode(".png", _gradient_bgr()))  # header patched to 10000 x 10000, CRC fixed
+    huge[16:24] = (10000).to_bytes(4, "big") * 2
+    huge[29:33] = zlib.crc32(bytes(huge[12:29])).to_bytes(4, "big")
+    (planted / "huge.png").write_bytes(bytes(huge))
+    with open(planted / "big.jpg", "wb") as f:
+        f.truncate(3 * 2**30)  # sparse: no disk, and never read
+    os.mkfifo(planted / "pipe.jpg")  # opened for reading, it would wait for a writer forever
+    data = json.loads((planted / "train.json").read_text())
+    data["annotations"] += [_person(name) for name in ("huge.png", "big.jpg", "pipe.jpg", "good.jpg")]
+    (planted / "train.json").write_text(json.dumps(data))
+    argv = ["convert", "--format=custom", f"--annotations={planted / 'train.json'}"]
+    assert convert.main([*argv, f"--output={planted / 'out/train'}"]) == 0
+    out = capsys.readouterr().out
+    assert "written=6 skipped=8\n" in out and "image over the size limit: 2\n" in out
+    assert "undecodable image: 3\n" in out  # truncated.jpg, text.jpg and the FIFO
+    # --max-image-pixels: the good photos (W x H each) are over a budget one pixel smaller.
+    assert convert.main([*argv, f"--output={planted / 'out/small'}", f"--max-image-pixels={W * H - 1}"]) == 1
+    assert "image over the size limit: 9\n" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("output", ["notes.txt/train", "/proc/1/no/train"])

@@ -1,11 +1,14 @@
 """python -m tf_hourglass.evaluate: the official MPII numbers, PCK, COCO AP, models over datasets, bad inputs."""
 
+import dataclasses
 import json
 import os
 import re
 import subprocess
 import sys
+import zlib
 
+import cv2
 import h5py
 import keras
 import numpy as np
@@ -323,3 +326,22 @@ def test_data_flag_names_the_dataset_as_export_calibration_does(mpii, valid5, ti
     assert evaluate_main([*argv, "--data", "synthetic"]) == 1
     assert "a model is scored on a dataset in a reader format" in capsys.readouterr().err
     assert evaluate_main([*argv, "--data", f"mpii_h5:{valid5}", "--format", "mpii_h5"]) == 2
+
+
+def test_model_over_data_skips_and_counts_images_over_the_budget_and_fifos(
+    mpii, valid5, tiny_keras, tmp_path
+):
+    spec, records = readers.read_mpii_h5(valid5, mpii["images"])
+    huge = bytearray(cv2.imencode(".png", np.zeros((4, 4), np.uint8))[1].tobytes())
+    huge[16:24] = (10000).to_bytes(4, "big") * 2  # claims 10000 x 10000; CRC fixed
+    huge[29:33] = zlib.crc32(bytes(huge[12:29])).to_bytes(4, "big")
+    (tmp_path / "huge.png").write_bytes(bytes(huge))
+    os.mkfifo(tmp_path / "pipe.jpg")  # read by the pipeline, it would wait for a writer forever
+    hostile = [
+        dataclasses.replace(records[0], image_path=str(tmp_path / n)) for n in ("huge.png", "pipe.jpg")
+    ]
+    custom = str(tmp_path / "custom.json")
+    readers.write_custom(custom, spec, [*records, *hostile])
+    results = run.evaluate_model(tiny_keras[16], "custom", custom, None, progress=False)
+    assert results["num_predicted"] == 5 and results["num_unreadable_images"] == 2
+    assert results["num_skipped"] == 2

@@ -18,6 +18,7 @@ import tensorflow as tf
 from test_multi_person_prediction import FLIP, FakeNetwork, K, people_maps
 
 import tf_hourglass
+from tf_hourglass.data import keypoint_specs
 from tf_hourglass.data.ae_codec import AssociativeEmbeddingCodec
 from tf_hourglass.export import VerificationError, export_model
 from tf_hourglass.export.multi_person_saved_model import (
@@ -248,3 +249,122 @@ def test_coco_ap_of_people_against_ground_truth_and_coco_samples(tmp_path):
     (tmp_path / "a.png").write_bytes(tf.io.encode_png(photo(20, 30, 0)).numpy())
     samples = coco_samples(str(annotations), str(tmp_path))
     assert samples.image_ids == [3] and samples.images[0].shape == (20, 30, 3)
+
+
+# ----- the exported network (.tflite, .onnx) in predict and evaluate ---------------------
+
+
+@pytest.fixture(scope="module")
+def network_files(tmp_path_factory):
+    """A random-weight ``ae_tiny`` as a .keras file and its .tflite and .onnx networks.
+
+    Its output layer is scaled by 8 so that detections clear the grouping's threshold
+    (0.1) by a margin: a random network's peaks sit at it, where runtimes' last digits decide.
+    """
+    keras.utils.set_random_seed(0)
+    model = tf_hourglass.from_preset("ae_tiny")
+    output = model.get_layer("stack2_output_conv")
+    kernel, bias = output.get_weights()
+    output.set_weights([8.0 * kernel, bias])
+    folder = tmp_path_factory.mktemp("networks")
+    model.save(str(folder / "ae.keras"))
+    for format in ("tflite", "onnx"):
+        export_model(model, str(folder / f"ae.{format}"), format, log=lambda line: None)
+    return folder
+
+
+def assert_same_people(found, expected, atol=0.05, min_fraction=0.95):
+    """As many people, each's score, and the joints both found at the same place, but for near ties:
+    at least ``min_fraction`` of them within ``atol`` photo pixels."""
+    assert len(found["scores"]) == len(expected["scores"]) > 0
+    np.testing.assert_allclose(found["scores"], expected["scores"], atol=1e-3)
+    both = (found["keypoint_scores"] > 0) & (expected["keypoint_scores"] > 0)
+    distances = np.linalg.norm(found["keypoints"] - expected["keypoints"], axis=-1)[both]
+    assert np.mean(distances < atol) >= min_fraction
+
+
+@pytest.mark.parametrize("format", ["tflite", "onnx"])
+def test_an_exported_network_finds_the_keras_models_people(network_files, format):
+    path = str(network_files / f"ae.{format}")
+    exported = tf_hourglass.PoseEstimator(path)
+    keras_estimator = tf_hourglass.PoseEstimator(str(network_files / "ae.keras"))
+    assert exported.multi_person and exported.spec == keypoint_specs.COCO
+    for index, shape in enumerate(((48, 80), (200, 120), (37, 101))):
+        image = photo(*shape, 30 + index)
+        assert_same_people(exported.predict(image), keras_estimator.predict(image))
+
+
+def test_an_exported_network_runs_its_own_input_size_only(network_files):
+    estimator = tf_hourglass.PoseEstimator(str(network_files / "ae.tflite"), scales=(1.0, 2.0))
+    with pytest.raises(ValueError, match=r"ae.tflite takes 64x64 inputs only.*scales other than 1 need"):
+        estimator.predict(photo(40, 40, 0))
+
+
+@pytest.mark.e2e
+def test_predict_command_on_an_exported_network_writes_the_keras_models_people(
+    network_files, tmp_path, capsys
+):
+    from tf_hourglass.predict import main as predict_main
+
+    image = tmp_path / "000000000007.png"
+    image.write_bytes(tf.io.encode_png(photo(60, 90, 40)).numpy())
+    written = {}
+    for format in ("keras", "onnx"):
+        out = tmp_path / format
+        argv = ["predict", "--model", str(network_files / f"ae.{format}"), "--input", str(image)]
+        assert predict_main([*argv, "--output", str(out)]) == 0
+        written[format] = json.loads((out / "000000000007.json").read_text())
+    assert "Model: ONNX file" in capsys.readouterr().out
+    people = {}
+    for format, results in written.items():
+        assert {person["image_id"] for person in results} == {7}
+        triples = np.array([person["keypoints"] for person in results]).reshape(len(results), K, 3)
+        people[format] = {
+            "keypoints": triples[..., :2],
+            "keypoint_scores": triples[..., 2],
+            "scores": np.array([person["score"] for person in results]),
+        }
+    assert_same_people(people["onnx"], people["keras"])
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("format", ["tflite", "onnx"])
+def test_evaluate_scores_an_exported_network_as_its_keras_model(network_files, shared_data, format):
+    from tf_hourglass.evaluation import run
+
+    coco = shared_data / "coco"
+    data = f"coco:{coco / 'person_keypoints_sample.json'}:{coco / 'images'}"
+    keras_results = run.evaluate_model(str(network_files / "ae.keras"), data, flip=True, progress=False)
+    results = run.evaluate_model(str(network_files / f"ae.{format}"), data, flip=True, progress=False)
+    assert results["num_images"] == 4 and results["inputs"]["model"].endswith(f"ae.{format}")
+    assert results["num_people_found"] == keras_results["num_people_found"] > 0
+    for name, value in keras_results["coco_keypoints"].items():
+        assert results["coco_keypoints"][name] == pytest.approx(value, abs=1e-3), name
+
+
+@pytest.mark.e2e
+def test_the_people_saved_model_given_to_predict_or_evaluate_says_what_to_give(export, shared_data):
+    from tf_hourglass.evaluation import run
+
+    with pytest.raises(
+        ValueError, match="is a multi-person SavedModel .* take the .keras model or its network"
+    ):
+        tf_hourglass.PoseEstimator(export[0].path)
+    coco = shared_data / "coco"
+    with pytest.raises(ValueError, match="is a multi-person SavedModel"):
+        run.evaluate_model(export[0].path, f"coco:{coco / 'person_keypoints_sample.json'}:{coco / 'images'}")
+
+
+@pytest.mark.e2e
+def test_without_a_coco_sample_the_ap_check_runs_on_held_out_synthetic_scenes(
+    ae_model, tmp_path, monkeypatch
+):
+    from tf_hourglass.export import multi_person_verify
+
+    monkeypatch.setattr(multi_person_verify, "default_coco_sample", lambda: None)
+    result = export_model(ae_model, str(tmp_path / "people" / "1"), "saved_model", log=lambda line: None)
+    (parity_line,) = [line for line in result.lines if line.startswith("parity")]
+    assert "on 8 held-out synthetic scenes" in parity_line and "[AP within 0.5 points]" in parity_line
+    assert result.parity.ap_python is not None and result.parity.ap_difference <= 0.5
+    assert result.parity.num_images == 8 and parity_line.endswith("OK")
+    assert sorted(os.listdir(tmp_path)) == ["people"]  # the ground truth was not left beside the export

@@ -195,3 +195,28 @@ def test_the_onnx_file_carries_the_model_info_in_its_metadata(onnx_export):
     assert not os.path.exists(onnx_export.path + ".info.json")  # inside the file, nothing beside it
     info = read_model_info(onnx_export.path, ModelInfo())
     assert info.spec.name == "mpii" and info.input_size == (64, 64)
+
+
+def test_an_onnx_file_predicts_and_evaluates_as_the_keras_model(onnx_export, shared_data, tmp_path):
+    import h5py
+
+    from tf_hourglass.evaluation import run
+    from tf_hourglass.prediction.estimator import PoseEstimator
+
+    photo = np.random.default_rng(1).integers(0, 256, (90, 70, 3), np.uint8)
+    exported = PoseEstimator(onnx_export.path)
+    keras_estimator = PoseEstimator(tiny_model_path(), precision="float32")
+    assert exported.spec.name == "mpii" and exported.codec.peak == keras_estimator.codec.peak
+    np.testing.assert_allclose(
+        exported.predict(photo)["keypoints"], keras_estimator.predict(photo)["keypoints"], atol=0.05
+    )
+    mpii = shared_data / "mpii"
+    valid5 = tmp_path / "valid5.h5"  # the five rows whose images are in the sample
+    with h5py.File(mpii / "annot" / "valid.h5", "r") as source, h5py.File(valid5, "w") as rows:
+        for key in source.keys():
+            rows[key] = source[key][:5]
+    data = f"mpii_h5:{valid5}:{mpii / 'images'}"
+    results = run.evaluate_model(onnx_export.path, data, progress=False, precision="float32")
+    expected = run.evaluate_model(tiny_model_path(), data, progress=False, precision="float32")
+    assert results["inputs"]["model_file"] == f"ONNX file {onnx_export.path}"
+    assert results["pckh@0.5"]["Total"] == pytest.approx(expected["pckh@0.5"]["Total"], abs=0.5)

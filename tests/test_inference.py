@@ -255,10 +255,20 @@ def test_unloadable_model_paths_are_explained(tmp_path, tiny_model):
         load_model_for_inference(weights)
     with pytest.raises(ValueError, match="final.keras"):
         load_model_for_inference(str(tmp_path))
-    other = tmp_path / "model.onnx"
+    other = tmp_path / "model.pt"
     other.write_bytes(b"x")
     with pytest.raises(ValueError, match="Unsupported model file"):
         load_model_for_inference(str(other))
+    broken = tmp_path / "model.onnx"
+    broken.write_bytes(b"x")
+    with pytest.raises(ValueError, match=f"{broken} is not an ONNX network ONNX Runtime can load"):
+        load_model_for_inference(str(broken))
+    with pytest.raises(ValueError, match=f"{broken} is not an ONNX network"):
+        PoseEstimator(str(broken))  # which reads the kind in its metadata first
+    broken = tmp_path / "model.tflite"
+    broken.write_bytes(b"x")
+    with pytest.raises(ValueError, match=f"{broken} is not a TFLite model LiteRT can load"):
+        PoseEstimator(str(broken))
     assert os.path.exists(weights)
 
 

@@ -13,8 +13,9 @@ import pytest
 
 import tf_hourglass
 from tf_hourglass.data import keypoint_specs
+from tf_hourglass.data.images import UnreadableInputError, read_image
 from tf_hourglass.prediction.estimator import PoseEstimator
-from tf_hourglass.prediction.files import UnreadableInputError, predict_path, read_image
+from tf_hourglass.prediction.files import predict_path
 
 MPII_NAMES = list(keypoint_specs.MPII.keypoint_names)
 

@@ -135,3 +135,19 @@ def test_scenes_written_as_a_custom_dataset_read_back_as_whole_images(tmp_path):
     for index, record in enumerate(records):
         assert record.image_path.endswith(f"{index:08d}.jpg")
         np.testing.assert_allclose(record.keypoints, generator.generate(index)[1], atol=1e-4)
+
+
+def test_coco_ground_truth_lists_each_scenes_labelled_people_with_the_box_of_their_joints(scenes):
+    generator, rendered = scenes
+    document, photos = generator.coco_ground_truth([3, 5])
+    assert [image["id"] for image in document["images"]] == [3, 5] == [image_id for image_id, _ in photos]
+    np.testing.assert_array_equal(photos[1][1], rendered[5].image)
+    assert document["categories"][0]["keypoints"] == list(keypoint_specs.COCO.keypoint_names)
+    people = [a for a in document["annotations"] if a["image_id"] == 5]
+    assert len(people) == len(rendered[5].keypoints)
+    for person, truth in zip(people, rendered[5].keypoints, strict=True):
+        np.testing.assert_allclose(np.reshape(person["keypoints"], (17, 3)), truth)
+        labelled = truth[truth[:, 2] > 0, :2]
+        x0, y0 = labelled.min(axis=0)
+        np.testing.assert_allclose(person["bbox"], [x0, y0, *(labelled.max(axis=0) - (x0, y0))], rtol=1e-6)
+        assert person["num_keypoints"] == len(labelled) and person["iscrowd"] == 0

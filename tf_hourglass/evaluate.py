@@ -20,6 +20,7 @@ import sys
 from absl import flags
 
 from tf_hourglass.cli import fail, parse_flags
+from tf_hourglass.data.images import budget_from_flags, define_budget_flags
 from tf_hourglass.precision import INFERENCE_PRECISIONS
 
 # Own FlagValues (see tf_hourglass/cli.py for the convention every command follows).
@@ -76,6 +77,7 @@ flags.DEFINE_integer(
     "batch_size", 16, "Images per model call (with --model).", lower_bound=1, flag_values=_FLAGS
 )
 flags.DEFINE_string("json", None, "Write the results to this JSON file.", flag_values=_FLAGS)
+define_budget_flags(_FLAGS)
 
 
 def _check_flags():
@@ -132,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                 batch_size=_FLAGS.batch_size,
                 scales=_scales(),
                 precision=_FLAGS.precision,
+                budget=budget_from_flags(_FLAGS),
             )
         print(run.format_results(results))
         inputs = results.get("inputs", {})

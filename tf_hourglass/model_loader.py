@@ -285,7 +285,11 @@ class TFLiteRunner:
             raise ImportError(f"Running {path} needs LiteRT: pip install 'tf_hourglass[export]'.") from error
 
         with tf.io.gfile.GFile(path, "rb") as f:
-            self.interpreter = Interpreter(model_content=f.read(), num_threads=num_threads)
+            content = f.read()
+        try:
+            self.interpreter = Interpreter(model_content=content, num_threads=num_threads)
+        except ValueError as error:  # LiteRT's message does not name the file
+            raise ValueError(f"{path} is not a TFLite model LiteRT can load: {error}") from None
         signatures = self.interpreter.get_signature_list()
         key = next((k for k in SIGNATURE_KEYS if k in signatures), None)
         if key is None:
@@ -356,6 +360,59 @@ def load_tflite(path: str) -> InferenceModel:
     )
 
 
+class OnnxRunner:
+    """Runs an ONNX network (``export/onnx.py``'s files) with ONNX Runtime on the CPU.
+
+    Takes float32 inputs [N, H, W, 3] in [0, 1] and returns its first output
+    float32 [N, h, w, C] (the last stack). ``input_size``, ``heatmap_size`` and
+    ``num_keypoints`` (C) are read from the file's shapes.
+    """
+
+    def __init__(self, path: str, num_threads: int = 2):
+        try:
+            import onnxruntime
+        except ImportError as error:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                f"Running {path} needs ONNX Runtime: pip install 'tf_hourglass[export]'."
+            ) from error
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = num_threads
+        try:
+            self.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception types for bad files
+            raise ValueError(
+                f"{path} is not an ONNX network ONNX Runtime can load: {str(error)[:200]}"
+            ) from None
+        (self.input,) = self.session.get_inputs()[:1]
+        self.input_name = self.input.name
+        name = f"ONNX model {path}"
+        self.input_size = _static_size(self.input.shape[1:3], "input", name)
+        output_shape = [s if isinstance(s, int) else None for s in self.session.get_outputs()[0].shape]
+        self.heatmap_size, self.num_keypoints = _heatmap_shape(output_shape, name)
+
+    def __call__(self, crops) -> np.ndarray:
+        """Heatmaps float32 [N, h, w, K] for crops float32 [N, H, W, 3] in [0, 1]."""
+        return self.session.run(None, {self.input_name: np.asarray(crops, np.float32)})[0]
+
+
+def load_onnx(path: str) -> InferenceModel:
+    """An ``.onnx`` file (see ``OnnxRunner``) as an ``InferenceModel``; its info from its metadata."""
+    runner = OnnxRunner(path)
+    info = read_model_info(
+        path, ModelInfo(spec=default_spec(runner.num_keypoints), input_size=runner.input_size)
+    )
+    return numpy_inference_model(
+        runner,
+        runner.input_size,
+        runner.heatmap_size,
+        runner.num_keypoints,
+        path,
+        resources=runner,
+        info=info,
+    )
+
+
 # ----------------------------------------------------------------------------
 # What a model file says about itself
 # ----------------------------------------------------------------------------
@@ -375,7 +432,12 @@ def _onnx_metadata(path: str, key: str) -> str | None:
         import onnx
     except ImportError:
         return None
-    proto = onnx.load(path, load_external_data=False)
+    try:
+        proto = onnx.load(path, load_external_data=False)
+    except Exception as error:  # protobuf's DecodeError and onnx's own, for a file that is no ONNX model
+        raise ValueError(
+            f"{path} is not an ONNX network ({type(error).__name__}: {str(error)[:100]})."
+        ) from None
     return next((entry.value for entry in proto.metadata_props if entry.key == key), None)
 
 
@@ -513,6 +575,8 @@ def describe_model_source(model) -> str:
         )
     if name.endswith(".tflite"):
         return f"TFLite file {name}"
+    if name.endswith(".onnx"):
+        return f"ONNX file {name}"
     return name
 
 
@@ -543,9 +607,20 @@ def model_kind(model) -> str:
     return SINGLE_PERSON
 
 
+NETWORK_FILE_SUFFIXES = (".tflite", ".onnx")  # exported networks (heatmaps, or heatmaps and tags)
+
+
+def _network_file(model) -> str | None:
+    """The path of an exported network file (.tflite / .onnx), or None for anything else."""
+    if isinstance(model, (keras.Model, InferenceModel)):
+        return None
+    path = os.fspath(model)
+    return path if path.endswith(NETWORK_FILE_SUFFIXES) else None
+
+
 def load_pose_model(model, precision: str = "float32"):
-    """Any model, loaded once: an ``InferenceModel`` for a single-person model, the Keras model for a
-    multi-person one (which ``multi_person_network`` runs on whole photos).
+    """Any model, loaded once: an ``InferenceModel`` for a single-person model; for a multi-person one
+    ``multi_person_network``'s (network, model) pair, which ``prediction.multi_person`` runs on whole photos.
 
     ``precision``: what a single-person Keras model runs in (``keras_inference_model``).
     """
@@ -554,27 +629,102 @@ def load_pose_model(model, precision: str = "float32"):
     if not isinstance(model, keras.Model):
         path = keras_model_path(model)
         if not (path.endswith(".keras") and tf.io.gfile.exists(path)):
-            return load_model_for_inference(model, precision)  # a SavedModel or .tflite (or a clear error)
+            if tf.io.gfile.exists(os.fspath(model)) and model_kind(model) == MULTI_PERSON:
+                return multi_person_network(model)  # an exported network (or a clear error)
+            return load_model_for_inference(
+                model, precision
+            )  # a SavedModel, .tflite, .onnx (or a clear error)
         name, model = path, load_keras_model(path)
     else:
         name = model.name
     if model_info(model).kind == MULTI_PERSON:
-        return model
+        return multi_person_network(model)
     return keras_inference_model(model, name=name, precision=precision)
 
 
-def multi_person_network(model) -> tuple[Callable, keras.Model]:
-    """A multi-person (Associative Embedding) model as a function from inputs of any side to its last stack.
+class ExportedPeopleNetwork:
+    """A multi-person network exported as ``.tflite`` or ``.onnx``: inputs (N, S, S, 3) -> its last stack.
+
+    It has the attributes decoding reads off a Keras ``AssociativeEmbedding``
+    (``name``, ``pose_info``, ``num_keypoints``, ``tag_dim``, ``heatmap_stride``),
+    so ``prediction.multi_person.codec_for_model`` and ``model_info`` take either.
+    An exported network has one input size (the model's at scale 1): other
+    sides, as other scales need, are refused naming the file.
 
     Args:
-        model: a Keras ``AssociativeEmbedding``, its ``.keras`` file, a workdir or
-            a pretrained preset's name.
+        path: the file.
+        runner: ``TFLiteRunner`` or ``OnnxRunner`` of it (float32 in [0, 1] -> its output, NumPy).
+        info: its ``ModelInfo`` (``read_model_info``); the spec defaults to COCO.
+    """
+
+    tag_dim = 1  # every AssociativeEmbedding preset and the official network; export refuses others
+
+    def __init__(self, path: str, runner, info: ModelInfo):
+        self.name = path
+        self._runner = runner
+        spec = info.spec or keypoint_specs.COCO
+        self.input_size = tuple(runner.input_size)
+        self.pose_info = dataclasses.replace(info, spec=spec, input_size=self.input_size)
+        self.num_keypoints = spec.num_keypoints
+        channels = runner.num_keypoints
+        if channels < self.num_keypoints * (1 + self.tag_dim):
+            raise ValueError(
+                f"{path}: its output has {channels} channels; a multi-person network of {self.num_keypoints} "
+                f"keypoints ({spec.name}) has at least {self.num_keypoints * (1 + self.tag_dim)} (heatmaps and tags)."
+            )
+        self.heatmap_stride = self.input_size[0] // runner.heatmap_size[0]
+
+    def __call__(self, inputs) -> np.ndarray:
+        inputs = np.asarray(inputs, np.float32)
+        if tuple(inputs.shape[1:3]) != self.input_size:
+            height, width = self.input_size
+            raise ValueError(
+                f"{self.name} takes {height}x{width} inputs only (an exported network's input size is fixed); "
+                f"received {inputs.shape[1]}x{inputs.shape[2]}: scales other than 1 need the .keras model."
+            )
+        return self._runner(inputs)
+
+
+def _load_exported_people_network(path: str) -> ExportedPeopleNetwork:
+    runner = TFLiteRunner(path) if path.endswith(".tflite") else OnnxRunner(path)
+    return ExportedPeopleNetwork(path, runner, read_model_info(path, ModelInfo(kind=MULTI_PERSON)))
+
+
+def multi_person_network(model) -> tuple[Callable, keras.Model | ExportedPeopleNetwork]:
+    """A multi-person (Associative Embedding) model as a function from whole-photo inputs to its last stack.
+
+    Args:
+        model: a Keras ``AssociativeEmbedding``, its ``.keras`` file, a workdir, a
+            pretrained preset's name, or its network exported as ``.tflite`` or
+            ``.onnx`` (their info says the model kind and keypoints).
 
     Returns:
-        (network, model): ``network`` maps float32 inputs (N, S, S, 3), S any
-        multiple of 64, to the last stack's output; ``model`` is the loaded Keras
-        model (its ``pose_info`` says the keypoints).
+        (network, model): ``network`` maps float32 inputs (N, S, S, 3) in [0, 1]
+        to the last stack's output; a Keras model takes S any multiple of 64, an
+        exported network its own S only. ``model`` is the loaded Keras model, or
+        the ``ExportedPeopleNetwork`` (both say the keypoints, tags and stride).
     """
+    path = _network_file(model)
+    if path is not None:
+        if not tf.io.gfile.exists(path):
+            raise FileNotFoundError(f"Model not found: {path!r}.")
+        kind = model_kind(path)
+        if kind != MULTI_PERSON:
+            raise ValueError(
+                f"{path} is a {kind} model; finding every person in a photo takes a multi-person "
+                "(Associative Embedding) model."
+            )
+        network = _load_exported_people_network(path)
+        return network, network
+    if (
+        not isinstance(model, keras.Model)
+        and tf.io.gfile.isdir(os.fspath(model))
+        and tf.io.gfile.exists(os.path.join(os.fspath(model), "saved_model.pb"))
+    ):
+        raise ValueError(
+            f"{os.fspath(model)} is a multi-person SavedModel (photos in, people out, for TF Serving); "
+            "predict and evaluate take the .keras model or its network exported as .tflite or .onnx."
+        )
     model = load_keras_model(model)
     if model_info(model).kind != MULTI_PERSON:
         raise ValueError(
@@ -630,6 +780,8 @@ def load_model_for_inference(model, precision: str = "float32") -> InferenceMode
         return keras_inference_model(load_keras_model(path), keras_model_path(path), precision)
     if path.endswith(".tflite"):
         return load_tflite(path)
+    if path.endswith(".onnx"):
+        return load_onnx(path)
     if path.endswith(".h5"):
         raise ValueError(
             f"{path!r} holds weights only, not the model's config. Build the model (e.g. "
@@ -638,5 +790,5 @@ def load_model_for_inference(model, precision: str = "float32") -> InferenceMode
         )
     raise ValueError(
         f"Unsupported model file {path!r}; expected a .keras file, a training workdir with "
-        "final.keras, a SavedModel directory or a .tflite file."
+        "final.keras, a SavedModel directory, a .tflite or an .onnx file."
     )

@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from tf_hourglass import atomic_files
 from tf_hourglass.cli import fail, parse_flags
-from tf_hourglass.data import readers, tfrecord
+from tf_hourglass.data import images, readers, tfrecord
 from tf_hourglass.data.multi_person_pipeline import encode_loss_mask, record_loss_mask
 from tf_hourglass.data.records import PIXELS_PER_SCALE, MultiPersonRecord, PoseRecord
 
@@ -47,9 +47,10 @@ JPEG_QUALITY = 95
 
 MISSING_IMAGE = "missing image"
 UNDECODABLE_IMAGE = "undecodable image"
+IMAGE_OVER_BUDGET = "image over the size limit"
 NO_ANNOTATED_JOINT = "no annotated joint"
 INVALID_BOX_OR_SCALE = "invalid box or scale"
-SKIP_REASONS = (MISSING_IMAGE, UNDECODABLE_IMAGE, NO_ANNOTATED_JOINT, INVALID_BOX_OR_SCALE)
+SKIP_REASONS = (MISSING_IMAGE, UNDECODABLE_IMAGE, IMAGE_OVER_BUDGET, NO_ANNOTATED_JOINT, INVALID_BOX_OR_SCALE)
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -126,27 +127,27 @@ def to_rgb8(image: np.ndarray) -> np.ndarray:
     raise _Skip(UNDECODABLE_IMAGE)
 
 
-def load_image(path: str) -> tuple[bytes, np.ndarray, bool]:
-    """Reads and decodes one photo.
+def load_image(
+    path: str, budget: images.ImageBudget = images.DEFAULT_BUDGET
+) -> tuple[bytes, np.ndarray, bool]:
+    """Reads and decodes one photo (``images.read_image_bytes``: within ``budget``, a regular file).
 
     Returns:
         (raw bytes, 8-bit BGR image, whether the raw bytes already are an
         8-bit 3-channel JPEG or PNG that TF decodes to the same pixels).
 
     Raises:
-        _Skip: MISSING_IMAGE or UNDECODABLE_IMAGE.
+        _Skip: MISSING_IMAGE, IMAGE_OVER_BUDGET or UNDECODABLE_IMAGE (not a regular file among them).
     """
     try:
-        with tf.io.gfile.GFile(path, "rb") as f:
-            data = f.read()
-    except tf.errors.NotFoundError as e:
+        data = images.read_image_bytes(path, budget)
+        decoded = images.decode_image_bytes(data, path)
+    except images.MissingImageError as e:
         raise _Skip(MISSING_IMAGE) from e
-    try:
-        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
-    except cv2.error as e:  # e.g. a header claiming more pixels than OpenCV allows
+    except images.ImageOverBudgetError as e:
+        raise _Skip(IMAGE_OVER_BUDGET) from e
+    except images.UnreadableInputError as e:
         raise _Skip(UNDECODABLE_IMAGE) from e
-    if decoded is None or decoded.size == 0:
-        raise _Skip(UNDECODABLE_IMAGE)
     is_jpeg = data.startswith(_JPEG_MAGIC)
     if is_jpeg and is_truncated_jpeg(data):
         raise _Skip(UNDECODABLE_IMAGE)
@@ -257,6 +258,7 @@ def convert_dataset(
     crop_margin: float = DEFAULT_CROP_MARGIN,
     full_image: bool = False,
     progress: bool = True,
+    budget: images.ImageBudget = images.DEFAULT_BUDGET,
 ) -> ConversionSummary:
     """Reads a dataset and writes it as sharded TFRecords plus ``PREFIX.spec.json``.
 
@@ -265,7 +267,8 @@ def convert_dataset(
     of an earlier conversion to the same prefix are then removed. When no
     example is written, no file is left behind. ``PREFIX.lock`` is held
     meanwhile; the prefix is matched literally (glob characters in it are
-    plain characters).
+    plain characters). Photos over ``budget`` (bytes, or pixels their header
+    claims) are skipped undecoded and counted as IMAGE_OVER_BUDGET.
 
     Raises:
         readers.DatasetError: the annotation file is malformed.
@@ -285,7 +288,7 @@ def convert_dataset(
         reason = annotation_skip_reason(record)
         if reason is not None:
             raise _Skip(reason)
-        image = _cached_image(cache, record.image_path)
+        image = _cached_image(cache, record.image_path, budget)
         return _example_bytes(record, *image, crop_margin, full_image)
 
     return _convert(
@@ -309,6 +312,7 @@ def convert_multi_person_dataset(
     output_prefix: str,
     num_shards: int = 1,
     progress: bool = True,
+    budget: images.ImageBudget = images.DEFAULT_BUDGET,
 ) -> ConversionSummary:
     """Writes one example per image with all its people (``tfrecord.serialize_image_example``).
 
@@ -325,7 +329,7 @@ def convert_multi_person_dataset(
     spec, records = readers.read_multi_person_dataset(format, annotations, images_dir)
 
     def example(record: MultiPersonRecord) -> bytes:
-        data, image, reusable = load_image(record.image_path)
+        data, image, reusable = load_image(record.image_path, budget)
         height, width = image.shape[:2]
         # Segments are in the photo's pixels: its decoded size is the one to draw them at.
         record = dataclasses.replace(record, image_size=(height, width))
@@ -351,12 +355,12 @@ def convert_multi_person_dataset(
     )
 
 
-def _cached_image(cache: dict, path: str):
-    """``load_image(path)``, reusing the last photo's result (its skip too)."""
+def _cached_image(cache: dict, path: str, budget: images.ImageBudget):
+    """``load_image(path, budget)``, reusing the last photo's result (its skip too)."""
     if path != cache["path"]:
         cache["path"] = path
         try:
-            cache["image"] = load_image(path)
+            cache["image"] = load_image(path, budget)
         except _Skip as skip:
             cache["image"] = skip
     if isinstance(cache["image"], _Skip):
@@ -479,6 +483,7 @@ flags.DEFINE_bool(
     f"Embedding) training; formats {list(readers.MULTI_PERSON_FORMATS)}.",
     flag_values=_FLAGS,
 )
+images.define_budget_flags(_FLAGS)
 for _name in ("format", "annotations", "output"):
     flags.mark_flag_as_required(_name, flag_values=_FLAGS)
 
@@ -513,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
                 images_dir=_FLAGS.images,
                 output_prefix=_FLAGS.output,
                 num_shards=_FLAGS.num_shards,
+                budget=images.budget_from_flags(_FLAGS),
             )
         else:
             summary = convert_dataset(
@@ -523,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
                 num_shards=_FLAGS.num_shards,
                 crop_margin=_FLAGS.crop_margin,
                 full_image=_FLAGS.full_image,
+                budget=images.budget_from_flags(_FLAGS),
             )
     except (readers.DatasetError, OSError, ValueError) as e:
         return fail("convert", e)

@@ -41,6 +41,20 @@ def box_scale(side):
     return side * BOX_MARGIN / PIXELS_PER_SCALE
 
 
+def keypoints_box(keypoints, found) -> tuple[float, float, float, float] | None:
+    """The bounding box (x, y, w, h) of the joints where ``found`` is True, or None when they span no
+    pixel (none found, or all at one point): then there is no crop. One of w, h may be 0 (a line of
+    joints): the crop's side is the longer one."""
+    keypoints = np.asarray(keypoints, np.float64).reshape(-1, 2)
+    found = np.asarray(found, bool) & np.isfinite(keypoints).all(axis=1)
+    if not found.any():
+        return None
+    low, high = keypoints[found].min(axis=0), keypoints[found].max(axis=0)
+    if float(max(high - low)) <= 0:
+        return None
+    return (float(low[0]), float(low[1]), float(high[0] - low[0]), float(high[1] - low[1]))
+
+
 def center_scale_from_box(box) -> tuple[np.ndarray, float]:
     """Crop centre (float64) and scale of one person box (x, y, w, h), for readers.
 

@@ -130,6 +130,8 @@ class MultiPersonSource:
                     f"the image is {record.image_size}."
                 )
         self.encoded_masks = [encode_loss_mask(mask) for mask in loss_masks]
+        # (image files dropped before this source was made, of how many): pipeline.readable_records's count.
+        self.skipped_images = (0, 0)
 
     @classmethod
     def from_scenes(cls, scenes, num_images: int, start: int = 0) -> MultiPersonSource:

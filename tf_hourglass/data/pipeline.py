@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from tf_hourglass.data import transforms
+from tf_hourglass.data import images, transforms
 from tf_hourglass.data.center_map import gaussian_center_maps
 from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.data.records import PIXELS_PER_SCALE, KeypointSpec, PoseRecord
@@ -84,6 +84,58 @@ def check_record_images(images, num_records: int):
             f"dtype={images.dtype}, shape={images.shape} for {num_records} records."
         )
     return images
+
+
+def readable_records(
+    records: Sequence, budget: images.ImageBudget, what: str
+) -> tuple[list, tuple[int, int]]:
+    """(the records whose image file can be used, (image files that cannot, of how many)), checked once.
+
+    Each distinct ``image_path`` is checked when a source is opened
+    (``images.check_image_files``: a regular file, within ``budget``, with an
+    image header, and one decoded), so the per-example path of the pipeline
+    stays as it was. Records of the others are dropped with one warning line
+    naming the first few; ``what`` names the data in messages.
+
+    Raises:
+        ValueError: no image file can be used (one line naming the first few).
+    """
+    from absl import logging
+
+    check = images.check_image_files([r.image_path for r in records], budget)
+    if not check.readable:
+        raise ValueError(
+            f"{what}: none of its {check.num_files} image file(s) can be read: {check.examples()}"
+        )
+    if check.unreadable:
+        logging.warning(check.summary(what))
+    kept = [r for r in records if r.image_path not in check.unreadable]
+    return kept, (len(check.unreadable), check.num_files)
+
+
+def check_tfrecord_images(files: Sequence[str], image_key: str, what: str, count: int = 3) -> None:
+    """Refuses TFRecord shards none of whose images TensorFlow decodes (examples are read until one does).
+
+    In sound shards that is the first example; the pipeline then skips any
+    other example whose image does not decode.
+
+    Raises:
+        ValueError: no example's image decodes (one line naming the first few).
+    """
+    failed = []
+    feature = {image_key: tf.io.FixedLenFeature([], tf.string, default_value="")}
+    for serialized in tf.data.TFRecordDataset(list(files)):
+        try:
+            encoded = tf.io.parse_single_example(serialized, feature)[image_key]
+        except tf.errors.InvalidArgumentError:
+            encoded = b""
+        if images.decodes_in_tensorflow(encoded):
+            return
+        failed.append(len(failed))
+    raise ValueError(
+        f"{what}: none of the {len(failed)} example(s) in {', '.join(files[:count])} has an image that "
+        f"decodes (examples {failed[:count]} of the first shard on)."
+    )
 
 
 class InMemorySource:

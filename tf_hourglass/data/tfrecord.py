@@ -143,7 +143,7 @@ def parse_example(serialized: tf.Tensor, num_keypoints: int | None = None) -> di
 
     Keys are the feature names above; ``keypoints`` comes back as (K, 2)
     float32, ``has_gt`` / ``visible`` / ``has_box`` as bool, other ints as
-    int64. The image stays encoded (see ``decode_image``). Pass
+    int64. The image stays encoded (``images.decode_image`` decodes it). Pass
     ``num_keypoints`` to get static shapes for the per-joint features.
     """
     parsed = tf.io.parse_single_example(serialized, _feature_spec(num_keypoints))
@@ -155,13 +155,6 @@ def parse_example(serialized: tf.Tensor, num_keypoints: int | None = None) -> di
     parsed["visible"] = tf.cast(parsed["visible"], tf.bool)
     parsed["has_box"] = tf.cast(parsed["has_box"], tf.bool)
     return parsed
-
-
-def decode_image(encoded: tf.Tensor) -> tf.Tensor:
-    """Decodes ``image/encoded`` to a (H, W, 3) uint8 RGB tensor."""
-    image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
-    image.set_shape([None, None, 3])
-    return image
 
 
 def example_to_record(parsed: dict) -> PoseRecord:

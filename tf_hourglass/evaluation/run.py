@@ -37,13 +37,13 @@ from tqdm.auto import tqdm
 
 from tf_hourglass import atomic_files
 from tf_hourglass.data import keypoint_specs, readers, sources
-from tf_hourglass.data.pipeline import InMemorySource, make_dataset
+from tf_hourglass.data.images import DEFAULT_BUDGET, ImageBudget, UnreadableInputError, read_image
+from tf_hourglass.data.pipeline import InMemorySource, make_dataset, readable_records
 from tf_hourglass.data.records import KeypointSpec
 from tf_hourglass.evaluation import evaluator, metrics
 from tf_hourglass.model.info import MULTI_PERSON, model_info
 from tf_hourglass.model_loader import (
     describe_model_source,
-    load_keras_model,
     load_model_for_inference,
     model_kind,
     multi_person_network,
@@ -237,35 +237,40 @@ def _coco_results(annotations: str, predictions) -> tuple[list[dict], list[int]]
 
 
 def evaluate_people(
-    model, annotations: str, images_dir: str | None, flip: bool = True, scales=(1.0,), progress: bool = True
+    model,
+    annotations: str,
+    images_dir: str | None,
+    flip: bool = True,
+    scales=(1.0,),
+    progress: bool = True,
+    budget: ImageBudget = DEFAULT_BUDGET,
 ) -> dict:
     """A multi-person model over every image of a COCO person_keypoints file: the COCO keypoint AP.
 
     Each image goes through ``prediction.multi_person.predict_people`` (the
     official test.py's steps; ``flip`` and ``scales`` as its options) and its
     people become COCO results, scored with pycocotools' OKS. Images that cannot
-    be read are skipped and counted.
+    be read (or are over ``budget``, never decoded) are skipped and counted.
     """
     from tf_hourglass.prediction.estimator import to_rgb_float  # the one image normalisation
-    from tf_hourglass.prediction.files import UnreadableInputError, read_image
 
-    network, keras_model = multi_person_network(model)
-    info = model_info(keras_model)
+    network, people_model = multi_person_network(model)  # a Keras model, or an exported network
+    info = model_info(people_model)
     spec = info.spec or keypoint_specs.COCO
     if spec.num_keypoints != keypoint_specs.COCO.num_keypoints:
         raise ValueError(
-            f"{keras_model.name} finds {spec.num_keypoints} keypoints ({spec.name}); COCO's AP needs COCO's 17."
+            f"{people_model.name} finds {spec.num_keypoints} keypoints ({spec.name}); COCO's AP needs COCO's 17."
         )
     data = readers.load_json(annotations)
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise ValueError(f"{annotations}: not a COCO person_keypoints JSON (no 'images' list).")
     folder = images_dir if images_dir is not None else os.path.dirname(annotations)
-    codec = codec_for_model(keras_model)
+    codec = codec_for_model(people_model)
     results, image_ids, skipped, found = [], [], [], 0
     for image in tqdm(data["images"], desc="evaluate", unit="image", disable=not progress):
         path = os.path.join(folder, str(image.get("file_name", "")))
         try:
-            pixels = to_rgb_float(read_image(path))
+            pixels = to_rgb_float(read_image(path, budget))
         except UnreadableInputError as error:
             skipped.append(str(error))
             continue
@@ -287,7 +292,7 @@ def evaluate_people(
         "num_skipped": len(skipped),
         "num_people_found": found,
         "inputs": {
-            "model": keras_model.name,
+            "model": people_model.name,
             "model_file": describe_model_source(model),
             "annotations": annotations,
             "images": images_dir,
@@ -307,6 +312,7 @@ def evaluate_model(
     progress: bool = True,
     scales=(1.0,),
     precision: str = "auto",
+    budget: ImageBudget = DEFAULT_BUDGET,
 ) -> dict:
     """Runs a model over a dataset in any reader format and scores it.
 
@@ -318,6 +324,8 @@ def evaluate_model(
         precision: what a single-person Keras model computes in ("auto",
             "float32", "bfloat16": ``model_loader.keras_inference_model``);
             the results' ``inputs`` say what ran.
+        budget: images over it (bytes, or pixels their header claims) are
+            skipped undecoded; the results count them (``num_unreadable_images``).
 
     Persons without ground truth (or without a crop) are skipped. MPII gives
     the full PCKh table, COCO its AP, other specs PCK. A multi-person model
@@ -337,13 +345,13 @@ def evaluate_model(
         )
     format, annotations, images_dir = source.kind, source.annotations, source.images_dir
     if model_kind(model) == MULTI_PERSON:
-        people_model = load_keras_model(model)
         if format != "coco":
+            name = getattr(model, "name", None) or os.fspath(model)
             raise ValueError(
-                f"{people_model.name} is a multi-person model: it is scored with COCO's keypoint AP on a "
+                f"{name} is a multi-person model: it is scored with COCO's keypoint AP on a "
                 f"COCO person_keypoints file (coco:ANNOTATIONS:IMAGES); received {source}."
             )
-        return evaluate_people(people_model, annotations, images_dir, flip, scales, progress)
+        return evaluate_people(model, annotations, images_dir, flip, scales, progress, budget)
     spec, data = sources.open_source(source)
     records = data.records
     usable = [r for r in records if _usable(r)]
@@ -365,6 +373,9 @@ def evaluate_model(
             + f", e.g. {missing[:3]}."
         )
 
+    # Files over the budget, FIFOs, damaged headers: skipped and counted, before the long part.
+    checked, (num_unreadable, _) = readable_records(usable, budget, f"evaluation data {annotations}")
+    usable = checked
     if _is_mpii(spec):
         _check_head_sizes(np.array([r.normalizer for r in usable]))  # before the long part
 
@@ -398,7 +409,11 @@ def evaluate_model(
         "precision": inference_model.precision,
         "precision_reason": inference_model.precision_reason,
     }
-    counts = {"num_predicted": int(len(predictions.keypoints)), "num_skipped": len(records) - len(usable)}
+    counts = {
+        "num_predicted": int(len(predictions.keypoints)),
+        "num_skipped": len(records) - len(usable),
+        "num_unreadable_images": num_unreadable,
+    }
     if spec.name == keypoint_specs.COCO.name:
         results, image_ids = _coco_results(annotations, predictions)
         stats = metrics.coco_keypoint_ap(annotations, results, image_ids=image_ids)

@@ -248,15 +248,18 @@ def _verify_serving(path, model, codec, samples, full: bool) -> verify.Parity:
 
 
 def _people_samples(calibration, samples, input_size) -> multi_person_verify.PeopleSamples:
-    """The multi-person check's photos: COCO with ground truth if given or beside the project, else photos."""
+    """The multi-person check's photos: COCO with ground truth if given or beside the project, else
+    ``samples`` photos (no ground truth) if given, else held-out synthetic scenes with theirs."""
     if calibration:
         annotations, _, images_dir = calibration.removeprefix("coco:").partition(":")
         return multi_person_verify.coco_samples(annotations, images_dir or os.path.dirname(annotations))
+    if samples is not None:
+        photos = _sample_set(None, samples, input_size)
+        return multi_person_verify.photo_samples(photos.images, photos.encoded, photos.description)
     coco_sample = multi_person_verify.default_coco_sample()
-    if samples is None and coco_sample is not None:
+    if coco_sample is not None:
         return multi_person_verify.coco_samples(*coco_sample)
-    photos = _sample_set(None, samples, input_size)
-    return multi_person_verify.photo_samples(photos.images, photos.encoded, photos.description)
+    return multi_person_verify.scene_samples(input_size)
 
 
 def _export_people_saved_model(model, path, options, log):
@@ -360,6 +363,11 @@ def _check_multi_person_arguments(model, format, quantize, calibration) -> None:
             f"{model.name} is a multi-person model; quantize={quantize!r} calibrates on single-person crops. "
             "Use quantize='none', 'float16' or 'dynamic'."
         )
+    if format != "saved_model" and getattr(model, "tag_dim", 1) != 1:
+        raise ValueError(
+            f"{model.name} has tag_dim={model.tag_dim}; an exported multi-person network is read with one tag "
+            "per keypoint (model_loader.ExportedPeopleNetwork). Export format='saved_model' (people in the graph)."
+        )
     if calibration and (format != "saved_model" or not calibration.startswith("coco:")):
         raise ValueError(
             f"{model.name} is a multi-person model: calibration is only the SavedModel's AP check, "
@@ -410,7 +418,7 @@ def export_model(
         samples: a folder of photos for the parity check (default: the
             project's ``../shared/data/people`` when present, else synthetic figures;
             for a multi-person SavedModel the COCO sample ``../shared/data/coco``
-            with its ground truth first).
+            with its ground truth, else held-out synthetic scenes with theirs).
         sigma, peak, decode_method: the ``HeatmapCodec`` the SavedModel decodes
             with; each defaults to the model's own (``ModelInfo``: its training
             run's, so that scores are near 1 for confident joints).

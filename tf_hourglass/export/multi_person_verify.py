@@ -4,7 +4,8 @@ The Python path is ``prediction.multi_person.predict_people`` on the Keras
 model (flip test, one scale, the NumPy grouping with Munkres). The SavedModel
 groups in graph ops (``data.grouping_tf``) with another minimum-cost
 assignment, so the two may give different people where rounded costs tie;
-the bar is accuracy: with ground truth (a COCO person_keypoints file) both are scored
+the bar is accuracy: with ground truth (a COCO person_keypoints file, by default
+the COCO sample beside the project, else held-out synthetic scenes) both are scored
 with COCO's keypoint AP and the export fails when they differ by more than
 ``MAX_AP_DIFFERENCE`` AP points. Always reported: on how many photos both find
 the same number of people, and the distance of the keypoints found by both
@@ -16,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,9 @@ from tf_hourglass.prediction.multi_person import People, coco_results, predict_p
 
 MAX_AP_DIFFERENCE = 0.5  # AP points (percent)
 DEFAULT_NUM_PHOTOS = 8
+SCENES_HELDOUT_START = (
+    1_000_000  # the held-out scenes' first index (seed 0), as verify.SYNTHETIC_HELDOUT_START
+)
 
 
 @dataclasses.dataclass
@@ -38,7 +43,9 @@ class PeopleSamples:
     description: str
     images: list
     encoded: list
-    annotations: str | None = None  # a COCO person_keypoints JSON holding image_ids
+    annotations: str | dict | None = (
+        None  # a COCO person_keypoints JSON (a file, or its document) with image_ids
+    )
     image_ids: list | None = None
 
 
@@ -104,6 +111,26 @@ def coco_samples(annotations: str, images_dir: str, limit: int = DEFAULT_NUM_PHO
     )
 
 
+def scene_samples(input_size, limit: int = DEFAULT_NUM_PHOTOS) -> PeopleSamples:
+    """Held-out synthetic scenes at the network's input size, with their COCO ground truth.
+
+    Scenes ``SCENES_HELDOUT_START ..`` of seed 0: training draws its scenes from
+    index 0 on (``training.multi_person_loop``), thousands, never this far.
+    """
+    from tf_hourglass.data.synthetic import SyntheticScenes  # drawing code, loaded only when used
+
+    scenes = SyntheticScenes(image_size=tuple(input_size), seed=0)
+    document, photos = scenes.coco_ground_truth(range(SCENES_HELDOUT_START, SCENES_HELDOUT_START + limit))
+    images = [image for _, image in photos]
+    return PeopleSamples(
+        f"{limit} held-out synthetic scenes",
+        images,
+        [tf.io.encode_png(image).numpy() for image in images],
+        document,
+        [image_id for image_id, _ in photos],
+    )
+
+
 def photo_samples(images: list, encoded: list, description: str) -> PeopleSamples:
     """Photos without ground truth (only the people parity is measured)."""
     return PeopleSamples(description, list(images), list(encoded))
@@ -131,8 +158,15 @@ def compare_people(reference: list[People], exported: list[People]) -> tuple[int
     return same, distances
 
 
-def coco_ap(annotations: str, people: list[People], image_ids: list) -> float:
-    """COCO keypoint AP in percent of ``people`` (one entry per image id)."""
+def coco_ap(annotations: str | dict, people: list[People], image_ids: list) -> float:
+    """COCO keypoint AP in percent of ``people`` (one entry per image id) against ``annotations``,
+    a COCO person_keypoints file or its document."""
+    if isinstance(annotations, dict):  # pycocotools reads files: a temporary one, removed after
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "ground_truth.json")
+            with open(path, "w") as file:
+                json.dump(annotations, file)
+            return coco_ap(path, people, image_ids)
     results = []
     for found, image_id in zip(people, image_ids, strict=True):
         results += coco_results(found, image_id)

@@ -9,10 +9,11 @@ uses, and checked with ``onnx.checker``.
 
 from __future__ import annotations
 
-import numpy as np
-
 from tf_hourglass.export import saved_model
+from tf_hourglass.model_loader import OnnxRunner  # the one ONNX Runtime runner, beside TFLiteRunner
 from tf_hourglass.run_files import ONNX_INFO_KEY
+
+__all__ = ["OnnxRunner", "export_onnx", "write_model_info"]
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 17
@@ -44,19 +45,3 @@ def write_model_info(path: str, text: str) -> None:
     entry = proto.metadata_props.add()
     entry.key, entry.value = ONNX_INFO_KEY, text
     onnx.save(proto, path)
-
-
-class OnnxRunner:
-    """Runs an ONNX network with ONNX Runtime on the CPU."""
-
-    def __init__(self, path: str, num_threads: int = 2):
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = num_threads
-        self.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-
-    def __call__(self, crops) -> np.ndarray:
-        """Heatmaps float32 [N, h, w, K] for crops float32 [N, H, W, 3] in [0, 1]."""
-        return self.session.run(None, {self.input_name: np.asarray(crops, np.float32)})[0]

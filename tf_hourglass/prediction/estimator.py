@@ -9,24 +9,24 @@ model's last-stack heatmaps with the ``HeatmapCodec`` and maps the keypoints
 back to the photo. Without a box, the whole image is the box.
 
 Models come as Keras objects or files (``.keras``, a training workdir holding
-``final.keras``, a SavedModel directory or a ``.tflite`` file), loaded by
+``final.keras``, a SavedModel directory, a ``.tflite`` or an ``.onnx`` file), loaded by
 ``model_loader.load_model_for_inference``.
 """
 
 from __future__ import annotations
 
 import math
+import os
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from tf_hourglass.data import keypoint_specs, transforms
 from tf_hourglass.data.codec import HeatmapCodec
-from tf_hourglass.data.crop import MIN_BOX_OVERLAP, box_crop_matrix, whole_image_box
+from tf_hourglass.data.crop import MIN_BOX_OVERLAP, box_crop_matrix, keypoints_box, whole_image_box
 from tf_hourglass.data.records import KeypointSpec
 from tf_hourglass.model.info import SINGLE_PERSON, model_info
-from tf_hourglass.model_loader import load_pose_model, multi_person_network
+from tf_hourglass.model_loader import InferenceModel, load_pose_model
 from tf_hourglass.prediction.multi_person import codec_for_model, predict_people
 from tf_hourglass.prediction.single_person import predict_keypoints
 
@@ -127,7 +127,8 @@ class PoseEstimator:
 
     Args:
         model: anything ``model_loader.load_model_for_inference`` takes (a Keras model, a
-            ``.keras`` file, a workdir, a SavedModel directory, a ``.tflite``).
+            ``.keras`` file, a workdir, a SavedModel directory, a ``.tflite``, an ``.onnx``;
+            a multi-person model also as its network exported to ``.tflite`` or ``.onnx``).
         spec: the model's keypoints (a ``KeypointSpec`` or a dataset name);
             default: the model's own (saved with it by training or conversion),
             else MPII, which needs a 16-keypoint model.
@@ -153,6 +154,20 @@ class PoseEstimator:
     "scores": (P,)}``, people sorted by score, P = 0 for a photo with nobody.
     Its ``flip_test`` defaults to True (the official test always flips), and
     ``scales`` are its input scales (the official multi-scale test: 2, 1, 0.5).
+
+    ``person_model``: a multi-person model (Keras, ``.keras``, or its network as
+    ``.tflite``/``.onnx``) that finds the people for a single-person ``model``:
+    the Associative Embedding paper's top-down refinement. The person model
+    finds every person in the whole photo (flip test on, ``scales``); each
+    person's box is the box of the joints it found (``crop.keypoints_box``),
+    cropped as any box (``crop.box_crop_matrix``), and the single-person model
+    estimates the person on that crop (``flip_test`` its own). ``predict(image)``
+    then returns ``{"keypoints": (P, K, 2), "keypoint_scores": (P, K),
+    "scores": (P,), "boxes": (P, 4)}``: the single-person model's K joints
+    (``self.spec``) and scores, each person's score and box from the person
+    model, strongest first. A person whose joints span no pixel (one found
+    joint) has no box and is left out. ``self.multi_person`` is True (every
+    person in a photo); ``self.person_model`` is the loaded person model.
     """
 
     def __init__(
@@ -163,12 +178,21 @@ class PoseEstimator:
         flip_test: bool | None = None,
         scales=(1.0,),
         precision: str = "auto",
+        person_model=None,
     ):
         loaded = load_pose_model(model, precision)
-        self.multi_person = isinstance(loaded, keras.Model)
+        self.multi_person = not isinstance(loaded, InferenceModel)
+        self.person_model = None
+        self.scales = tuple(float(s) for s in scales)
         if self.multi_person:
+            if person_model is not None:
+                raise ValueError(
+                    f"{getattr(model, 'name', None) or os.fspath(model)} is a multi-person model: it finds every "
+                    "person itself; a person model "
+                    "(--person-model, person_model=) finds the people for a single-person model."
+                )
             self.precision, self.precision_reason = "float32", "multi-person models run in float32"
-            self._init_multi_person(loaded, spec, flip_test, scales)
+            self._init_multi_person(loaded, spec, flip_test)
             return
         flip_test = bool(flip_test)
         self.model = loaded
@@ -202,37 +226,99 @@ class PoseEstimator:
             return keypoints, scores
 
         self._predict_crops = predict_crops
+        if person_model is not None:
+            self._init_person_model(person_model)
 
-    def _init_multi_person(self, keras_model, spec, flip_test, scales):
-        self._network, self.model = multi_person_network(keras_model)
-        info = model_info(self.model)
-        self.spec = resolve_spec(
-            spec or info.spec or keypoint_specs.COCO, self.model.num_keypoints, self.model.name
+    def _init_people_finder(self, network_and_model, spec):
+        """The multi-person model that finds people: ``model_loader.multi_person_network``'s pair."""
+        self._people_network, people_model = network_and_model
+        info = model_info(people_model)
+        self._people_spec = resolve_spec(
+            spec or info.spec or keypoint_specs.COCO, people_model.num_keypoints, people_model.name
         )
+        self.people_codec = codec_for_model(people_model)
+        return people_model
+
+    def _init_multi_person(self, network_and_model, spec, flip_test):
+        self.model = self._init_people_finder(network_and_model, spec)
+        self.spec = self._people_spec
         self.flip_test = True if flip_test is None else bool(flip_test)
-        self.scales = tuple(float(s) for s in scales)
-        self.people_codec = codec_for_model(self.model)
         self.codec = None  # the single-person heatmap codec
 
-    def _predict_people(self, image, box) -> dict:
+    def _init_person_model(self, person_model):
+        loaded = load_pose_model(person_model)
+        if isinstance(loaded, InferenceModel):
+            raise ValueError(
+                f"{loaded.name} is a {loaded.info.kind} model; the person model (--person-model, "
+                "person_model=) must be a multi-person (Associative Embedding) model that finds the people."
+            )
+        self.person_model = self._init_people_finder(loaded, None)
+        self._person_model_name = getattr(person_model, "name", None) or os.fspath(person_model)
+        self.multi_person = True  # every person in a photo, each through the single-person model
+
+    def _find_people(self, image: np.ndarray, flip: bool):
+        """The multi-person model's people in a float RGB photo (``prediction.multi_person.People``)."""
+        return predict_people(
+            self._people_network,
+            image,
+            self.people_codec,
+            self._people_spec.flip_permutation(),
+            scales=self.scales,
+            flip=flip,
+        )
+
+    def _predict_people(self, image, box, batch_size: int) -> dict:
+        if box is not None and self.person_model is None:
+            raise ValueError(
+                f"{self.model.name} is a multi-person model: it finds every person in the whole photo; give no box."
+            )
         if box is not None:
             raise ValueError(
-                f"{self.model.name} is a multi-person model: it finds every person in the whole photo; "
-                "give no box."
+                f"the person model {self._person_model_name} finds each person's box; give no box."
             )
-        people = predict_people(
-            self._network,
-            to_rgb_float(image),
-            self.people_codec,
-            self.spec.flip_permutation(),
-            scales=self.scales,
-            flip=self.flip_test,
-        )
+        image = to_rgb_float(image)
+        if self.person_model is None:
+            people = self._find_people(image, self.flip_test)
+            return {
+                "keypoints": people.keypoints,
+                "keypoint_scores": people.keypoint_scores,
+                "scores": people.scores,
+            }
+        return self._predict_top_down(image, batch_size)
+
+    def _predict_top_down(self, image: np.ndarray, batch_size: int) -> dict:
+        """Each person the person model finds, estimated by the single-person model on its box's crop."""
+        people = self._find_people(image, flip=True)  # the official multi-person test always flips
+        boxes, scores = [], []
+        for points, values, score in zip(
+            people.keypoints, people.keypoint_scores, people.scores, strict=True
+        ):
+            box = keypoints_box(points, values > 0)
+            if box is not None:
+                boxes.append(box)
+                scores.append(score)
+        keypoints, keypoint_scores = [], []
+        for start in range(0, len(boxes), batch_size):
+            crops = [self._crop_box(image, box) for box in boxes[start : start + batch_size]]
+            points, point_scores = self._predict_crops(
+                tf.stack([c[0] for c in crops]), tf.stack([c[1] for c in crops])
+            )
+            keypoints.append(points.numpy())
+            keypoint_scores.append(point_scores.numpy())
+        num_keypoints = self.spec.num_keypoints
         return {
-            "keypoints": people.keypoints,
-            "keypoint_scores": people.keypoint_scores,
-            "scores": people.scores,
+            "keypoints": np.concatenate(keypoints) if boxes else np.zeros((0, num_keypoints, 2), np.float32),
+            "keypoint_scores": np.concatenate(keypoint_scores)
+            if boxes
+            else np.zeros((0, num_keypoints), np.float32),
+            "scores": np.asarray(scores, np.float32),
+            "boxes": np.asarray(boxes, np.float32).reshape(-1, 4),
         }
+
+    def _crop_box(self, image: np.ndarray, box):
+        """(crop, matrix) of a float RGB image for a valid box, as the readers crop a box (``data.crop``)."""
+        matrix = box_crop_matrix(box, self.codec.input_size)
+        return transforms.warp_image(image, matrix, self.codec.input_size), matrix
 
     def crop(self, image, box=None):
         """The model input for one person: (crop (H, W, 3) float32 in [0, 1], matrix (3, 3), box).
@@ -242,8 +328,7 @@ class PoseEstimator:
         image = to_rgb_float(image)
         height, width = image.shape[:2]
         box = whole_image_box(width, height) if box is None else check_box(box, width, height)
-        matrix = box_crop_matrix(box, self.codec.input_size)
-        return transforms.warp_image(image, matrix, self.codec.input_size), matrix, box
+        return (*self._crop_box(image, box), box)
 
     def predict(self, image, box=None) -> dict:
         """Keypoints of the person in ``box`` (x, y, w, h), or filling the image (every person: see above)."""
@@ -265,7 +350,9 @@ class PoseEstimator:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; received {batch_size}.")
         if self.multi_person:
-            return [self._predict_people(image, box) for image, box in zip(images, boxes, strict=True)]
+            return [
+                self._predict_people(image, box, batch_size) for image, box in zip(images, boxes, strict=True)
+            ]
         results = []
         for start in range(0, len(images), batch_size):
             crops = [

@@ -7,6 +7,11 @@ drawn, and ``NAME.json``::
     {"image": "path/NAME.EXT", "width": W, "height": H, "box": [x, y, w, h],
      "keypoints": [{"name": "r_ankle", "x": ..., "y": ..., "score": ...}, ...]}
 
+(with ``"note": WHOLE_IMAGE_NOTE`` when no box was given). For an estimator
+that finds every person (a multi-person model, or a single-person one with a
+person model) ``NAME.json`` is a list of people as COCO keypoint results
+(``people_to_coco_results``), each with its ``"box"`` when a person model found it.
+
 For a video (mp4, avi, mov, mkv) it writes ``NAME.mp4`` (mp4v codec) with the
 skeleton drawn on every frame and ``NAME.json`` with the keypoints of every
 frame. Every file is written to a temporary name and renamed, so a reader
@@ -30,14 +35,21 @@ from tqdm.auto import tqdm
 
 from tf_hourglass import atomic_files
 from tf_hourglass.atomic_files import make_output_folder, remove_empty_folders
+from tf_hourglass.data.images import (
+    DEFAULT_BUDGET,
+    ImageBudget,
+    UnreadableInputError,
+    open_image_file,
+    read_image,
+)
 from tf_hourglass.prediction.estimator import PoseEstimator, to_rgb_float
 from tf_hourglass.visualization import draw_people, draw_skeleton
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v")
-
-
-class UnreadableInputError(ValueError):
-    """An image or video file could not be read or decoded (the message names it)."""
+# What a single-person result without a box says (in its JSON and on the command's output).
+WHOLE_IMAGE_NOTE = (
+    "no box: the whole image is the person's box (give --box, or --person-model to find people)"
+)
 
 
 @dataclasses.dataclass
@@ -52,31 +64,6 @@ def is_video(path: str) -> bool:
     return os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS
 
 
-def read_image(path: str) -> np.ndarray:
-    """An image file as RGB / RGBA / grayscale, its dtype kept (uint8 or uint16).
-
-    Raises:
-        UnreadableInputError: the file cannot be read or is not an image OpenCV decodes.
-    """
-    try:
-        with tf.io.gfile.GFile(path, "rb") as f:
-            data = f.read()
-    except (tf.errors.OpError, OSError) as error:
-        raise UnreadableInputError(f"Cannot read image file {path}: {error}") from error
-    try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
-    except cv2.error as error:  # e.g. a header claiming more pixels than OpenCV allows
-        raise UnreadableInputError(f"{path} is not a readable image: {error.err}.") from error
-    if image is None:
-        raise UnreadableInputError(f"{path} is not a readable image (OpenCV cannot decode it).")
-    # OpenCV orders colour channels BGR(A).
-    if image.ndim == 3 and image.shape[2] == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    elif image.ndim == 3 and image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
-    return image
-
-
 def keypoints_to_json(spec, keypoints, scores) -> list[dict]:
     """[{"name", "x", "y", "score"}, ...] in the spec's joint order."""
     return [
@@ -87,8 +74,10 @@ def keypoints_to_json(spec, keypoints, scores) -> list[dict]:
 
 def people_to_coco_results(result: dict, image_id: int) -> list[dict]:
     """A multi-person result as COCO keypoint results: per person ``keypoints`` as x, y, score triples
-    (the joint's detection value; 0 for a joint not found) and the person's ``score``."""
-    return [
+    (the joint's detection value; 0 for a joint not found) and the person's ``score``; with a person
+    model (``result["boxes"]``) also the person's ``box`` [x, y, w, h], and the joints are the
+    single-person model's."""
+    people = [
         {
             "image_id": int(image_id),
             "category_id": 1,
@@ -99,6 +88,10 @@ def people_to_coco_results(result: dict, image_id: int) -> list[dict]:
             result["keypoints"], result["keypoint_scores"], result["scores"], strict=True
         )
     ]
+    for person, box in zip(people, result.get("boxes", [None] * len(people)), strict=True):
+        if box is not None:
+            person["box"] = [float(v) for v in box]
+    return people
 
 
 def _image_id(stem: str, default: int) -> int:
@@ -121,15 +114,21 @@ def _draw(estimator: PoseEstimator, image, result) -> np.ndarray:
 
 
 def predict_image_file(
-    estimator: PoseEstimator, path: str, output_dir: str, box=None, name: str | None = None, image_id: int = 1
+    estimator: PoseEstimator,
+    path: str,
+    output_dir: str,
+    box=None,
+    name: str | None = None,
+    image_id: int = 1,
+    budget: ImageBudget = DEFAULT_BUDGET,
 ) -> list[str]:
     """Predicts on one image file; writes ``NAME.jpg``/``NAME.png`` and ``NAME.json``.
 
     For a multi-person model ``NAME.json`` is a COCO keypoint results list
     (``image_id``: the file's name when it is a number, as COCO's, else ``image_id``).
-    Returns the paths written.
+    Returns the paths written. An image over ``budget`` is refused before it is decoded.
     """
-    image = read_image(path)
+    image = read_image(path, budget)
     result = estimator.predict(image, box)
     stem = name or os.path.splitext(os.path.basename(path))[0]
     extension = ".png" if path.lower().endswith(".png") else ".jpg"
@@ -154,6 +153,8 @@ def predict_image_file(
             "box": [float(v) for v in result["box"]],
             "keypoints": keypoints_to_json(estimator.spec, result["keypoints"], result["scores"]),
         }
+        if box is None:
+            record["note"] = WHOLE_IMAGE_NOTE
     atomic_files.write_text(json_path, json.dumps(record, indent=1) + "\n")
     return [picture_path, json_path]
 
@@ -174,11 +175,18 @@ def _output_stems(paths: list[str]) -> list[str]:
 
 
 def predict_directory(
-    estimator: PoseEstimator, directory: str, output_dir: str, box=None, progress: bool = True
+    estimator: PoseEstimator,
+    directory: str,
+    output_dir: str,
+    box=None,
+    progress: bool = True,
+    budget: ImageBudget = DEFAULT_BUDGET,
 ) -> PredictionSummary:
     """Every file of ``directory`` (not recursive): images, and videos by extension.
 
-    Files that cannot be read are skipped with a warning listing them.
+    Files that cannot be read (a FIFO, socket or device among them, never
+    opened; images over ``budget``, never decoded) are skipped with a warning
+    listing them.
 
     Raises:
         UnreadableInputError: no file could be read.
@@ -202,7 +210,7 @@ def predict_directory(
                 )
             else:
                 summary.written += predict_image_file(
-                    estimator, path, output_dir, box, name=stem, image_id=index + 1
+                    estimator, path, output_dir, box, name=stem, image_id=index + 1, budget=budget
                 )
         except UnreadableInputError as error:
             summary.skipped.append(path)
@@ -223,6 +231,9 @@ def predict_directory(
 
 
 def _open_video(path: str):
+    # A FIFO, socket or device named like a video is refused before OpenCV opens it (and waits).
+    # Videos are read frame by frame: the byte limit is not theirs.
+    open_image_file(path, ImageBudget(max_bytes=2**62)).close()
     capture = cv2.VideoCapture(path)
     if not capture.isOpened():
         capture.release()
@@ -305,14 +316,24 @@ def predict_video(
         "box": None if box is None else [float(v) for v in box],
         "frames": frames_json,
     }
+    if box is None and not estimator.multi_person:
+        record["note"] = WHOLE_IMAGE_NOTE
     atomic_files.write_text(json_path, json.dumps(record) + "\n")
     return [video_path, json_path]
 
 
 def predict_path(
-    estimator: PoseEstimator, input_path: str, output_dir: str, box=None, progress: bool = True
+    estimator: PoseEstimator,
+    input_path: str,
+    output_dir: str,
+    box=None,
+    progress: bool = True,
+    budget: ImageBudget = DEFAULT_BUDGET,
 ) -> PredictionSummary:
     """Predicts on an image file, a video file or a directory of them; see the module docstring.
+
+    ``budget`` bounds each image file's bytes and the pixels its header claims
+    (``data.images.ImageBudget``); larger images are refused (skipped and listed in a folder).
 
     Raises:
         FileNotFoundError: ``input_path`` does not exist.
@@ -325,12 +346,14 @@ def predict_path(
     created = make_output_folder(output_dir)
     try:
         if tf.io.gfile.isdir(input_path):
-            return predict_directory(estimator, input_path, output_dir, box, progress=progress)
+            return predict_directory(estimator, input_path, output_dir, box, progress=progress, budget=budget)
         if is_video(input_path):
             return PredictionSummary(
                 written=predict_video(estimator, input_path, output_dir, box, progress=progress)
             )
-        return PredictionSummary(written=predict_image_file(estimator, input_path, output_dir, box))
+        return PredictionSummary(
+            written=predict_image_file(estimator, input_path, output_dir, box, budget=budget)
+        )
     except BaseException:
         remove_empty_folders(output_dir, created)
         raise

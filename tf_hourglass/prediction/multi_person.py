@@ -97,7 +97,8 @@ def _network_maps(network: Callable, inputs: np.ndarray, num_keypoints: int, tag
 
 
 def codec_for_model(model) -> AssociativeEmbeddingCodec:
-    """The codec of a Keras multi-person model: its input size at scale 1, its keypoints, tags and targets."""
+    """The codec of a multi-person model (Keras, or ``model_loader.ExportedPeopleNetwork``): its input
+    size at scale 1, its keypoints, tags and targets."""
     info = model_info(model)
     input_size = info.input_size or (INPUT_SIDE, INPUT_SIDE)
     stride = model.heatmap_stride

@@ -8,6 +8,8 @@ precision, XLA). Any field can be overridden on the command line, e.g.
 
 import ml_collections
 
+from tf_hourglass.data import images
+
 
 def get_base_config():
     config = ml_collections.ConfigDict()
@@ -56,6 +58,9 @@ def get_base_config():
     config.data.center_jitter = 0.0
     # Training decodes large JPEG windows at 1/2 or 1/4 when the crop shrinks them that much.
     config.data.jpeg_downscale = True
+    # Image files over these are skipped (counted each epoch) when the data is opened, never decoded.
+    config.data.max_image_pixels = images.DEFAULT_MAX_IMAGE_PIXELS
+    config.data.max_image_bytes = images.DEFAULT_MAX_IMAGE_BYTES
 
     config.model = ml_collections.ConfigDict()
     config.model.preset = "hg8"  # hg1, hg2, hg4, hg8, hg2_small, hg_tiny; cpm6, cpm_small, cpm_tiny

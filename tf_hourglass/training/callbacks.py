@@ -144,18 +144,42 @@ class RemoveDirectory(keras.callbacks.Callback):
             tf.io.gfile.rmtree(self.path)
 
 
-def make_callbacks(config, workdir, predictor, val_ds, spec, manager, epoch_variable, state):
+class SkippedImages(keras.callbacks.Callback):
+    """Prints, after each epoch, how many training image files the run skips (found when the data was opened)."""
+
+    def __init__(self, num_skipped: int, num_files: int):
+        super().__init__()
+        self.num_skipped = num_skipped
+        self.num_files = num_files
+
+    def on_epoch_end(self, epoch, logs=None):
+        print(
+            f"\nepoch {epoch + 1}: {self.num_skipped} of {self.num_files} training image file(s) skipped "
+            "(missing, unreadable or over the image size limit)"
+        )
+
+
+def make_callbacks(
+    config, workdir, predictor, val_ds, spec, manager, epoch_variable, state, skipped_images=(0, 0)
+):
     """Validation PCKh/PCK, CSV, TensorBoard, checkpoints, NaN stop, time budget and the plateau schedule."""
     log_dir = os.path.join(workdir, "tensorboard")
     validation = Validation(
         predictor, val_ds, spec, config.eval.val_batches, log_dir, config.eval.num_images, state
     )
-    return run_callbacks(config, workdir, validation, manager, epoch_variable, state, VAL_METRIC)
+    return run_callbacks(
+        config, workdir, validation, manager, epoch_variable, state, VAL_METRIC, skipped_images
+    )
 
 
-def run_callbacks(config, workdir, validation, manager, epoch_variable, state, metric):
-    """The callbacks of every run around its ``validation`` callback, which logs ``metric`` (higher is better)."""
+def run_callbacks(config, workdir, validation, manager, epoch_variable, state, metric, skipped_images=(0, 0)):
+    """The callbacks of every run around its ``validation`` callback, which logs ``metric`` (higher is better).
+
+    ``skipped_images``: (training image files skipped, of how many); when any
+    are, the count is printed after every epoch.
+    """
     callbacks = [
+        *([SkippedImages(*skipped_images)] if skipped_images[0] else []),
         StopOnNaN(state),
         TimeBudget(config.train.max_train_minutes * 60),
         validation,

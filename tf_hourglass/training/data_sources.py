@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from tf_hourglass.data import readers, sources
-from tf_hourglass.data.pipeline import AugmentConfig
+import tensorflow as tf
+
+from tf_hourglass.data import images, readers, sources
+from tf_hourglass.data.pipeline import AugmentConfig, InMemorySource, check_tfrecord_images, readable_records
 from tf_hourglass.data.records import KeypointSpec
 from tf_hourglass.data.sources import Source
 
@@ -58,6 +60,8 @@ class DataSources:
     train: object
     val: object
     test: object | None = None  # held-out data for the final score
+    # (training image files skipped when the data was opened, of how many)
+    skipped_train_images: tuple[int, int] = (0, 0)
 
 
 def _old_spelling(data) -> DataSplits:
@@ -177,6 +181,14 @@ def augment_from_config(data_config) -> AugmentConfig:
     )
 
 
+def image_budget(data_config) -> images.ImageBudget:
+    """``data.max_image_pixels`` and ``data.max_image_bytes`` (defaults for configs without them)."""
+    return images.ImageBudget(
+        max_pixels=data_config.get("max_image_pixels", images.DEFAULT_MAX_IMAGE_PIXELS),
+        max_bytes=data_config.get("max_image_bytes", images.DEFAULT_MAX_IMAGE_BYTES),
+    )
+
+
 def load_sources(data_config) -> DataSources:
     """Opens the train/val(/test) sources ``config.data`` names (``data_splits``) through ``sources.open_source``."""
     splits = data_splits(data_config)
@@ -201,5 +213,27 @@ def load_sources(data_config) -> DataSources:
                 f"The {SPLIT_NAMES[split]} data ({getattr(splits, split)}) has {split_spec.num_keypoints} "
                 f"keypoints but the training data ({splits.train}) has {spec.num_keypoints}."
             )
-    test = opened.get("test")
-    return DataSources(spec=spec, train=opened["train"][1], val=opened["val"][1], test=test and test[1])
+    # Missing, damaged or oversized photos are found here, once, not by the training steps.
+    budget = image_budget(data_config)
+    skipped = (0, 0)
+    checked = {}
+    for split, (_, source) in opened.items():
+        what = f"data.{split} {getattr(splits, split)}"
+        if isinstance(source, str):  # TFRecord file pattern: a shard must hold a decodable image
+            if split == "train":
+                check_tfrecord_images(sorted(tf.io.gfile.glob(source)), "image/encoded", what)
+            checked[split] = source
+        elif getattr(splits, split).kind in readers.FORMATS:
+            records, split_skipped = readable_records(source.records, budget, what)
+            checked[split] = InMemorySource(records)
+            if split == "train":
+                skipped = split_skipped
+        else:
+            checked[split] = source
+    return DataSources(
+        spec=spec,
+        train=checked["train"],
+        val=checked["val"],
+        test=checked.get("test"),
+        skipped_train_images=skipped,
+    )

@@ -36,24 +36,25 @@ import os
 import time
 
 import keras
+import tensorflow as tf
 from absl import logging
 from tqdm.auto import tqdm
 
 from tf_hourglass import atomic_files
 from tf_hourglass.data import keypoint_specs, readers
+from tf_hourglass.data.images import UnreadableInputError, read_image
 from tf_hourglass.data.multi_person_pipeline import MultiPersonSource, make_multi_person_dataset
-from tf_hourglass.data.pipeline import AugmentConfig
+from tf_hourglass.data.pipeline import AugmentConfig, check_tfrecord_images, readable_records
 from tf_hourglass.evaluation import metrics
 from tf_hourglass.model.info import info_for
 from tf_hourglass.model_loader import multi_person_network
 from tf_hourglass.prediction.estimator import to_rgb_float
-from tf_hourglass.prediction.files import UnreadableInputError, read_image
 from tf_hourglass.prediction.multi_person import coco_results, codec_for_model, predict_people
 from tf_hourglass.run_files import MODEL_FILE
 from tf_hourglass.training import run_setup
 from tf_hourglass.training.ae_losses import AssociativeEmbeddingLoss
 from tf_hourglass.training.callbacks import RunState, current_learning_rate, run_callbacks
-from tf_hourglass.training.data_sources import data_splits
+from tf_hourglass.training.data_sources import data_splits, image_budget
 from tf_hourglass.training.workdir import drop_metrics_rows_from, write_config, write_json
 
 VAL_METRIC = "val_ap"
@@ -74,35 +75,7 @@ class PeopleData:
 
 def _scene_ground_truth(scenes, start, count, path) -> PeopleData:
     """COCO ground truth of scenes ``start .. start + count - 1``, written to ``path``; their pixels."""
-    images, annotations, photos = [], [], []
-    for index in range(start, start + count):
-        scene = scenes.render(index)
-        height, width = scene.image.shape[:2]
-        images.append({"id": index, "width": width, "height": height, "file_name": f"scene_{index}.png"})
-        photos.append((index, scene.image))
-        for person, area in zip(scene.keypoints, scene.areas, strict=True):
-            labelled = person[:, 2] > 0
-            if not labelled.any():
-                continue
-            x0, y0 = person[labelled, :2].min(axis=0)
-            x1, y1 = person[labelled, :2].max(axis=0)
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": index,
-                    "category_id": 1,
-                    "keypoints": [float(v) for v in person.reshape(-1)],
-                    "num_keypoints": int(labelled.sum()),
-                    "area": float(area),
-                    "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
-                    "iscrowd": 0,
-                }
-            )
-    document = {
-        "images": images,
-        "annotations": annotations,
-        "categories": [{"id": 1, "name": "person", "keypoints": list(keypoint_specs.COCO.keypoint_names)}],
-    }
+    document, photos = scenes.coco_ground_truth(range(start, start + count))
     write_json(path, document)
     return PeopleData(path, photos)
 
@@ -119,6 +92,9 @@ def load_people_data(config, workdir):
     """(train source, validation PeopleData, held-out PeopleData or None) for ``config.data``.
 
     The splits are ``data_sources.data_splits``'s, in either spelling of the data.
+    Training photos that cannot be used (missing, damaged, over the image
+    budget) are dropped here with one warning line, and a run none of whose
+    photos can be used stops here, naming the first few.
     """
     data = config.data
     splits = data_splits(data)
@@ -132,15 +108,19 @@ def load_people_data(config, workdir):
             height_range=tuple(data.scene_height_range),
             seed=data.seed,
         )
+    what = f"data.train {splits.train.kind}:{splits.train.annotations}"
     if splits.train.kind == "synthetic":
         train = MultiPersonSource.from_scenes(scenes, data.num_train)
     elif splits.train.kind == "tfrecord":
         train = splits.train.annotations
+        check_tfrecord_images(sorted(tf.io.gfile.glob(train)), "image/encoded", what)
     else:
         _, records = readers.read_multi_person_dataset(
             splits.train.kind, splits.train.annotations, splits.train.images_dir
         )
+        records, skipped = readable_records(records, image_budget(data), what)
         train = MultiPersonSource(records)
+        train.skipped_images = skipped
 
     def scored(split, start, count):
         source = getattr(splits, split)
@@ -259,7 +239,10 @@ def train_and_evaluate_people(config, workdir, strategy) -> dict:
     drop_metrics_rows_from(os.path.join(workdir, "metrics.csv"), initial_epoch)
     write_config(workdir, config)
     validation = PeopleValidation(val_data, config.eval.flip_test, config.data.num_val or None, state)
-    callbacks = run_callbacks(config, workdir, validation, manager, epoch_variable, state, VAL_METRIC)
+    skipped = train_source.skipped_images if isinstance(train_source, MultiPersonSource) else (0, 0)
+    callbacks = run_callbacks(
+        config, workdir, validation, manager, epoch_variable, state, VAL_METRIC, skipped
+    )
     start = time.monotonic()
     if initial_epoch < config.train.epochs:
         model.fit(

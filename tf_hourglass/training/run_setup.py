@@ -236,8 +236,9 @@ def start_chief(run: TrainingRun, state) -> ChiefSide:
     )
     flip_permutation = spec.flip_permutation() if config.eval.flip_test else None
     predictor = evaluator.DatasetPredictor(run.model, codec, flip_permutation)
+    skipped = run.sources.skipped_train_images  # printed after every epoch when any
     callbacks = make_callbacks(
-        config, run.workdir, predictor, val_ds, spec, run.manager, run.epoch_variable, state
+        config, run.workdir, predictor, val_ds, spec, run.manager, run.epoch_variable, state, skipped
     )
     return ChiefSide(predictor=predictor, val_ds=val_ds, test_ds=test_ds, callbacks=callbacks)
 

@@ -87,7 +87,13 @@ def write_run_settings(workdir, config, spec, codec):
 
 CONFIG_FILE = "config.json"
 # What a resumed run may change without asking: how long it trains, and where and how fast it runs.
-RESUMABLE_FIELDS = ("train.epochs", "train.max_train_minutes", "train.allow_config_change")
+RESUMABLE_FIELDS = (
+    "train.epochs",
+    "train.max_train_minutes",
+    "train.allow_config_change",
+    "data.max_image_pixels",  # runs of before the image budget have none in their config.json
+    "data.max_image_bytes",
+)
 RESUMABLE_SECTIONS = ("runtime.",)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.io
 import tensorflow as tf
 
-from tf_hourglass.data.crop import box_scale
+from tf_hourglass.data.crop import box_center, box_scale, keypoints_box
 from tf_hourglass.data.records import PoseRecord
 
 
@@ -30,20 +30,16 @@ def matlab_to_zero_based(xy: np.ndarray) -> np.ndarray:
 
 
 def center_scale_from_keypoints(keypoints, has_gt) -> tuple[np.ndarray, float]:
-    """Crop centre and scale from the bounding box of the annotated joints.
+    """Crop centre and scale from the bounding box of the annotated joints (``crop.keypoints_box``).
 
     ``center`` = middle of that box, ``scale = max(w, h) * BOX_MARGIN / 200``; NaNs
     when no joint is annotated or the joints span zero pixels.
     """
-    keypoints = np.asarray(keypoints, np.float64)
-    has_gt = np.asarray(has_gt, bool)
-    if not has_gt.any():
+    box = keypoints_box(keypoints, has_gt)
+    if box is None:
         return np.full(2, np.nan), float("nan")
-    lo = keypoints[has_gt].min(axis=0)
-    hi = keypoints[has_gt].max(axis=0)
-    side = float(max(hi - lo))
-    scale = box_scale(side) if side > 0 else float("nan")
-    return (lo + hi) / 2.0, scale
+    x, y, w, h = box
+    return np.array(box_center(x, y, w, h), np.float64), box_scale(max(w, h))
 
 
 def make_record(

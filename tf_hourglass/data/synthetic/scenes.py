@@ -152,6 +152,46 @@ class SyntheticScenes:
     def image_size(self) -> tuple[int, int]:
         return self.height, self.width
 
+    def coco_ground_truth(self, indices) -> tuple[dict, list[tuple[int, np.ndarray]]]:
+        """Scenes ``indices`` as a COCO person_keypoints document (image id = scene index) and their pixels.
+
+        Returns:
+            (document, [(image_id, (H, W, 3) uint8 image), ...]); each person's
+            ``bbox`` is the box of its labelled joints, ``area`` the pixels it shows.
+        """
+        images, annotations, photos = [], [], []
+        for index in indices:
+            scene = self.render(index)
+            height, width = scene.image.shape[:2]
+            images.append(
+                {"id": int(index), "width": width, "height": height, "file_name": f"scene_{index}.png"}
+            )
+            photos.append((int(index), scene.image))
+            for person, area in zip(scene.keypoints, scene.areas, strict=True):
+                labelled = person[:, 2] > 0
+                if not labelled.any():
+                    continue
+                x0, y0 = person[labelled, :2].min(axis=0)
+                x1, y1 = person[labelled, :2].max(axis=0)
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": int(index),
+                        "category_id": 1,
+                        "keypoints": [float(v) for v in person.reshape(-1)],
+                        "num_keypoints": int(labelled.sum()),
+                        "area": float(area),
+                        "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+                        "iscrowd": 0,
+                    }
+                )
+        document = {
+            "images": images,
+            "annotations": annotations,
+            "categories": [{"id": 1, "name": "person", "keypoints": list(self.spec.keypoint_names)}],
+        }
+        return document, photos
+
     def generate(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Image (H, W, 3) uint8 and keypoints (P, 17, 3) of scene ``index``."""
         scene = self.render(index)

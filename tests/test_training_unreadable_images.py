@@ -1,0 +1,148 @@
+"""Training with unreadable images ends (issue 27, item 4).
+
+Every training image missing or undecodable: the run stops at once, one line
+naming the first few (it used to wait forever for a first batch). Some of
+them: the run drops them and prints their count after every epoch.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import ml_collections
+import pytest
+import tensorflow as tf
+from training_helpers import load_config, write_tiny_config
+
+from tf_hourglass.data import readers, tfrecord
+from tf_hourglass.data.synthetic import write_custom_dataset
+from tf_hourglass.training import multi_person_loop, trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def custom_data(tmp_path):
+    train = write_custom_dataset(str(tmp_path / "train"), 24, seed=11, image_size=128)
+    val = write_custom_dataset(str(tmp_path / "val"), 8, seed=12, image_size=128)
+    return train, val
+
+
+def image_files(annotations) -> list[str]:
+    _, records = readers.read_dataset("custom", annotations, None)
+    return sorted({r.image_path for r in records})
+
+
+def run_train(tmp_path, *flags):
+    return subprocess.run(
+        [sys.executable, "-m", "tf_hourglass.train", f"--config={write_tiny_config(tmp_path, 1)}", *flags],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,  # before: the input pipeline waited forever for a first readable example
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""},
+    )
+
+
+@pytest.mark.e2e
+def test_training_with_every_image_missing_or_undecodable_stops_at_once_naming_the_first_few(
+    tmp_path, custom_data
+):
+    train, val = custom_data
+    files = image_files(train)
+    for path in files[:12]:
+        os.remove(path)
+    for path in files[12:]:
+        Path(path).write_bytes(b"not an image at all")
+    result = run_train(
+        tmp_path,
+        f"--workdir={tmp_path / 'run'}",
+        "--config.data.format=custom",
+        f"--config.data.train_annotations={train}",
+        f"--config.data.val_annotations={val}",
+    )
+    assert result.returncode == 1, result.stderr[-2000:]
+    error = [line for line in result.stderr.splitlines() if line.startswith("train: error:")]
+    assert len(error) == 1, result.stderr[-2000:]
+    assert f"data.train custom:{train}: none of its 24 image file(s) can be read" in error[0]
+    assert f"Image file {files[0]} does not exist" in error[0] and files[3] not in error[0]
+
+
+@pytest.mark.e2e
+def test_training_with_some_images_missing_prints_their_count_every_epoch(tmp_path, custom_data, capsys):
+    train, val = custom_data
+    files = image_files(train)
+    for path in files[:3]:
+        os.remove(path)
+    Path(files[3]).write_bytes(b"")  # empty
+    config = load_config(write_tiny_config(tmp_path, epochs=2))
+    config.data.format = "custom"
+    config.data.train_annotations = train
+    config.data.val_annotations = val
+    trainer.train_and_evaluate(config, str(tmp_path / "run"))
+    out = capsys.readouterr().out
+    for epoch in (1, 2):
+        assert f"epoch {epoch}: 4 of 24 training image file(s) skipped" in out
+
+
+def test_images_over_the_configured_budget_are_skipped_when_the_data_is_opened(tmp_path, custom_data):
+    from tf_hourglass.training import data_sources
+
+    train, val = custom_data
+    data_config = load_config(write_tiny_config(tmp_path)).data
+    data_config.format = "custom"
+    data_config.train_annotations, data_config.val_annotations = train, val
+    data_config.max_image_pixels = 128 * 128 - 1
+    with pytest.raises(ValueError, match=r"none of its 24 image file\(s\) can be read.*max_image_pixels"):
+        data_sources.load_sources(data_config)
+    data_config.max_image_pixels = 128 * 128
+    assert data_sources.load_sources(data_config).skipped_train_images == (0, 24)
+
+
+def write_undecodable_shards(prefix, num_examples=6):
+    """Single-person TFRecords whose every image is bytes no decoder reads."""
+    spec, records = readers.read_dataset("custom", write_custom_dataset(f"{prefix}_src", 2, seed=3), None)
+    path = tfrecord.shard_path(str(prefix), 0, 1)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(path) as writer:
+        for index in range(num_examples):
+            writer.write(
+                tfrecord.serialize_example(b"\xff\xd8\xff garbage", records[index % 2], height=9, width=9)
+            )
+    tfrecord.write_spec_sidecar(str(prefix), spec, num_examples=num_examples, shards=[os.path.basename(path)])
+    return f"{prefix}-*-of-*.tfrecord"
+
+
+@pytest.mark.e2e
+def test_training_on_tfrecords_whose_every_image_is_undecodable_stops_at_once(tmp_path):
+    pattern = write_undecodable_shards(tmp_path / "shards" / "train")
+    result = run_train(
+        tmp_path,
+        f"--workdir={tmp_path / 'run'}",
+        "--config.data.format=tfrecord",
+        f"--config.data.train_annotations={pattern}",
+        f"--config.data.val_annotations={pattern}",
+    )
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "none of the 6 example(s)" in result.stderr and "has an image that decodes" in result.stderr
+
+
+def test_multi_person_training_with_every_photo_missing_stops_when_the_data_is_opened(tmp_path, shared_data):
+    from tf_hourglass.data.synthetic.writer import write_custom_scenes
+
+    annotations = write_custom_scenes(str(tmp_path / "scenes"), 3, image_size=64)
+    for name in os.listdir(tmp_path / "scenes" / "images"):
+        os.remove(tmp_path / "scenes" / "images" / name)
+    config = ml_collections.ConfigDict(
+        {
+            "data": {
+                "train": f"custom:{annotations}",
+                "val": f"coco:{shared_data / 'coco' / 'person_keypoints_sample.json'}",
+            }
+        }
+    )
+    with pytest.raises(
+        ValueError, match=r"none of its 3 image file\(s\) can be read: Image file .* does not exist"
+    ):
+        multi_person_loop.load_people_data(config, str(tmp_path))
