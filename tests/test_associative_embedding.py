@@ -26,16 +26,35 @@ def conv_parameters(c_in, c_out, k):
     return k * k * c_in * c_out + c_out
 
 
-def expected_parameters(num_stacks, filters, increase, depth, num_keypoints, tag_dim, extra_channels):
-    """Trainable parameters of pose-ae-train's PoseNet, counted from its definition independently of Keras."""
+def expected_parameters(
+    num_stacks,
+    filters,
+    increase,
+    depth,
+    num_keypoints,
+    tag_dim,
+    extra_channels,
+    stem_filters=(64, 128),
+    batch_norm=False,
+):
+    """Trainable parameters of pose-ae-train's PoseNet, counted from its definition independently of Keras.
+
+    ``batch_norm`` is ``PoseNet(bn=True)``: each stem and hourglass ``Conv`` adds a
+    BatchNorm's scale and offset (2 per channel); the heads and merges have none.
+    """
     f, out = filters, num_keypoints * (1 + tag_dim) + extra_channels
-    stem = conv_parameters(3, 64, 7) + conv_parameters(64, 128, 3) + conv_parameters(128, 128, 3)
-    stem += conv_parameters(128, f, 3)
+    bn = 2 if batch_norm else 0
+
+    def conv(c_in, c_out, k, normalised=True):
+        return conv_parameters(c_in, c_out, k) + (bn * c_out if normalised else 0)
+
+    first, second = stem_filters
+    stem = conv(3, first, 7) + conv(first, second, 3) + conv(second, second, 3) + conv(second, f, 3)
     hourglass = 0
     for level in range(depth):  # up1, low1 and low3 at each level, the bottom conv at the last
         w, nw = f + level * increase, f + (level + 1) * increase
-        hourglass += conv_parameters(w, w, 3) + conv_parameters(w, nw, 3) + conv_parameters(nw, w, 3)
-    hourglass += conv_parameters(f + depth * increase, f + depth * increase, 3)
+        hourglass += conv(w, w, 3) + conv(w, nw, 3) + conv(nw, w, 3)
+    hourglass += conv(f + depth * increase, f + depth * increase, 3)
     head = 2 * conv_parameters(f, f, 3) + conv_parameters(f, out, 1)
     merge = conv_parameters(out, f, 1) + conv_parameters(f, f, 1)
     return stem + num_stacks * (hourglass + head) + (num_stacks - 1) * merge
@@ -44,7 +63,11 @@ def expected_parameters(num_stacks, filters, increase, depth, num_keypoints, tag
 def counted_parameters(model):
     config = model.get_config()
     names = ("num_stacks", "filters", "increase", "depth", "num_keypoints", "tag_dim", "extra_channels")
-    return expected_parameters(**{name: config[name] for name in names})
+    return expected_parameters(
+        **{name: config[name] for name in names},
+        stem_filters=tuple(config["stem_filters"]),
+        batch_norm=config["batch_norm"],
+    )
 
 
 def images(shape, n=2, seed=0):
@@ -114,6 +137,29 @@ def test_every_convolution_is_followed_by_relu_except_output_and_merges_and_ther
     assert all(c.use_bias for c in convs)
     assert all(isinstance(c, PointwiseConv2D) for c in convs if c.kernel_size == (1, 1))
     assert sum(isinstance(layer, NearestUpsampling2D) for layer in model.layers) == 2 * TINY["depth"]
+
+
+def test_bn_true_puts_a_batchnorm_after_the_relu_of_every_stem_and_hourglass_conv_only():
+    # PoseNet(bn=True): Conv.forward is conv -> ReLU -> BatchNorm; its heads and merges are built with bn=False.
+    model = AssociativeEmbedding(**dict(TINY, batch_norm=True, stem_filters=(8, 12)))
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    normalised = sorted(layer.name.removesuffix("_bn") for layer in norms)
+    convs = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert normalised == sorted(c for c in convs if c.startswith("stem_") or "_hg_" in c)
+    assert len(normalised) == 4 + TINY["num_stacks"] * (3 * TINY["depth"] + 1)
+    for norm in norms:  # fed by the ReLU of its convolution
+        relu = model.get_layer(f"{norm.name.removesuffix('_bn')}_relu")
+        assert norm.input is relu.output
+    assert model.get_layer("stem_conv1").filters == 8 and model.get_layer("stem_conv3").filters == 12
+    rebuilt = AssociativeEmbedding.from_config(model.get_config())
+    assert (rebuilt.batch_norm, rebuilt.stem_filters) == (True, (8, 12))
+    assert trainable_parameters(rebuilt) == trainable_parameters(model) == counted_parameters(model)
+
+
+@pytest.mark.parametrize("stem_filters", [(64,), (0, 128), (64, 1.5)])
+def test_bad_stem_widths_are_named(stem_filters):
+    with pytest.raises(ValueError, match="stem_filters"):
+        AssociativeEmbedding(**dict(TINY, stem_filters=stem_filters))
 
 
 def test_stem_convolution_pads_three_pixels_on_every_side_like_the_official():
@@ -191,6 +237,8 @@ def test_get_config_from_config_round_trip_gives_identical_outputs():
         "tag_dim": 2,
         "extra_channels": 3,
         "input_shape": (64, 64, 3),
+        "stem_filters": (64, 128),
+        "batch_norm": False,
         "name": "ae_x",
         "trainable": True,
     }

@@ -47,24 +47,17 @@ AE_PRESETS = {
     "ae_small": dict(
         num_stacks=2, filters=64, increase=32, depth=4, extra_channels=0, input_shape=(256, 256, 3)
     ),
+    # The multi-person quick start's network: ae_small with the official bn=True (a BatchNorm
+    # after every stem and hourglass ReLU), a narrower stem and 128x128 input (32x32 maps).
     "ae_small_bn": dict(
         num_stacks=2,
         filters=64,
         increase=32,
         depth=4,
         extra_channels=0,
-        input_shape=(256, 256, 3),
-        batch_norm=True,
-    ),
-    "ae_small_bn_s32": dict(
-        num_stacks=2,
-        filters=64,
-        increase=32,
-        depth=4,
-        extra_channels=0,
-        input_shape=(256, 256, 3),
-        batch_norm=True,
+        input_shape=(128, 128, 3),
         stem_filters=(32, 64),
+        batch_norm=True,
     ),
     # A tiny network for tests.
     "ae_tiny": dict(num_stacks=2, filters=16, increase=8, depth=2, extra_channels=0, input_shape=(64, 64, 3)),
@@ -92,6 +85,7 @@ PRESET_PARAMETERS = {
     "cpm_tiny": 35_150,
     "ae_hg4": 138_893_840,
     "ae_small": 4_632_196,
+    "ae_small_bn": 4_431_684,
     "ae_tiny": 335_844,
 }
 
