@@ -157,3 +157,15 @@ def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, 
     assert "Resuming from" in out and "ckpt-1 (epoch 1)" in out
     assert results["epochs_completed"] == 3
     assert not (checkpoints / "ckpt-3_temp").exists()
+
+
+def test_a_field_added_after_the_run_started_is_unchanged_at_its_default():
+    from tf_hourglass.training.base_config import get_base_config
+    from tf_hourglass.training.workdir import config_changes
+
+    current = json.loads(get_base_config().to_json_best_effort())
+    saved = json.loads(json.dumps(current))
+    del saved["train"]["tag_loss_weight"], saved["data"]["scene_people"]  # as written by an earlier version
+    assert config_changes(saved, current) == []
+    current["train"]["tag_loss_weight"] = 0.01
+    assert config_changes(saved, current) == ["train.tag_loss_weight: '<absent>' -> 0.01"]

@@ -52,7 +52,7 @@ from tf_hourglass.prediction.estimator import to_rgb_float
 from tf_hourglass.prediction.multi_person import coco_results, codec_for_model, predict_people
 from tf_hourglass.run_files import MODEL_FILE
 from tf_hourglass.training import run_setup
-from tf_hourglass.training.ae_losses import AssociativeEmbeddingLoss
+from tf_hourglass.training.ae_losses import PUSH_WEIGHT, AssociativeEmbeddingLoss
 from tf_hourglass.training.callbacks import RunState, current_learning_rate, run_callbacks
 from tf_hourglass.training.data_sources import data_splits, image_budget
 from tf_hourglass.training.workdir import drop_metrics_rows_from, write_config, write_json
@@ -104,8 +104,8 @@ def load_people_data(config, workdir):
 
         scenes = SyntheticScenes(
             image_size=(data.synthetic_image_size,) * 2,
-            num_people=tuple(data.scene_people),
-            height_range=tuple(data.scene_height_range),
+            num_people=tuple(data.get("scene_people", (1, 8))),
+            height_range=tuple(data.get("scene_height_range", (0.25, 0.85))),
             seed=data.seed,
         )
     what = f"data.train {splits.train.kind}:{splits.train.annotations}"
@@ -189,23 +189,30 @@ def _augment(data_config) -> AugmentConfig:
     )
 
 
+def multi_person_loss(config, model) -> AssociativeEmbeddingLoss:
+    """The AE loss of ``model`` under ``config``: push and pull weighted ``train.tag_loss_weight`` x peak**2.
+
+    Targets of peak p make the detection loss p**2 times the one on peak-1
+    targets; the tag losses get the same factor, so ``train.tag_loss_weight``
+    means what the official 1e-3 means at any ``data.target_peak``.
+    """
+    tag_weight = config.train.get("tag_loss_weight", PUSH_WEIGHT) * config.data.target_peak**2
+    return AssociativeEmbeddingLoss(
+        model.num_keypoints,
+        tag_dim=model.tag_dim,
+        num_stacks=model.num_stacks,
+        push_weight=tag_weight,
+        pull_weight=tag_weight,
+    )
+
+
 def train_and_evaluate_people(config, workdir, strategy) -> dict:
     """``trainer.train_and_evaluate`` for a multi-person model (see the module docstring)."""
     spec = keypoint_specs.COCO
     train_source, val_data, test_data = load_people_data(config, workdir)
 
-    # Targets of peak p make the detection loss p**2 times the one on peak-1 targets; the
-    # tag losses get the same factor, so train.tag_loss_weight keeps its meaning.
-    tag_weight = config.train.tag_loss_weight * config.data.target_peak**2
-
     def make_loss(model):
-        return AssociativeEmbeddingLoss(
-            model.num_keypoints,
-            tag_dim=model.tag_dim,
-            num_stacks=model.num_stacks,
-            push_weight=tag_weight,
-            pull_weight=tag_weight,
-        )
+        return multi_person_loss(config, model)
 
     model, epoch_variable, manager = run_setup.build_model(
         config, strategy, spec.num_keypoints, os.path.join(workdir, "checkpoints"), make_loss=make_loss

@@ -91,7 +91,7 @@ RESUMABLE_FIELDS = (
     "train.epochs",
     "train.max_train_minutes",
     "train.allow_config_change",
-    "data.max_image_pixels",  # runs of before the image budget have none in their config.json
+    "data.max_image_pixels",
     "data.max_image_bytes",
 )
 RESUMABLE_SECTIONS = ("runtime.",)
@@ -106,12 +106,25 @@ def _flatten(data, prefix=""):
     return flat
 
 
+def _base_defaults() -> dict:
+    from tf_hourglass.training.base_config import get_base_config
+
+    return _flatten(json.loads(get_base_config().to_json_best_effort()))
+
+
 def config_changes(saved: dict, current: dict) -> list[str]:
-    """``"field: old -> new"`` for every field that differs, but for those a resume may change."""
+    """``"field: old -> new"`` for every field that differs, but for those a resume may change.
+
+    A field the saved config lacks (a run started before the field existed) is
+    unchanged while the current config leaves it at its default.
+    """
     old, new = _flatten(saved), _flatten(current)
+    defaults = _base_defaults()
     changes = []
     for field in sorted(set(old) | set(new)):
         if field in RESUMABLE_FIELDS or field.startswith(RESUMABLE_SECTIONS):
+            continue
+        if field not in old and field in defaults and new.get(field) == defaults[field]:
             continue
         if old.get(field, "<absent>") != new.get(field, "<absent>"):
             changes.append(f"{field}: {old.get(field, '<absent>')!r} -> {new.get(field, '<absent>')!r}")
