@@ -20,7 +20,7 @@ import sys
 
 from absl import flags
 
-from tf_hourglass.cli import fail, parse_flags
+from tf_hourglass.cli import fail_or_raise, parse_flags
 from tf_hourglass.precision import INFERENCE_PRECISIONS
 
 # Own FlagValues (see tf_hourglass/cli.py for the convention every command follows).
@@ -98,11 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     if status is not None:
         return status
+    from tf_hourglass.atomic_files import check_writable_folder
     from tf_hourglass.model_loader import describe_model_source
     from tf_hourglass.prediction.estimator import PoseEstimator
     from tf_hourglass.prediction.files import predict_path
 
     try:
+        if "://" not in _FLAGS.output:  # before the model loads
+            check_writable_folder(_FLAGS.output, f"--output {_FLAGS.output!r}")
         estimator = PoseEstimator(
             _FLAGS.model, spec=load_spec(_FLAGS.spec), flip_test=_FLAGS.flip, precision=_FLAGS.precision
         )
@@ -113,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         elif _FLAGS.box is None:
             print("No --box: each image (or frame) is taken as one person filling it.")
         summary = predict_path(estimator, _FLAGS.input, _FLAGS.output, parse_box(_FLAGS.box))
-    except (ValueError, OSError) as error:
-        return fail("predict", error)
+    except Exception as error:
+        return fail_or_raise("predict", error, (ValueError, OSError))
     print(f"Wrote {len(summary.written)} file(s) to {_FLAGS.output}.")
     if summary.skipped:
         print(
