@@ -21,6 +21,7 @@ from training_helpers import write_tiny_config
 
 import tf_hourglass
 from tf_hourglass import atomic_files, predict, train
+from tf_hourglass.cli import fail_or_raise
 from tf_hourglass.data import convert
 from tf_hourglass.evaluate import main as evaluate_main
 from tf_hourglass.export import __main__ as export_main
@@ -125,7 +126,7 @@ def test_an_export_into_a_read_only_folder_fails_before_loading_the_model(
 
 @pytest.mark.parametrize("format", list(EXPORT_OUTPUTS))
 def test_an_export_on_a_full_disk_names_the_output_and_keeps_the_previous_one(
-    tmp_path, capsys, full_disk, tiny_model, format
+    tmp_path, capsys, full_disk, tiny_model, photo, format
 ):
     folder = tmp_path / "exports"
     output = folder / EXPORT_OUTPUTS[format]
@@ -136,7 +137,7 @@ def test_an_export_on_a_full_disk_names_the_output_and_keeps_the_previous_one(
         folder.mkdir()
         output.write_bytes(b"previous")
     full_disk(folder)
-    assert export(tiny_model, output, format, "--overwrite") == 1
+    assert export(tiny_model, output, format, "--overwrite", f"--samples={photo.parent}") == 1
     assert one_line(capsys, "export").endswith(f": {output}: {NO_SPACE}")
     previous = output / "saved_model.pb" if format == "saved_model" else output
     assert previous.read_bytes() == b"previous"
@@ -299,3 +300,15 @@ def test_predict_on_a_full_disk_keeps_the_previous_picture(tmp_path, capsys, ful
     assert predict.main(["predict", f"--model={tiny_model}", f"--input={photo}", f"--output={output}"]) == 1
     assert one_line(capsys, "predict") == f"predict: error: {output / 'person.jpg'}: {NO_SPACE}"
     assert os.listdir(output) == ["person.jpg"] and (output / "person.jpg").read_bytes() == b"previous"
+
+
+def test_a_file_system_error_is_one_line_and_any_other_error_keeps_its_traceback(capsys):
+    python = PermissionError(errno.EACCES, NO_PERMISSION, "out/model.keras")
+    assert fail_or_raise("export", python, (ValueError,)) == 1
+    assert one_line(capsys, "export") == f"export: error: out/model.keras: {NO_PERMISSION}"  # not [Errno 13]
+    full = tf.errors.ResourceExhaustedError(None, None, f"out/r.json.tmp-1a2b3c4d; {NO_SPACE}")
+    assert fail_or_raise("evaluate", full, (ValueError,)) == 1
+    assert one_line(capsys, "evaluate") == f"evaluate: error: out/r.json: {NO_SPACE}"
+    bug = tf.errors.InvalidArgumentError(None, None, "Incompatible shapes: [2] vs. [3]")
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        fail_or_raise("predict", bug, (ValueError, OSError))

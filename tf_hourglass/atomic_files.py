@@ -78,22 +78,24 @@ def io_error(error: BaseException, path: str | None = None) -> FileSystemError |
         code, words, where = _STRERRORS[match["words"]], match["words"], match["path"]
     else:
         return None
-    where = path if path is not None else where
-    if where is None:
-        return None
-    return FileSystemError(code, words, final_path(os.fsdecode(where)))
+    where = _path_text(path if path is not None else where)
+    return None if where is None else FileSystemError(code, words, final_path(where))
+
+
+def _path_text(path) -> str | None:
+    return os.fsdecode(path) if isinstance(path, (str, bytes, os.PathLike)) else None  # not a file descriptor
 
 
 def _concerns(error: BaseException, tmp: str) -> bool:
     """Whether a failure inside ``atomic_path`` is about its temporary ``tmp`` (or names no file)."""
     if isinstance(error, OSError):
-        where = error.filename
+        where = _path_text(error.filename)
     elif isinstance(error, tf.errors.OpError):
         match = _TENSORFLOW_IO_MESSAGE.fullmatch(error.message.strip())
         where = match["path"] if match else None
     else:
         return False
-    return where is None or os.fsdecode(where) == tmp or os.fsdecode(where).startswith(tmp + "/")
+    return where is None or where == tmp or where.startswith(tmp + "/")
 
 
 def temporary_path(path: str, suffix: str = "") -> str:
