@@ -5,12 +5,15 @@ traceback; what was there before stays, and no temporary file is left behind.
 Tests run as root in CI, where ``chmod 0o555`` stops no write: ``read_only`` then makes
 ``os.access`` answer as the kernel does for a user. A full disk is simulated where every
 write ends, the rename of its temporary file, raising what TensorFlow's file system raises
-for ENOSPC (``PATH; No space left on device``, as seen on a full tmpfs).
+for ENOSPC (``PATH; No space left on device``, as seen on a full tmpfs); one test has the
+kernel itself refuse a write inside TensorFlow's C++ SavedModel writer (a file size limit).
 """
 
 import errno
 import json
 import os
+import resource
+import signal
 
 import cv2
 import keras
@@ -312,3 +315,21 @@ def test_a_file_system_error_is_one_line_and_any_other_error_keeps_its_traceback
     bug = tf.errors.InvalidArgumentError(None, None, "Incompatible shapes: [2] vs. [3]")
     with pytest.raises(tf.errors.InvalidArgumentError):
         fail_or_raise("predict", bug, (ValueError, OSError))
+
+
+def test_a_saved_model_the_kernel_refuses_to_write_is_one_line_naming_the_output(
+    tmp_path, capsys, tiny_model, photo
+):
+    """A real failure inside TensorFlow's C++ writer: files of this process may not grow past 100 kB (EFBIG)."""
+    if signal.getsignal(signal.SIGXFSZ) != signal.SIG_IGN:
+        pytest.skip("SIGXFSZ is not ignored here: the file size limit would kill the process")
+    output = tmp_path / "serving"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, hard))
+    try:
+        status = export(tiny_model, output, "saved_model", f"--samples={photo.parent}")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert status == 1
+    assert one_line(capsys, "export") == f"export: error: {output}: {os.strerror(errno.EFBIG)}"
+    assert os.listdir(tmp_path) == []
