@@ -25,7 +25,7 @@ import sys
 
 from absl import flags
 
-from tf_hourglass.cli import fail, parse_flags
+from tf_hourglass.cli import fail_or_raise, parse_flags
 from tf_hourglass.data.codec import DECODE_METHODS
 from tf_hourglass.export import tflite
 from tf_hourglass.export.errors import ExportError
@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             qat_learning_rate=_FLAGS.qat_learning_rate,
             max_batch_size=_FLAGS.max_batch_size,
         )
-    except (ExportError, OSError, ValueError) as e:  # OSError: FileExistsError, an --output under a file
-        return fail("export", e)
+    except Exception as e:  # OSError: FileExistsError, an --output under a file, a full disk
+        return fail_or_raise("export", e, (ExportError, OSError, ValueError))
     return 0
 
 

@@ -506,7 +506,7 @@ def export_model(
     parent = os.path.dirname(os.path.abspath(output))
     os.makedirs(parent, exist_ok=True)
     label = format if quantize == "none" else f"{format}/{quantize}"
-    with atomic_files.atomic_path(output) as tmp:
+    with atomic_files.atomic_path(output, replace_folder=True) as tmp:
         if people_export:
             parity, runner = (
                 _export_people_saved_model(model, tmp, {"people_samples": people_samples}, report),
@@ -538,11 +538,10 @@ def export_model(
             if not overwrite:
                 raise FileExistsError(f"{output!r} appeared during the export; not replacing it.")
             _check_output(model, output, format, overwrite)
-            if os.path.isdir(output):
+            if os.path.isdir(output):  # replaced when the new one is in place; the check above allows it
                 kept = _carry_user_files(output, tmp)
                 if kept:
                     report(f"kept {len(kept)} entries you added to {output}: {', '.join(kept)}")
-            atomic_files.remove(output)  # a folder cannot be renamed over; the check above allows it
     if not os.path.isdir(output) and format != "onnx":
         atomic_files.write_text(info_path(output), info.to_json())
     report(f"wrote {output} ({label}, {verify.format_size(size)} on disk)")
