@@ -100,7 +100,7 @@ def test_a_single_person_model_is_refused_naming_its_kind():
 
 
 def test_a_failed_ap_check_raises_and_says_both_aps():
-    parity = PeopleParity(4, 3, 10, 11, 1.5, 9.0, ap_python=40.0, ap_saved_model=39.2)
+    parity = PeopleParity(4, 3, 10, 11, 1.5, 9.0, ap_python=40.0, ap_exported=39.2)
     with pytest.raises(VerificationError, match=r"COCO AP 39.20 vs 40.00 \(difference 0.80 points\).*FAILED"):
         check_people_parity(parity, "saved_model")
     assert check_people_parity(PeopleParity(4, 4, 10, 10, 0.0, 0.0, 40.0, 39.6), "saved_model").endswith("OK")
