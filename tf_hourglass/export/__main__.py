@@ -30,7 +30,7 @@ from absl import flags
 
 from tf_hourglass.cli import fail_or_raise, parse_flags
 from tf_hourglass.data.codec import DECODE_METHODS
-from tf_hourglass.export import tflite
+from tf_hourglass.export import multi_person_verify, tflite
 from tf_hourglass.export.errors import ExportError
 from tf_hourglass.export.exporter import FORMATS, export_model
 
@@ -78,7 +78,7 @@ flags.DEFINE_float(
 )
 flags.DEFINE_float(
     "max_ap_drop",
-    2.0,
+    multi_person_verify.MAX_AP_DROP_INT8,
     "A multi-person int8 TFLite fails when its COCO AP on held-out photos drops by more points.",
     lower_bound=0.0,
     flag_values=_FLAGS,
