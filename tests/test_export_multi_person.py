@@ -453,7 +453,11 @@ def test_int8_export_of_a_multi_person_network_is_builtin_ops_checked_on_held_ou
     )
     assert any(line.startswith("TFLite input") and "uint8 [1, 64, 64, 3]" in line for line in lines)
     # The outputs (all 34 channels: heatmaps and tags) against Keras, with int8's bar.
-    (outputs_line,) = [line for line in lines if line.startswith("parity tflite/int8 on 8 held-out crops")]
+    (outputs_line,) = [
+        line
+        for line in lines
+        if line.startswith("parity tflite/int8 on 8 held-out photos of 'synthetic', letterboxed")
+    ]
     assert "[tolerance 0.25 of the peak; keypoints reported only]: OK" in outputs_line
     assert result.parity.relative_heatmap_error < 0.05
     # The people found and their COCO AP on the held-out scenes, with its own bar.
@@ -489,3 +493,21 @@ def test_predict_and_evaluate_run_the_int8_network_as_the_float_one(int8_export,
     results = run.evaluate_model(int8_export[0].path, data, flip=True, progress=False)
     assert results["num_images"] == 4 and results["inputs"]["model"].endswith("ae_int8.tflite")
     assert results["num_people_found"] > 0 and "AP" in results["coco_keypoints"]
+
+
+@pytest.mark.e2e
+def test_the_export_command_calibrates_a_multi_person_int8_file_on_scenes_by_default(
+    network_files, tmp_path, capsys
+):
+    from tf_hourglass.export.__main__ import main as export_main
+
+    output = tmp_path / "people_int8.tflite"
+    argv = ["export", "--model", str(network_files / "ae.keras"), "--format", "tflite", "--quantize", "int8"]
+    argv += ["--output", str(output), "--num-calibration", "4", "--num-heldout", "2", "--max-ap-drop", "0.5"]
+    assert export_main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "calibration data 'synthetic': 4 photos letterboxed to 64x64 calibrate" in printed
+    assert (
+        "on 2 held-out synthetic scenes vs Keras" in printed and "[AP drop at most 0.5 points]: OK" in printed
+    )
+    assert output.is_file() and tflite.check_builtin_ops(output.read_bytes())

@@ -192,7 +192,12 @@ def _carry_user_files(old: str, new: str) -> list[str]:
 
 
 def _sample_set(data, samples, input_size) -> verify.SampleSet:
-    """Parity inputs: held-out calibration crops, else photos, else synthetic figures."""
+    """Parity inputs: held-out calibration crops (a multi-person model's: letterboxed photos), else photos,
+    else synthetic figures."""
+    if isinstance(data, calibration_lib.PeopleCalibration):
+        return verify.crop_samples(
+            data.heldout_crops, f"{len(data.heldout_crops)} held-out photos of {data.name!r}, letterboxed"
+        )
     if data is not None:
         return verify.crop_samples(
             data.heldout_crops, f"{len(data.heldout_crops)} held-out crops of {data.name}"
