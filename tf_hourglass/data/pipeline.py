@@ -326,7 +326,8 @@ def decode_examples(dataset, prepare, budget: images.ImageBudget, skipped: Skipp
     example whose decode fails (``ignore_errors``) leaves a gap in the
     indices of the ordered map's output; a sequential scan after it adds the
     gaps to ``skipped.undecodable``. The per-example decode and warp keep
-    their parallel map.
+    their parallel map. (On a dataset that does not repeat, examples that fail
+    after the last good one leave no gap and are not counted; training repeats.)
     """
     if "image/encoded" in dataset.element_spec:
 
