@@ -239,3 +239,44 @@ def test_tfrecords_whose_only_images_are_over_the_budget_are_refused_when_opened
     with pytest.raises(ValueError, match=r"none of the 2 example\(s\).*decodes within the image size limit"):
         check_tfrecord_images(files, "image/encoded", "data.train", ImageBudget(max_pixels=10**6))
     check_tfrecord_images(files, "image/encoded", "data.train")
+
+
+def test_whole_image_tfrecords_over_the_budget_or_undecodable_are_skipped_by_the_multi_person_pipeline(
+    tmp_path,
+):
+    from tf_hourglass.data import keypoint_specs, tfrecord
+    from tf_hourglass.data.multi_person_pipeline import make_multi_person_dataset
+    from tf_hourglass.data.pipeline import SkippedExamples
+    from tf_hourglass.data.records import MultiPersonRecord
+
+    photo = encoded(np.full((96, 128, 3), 90, np.uint8), ".png")
+    record = MultiPersonRecord(
+        image_path="photo.png", image_size=(96, 128), keypoints=np.zeros((1, 17, 3), np.float32), image_id=1
+    )
+    mask = encoded(np.full((96, 128), 255, np.uint8), ".png")
+    planted = [
+        (photo, b""),
+        (black_png(1500, 1500), b""),  # over the budget
+        (photo, black_png(1500, 1500)),  # its loss mask over the budget
+        (photo[: len(photo) // 2], b""),  # a truncated body
+        (photo, mask),
+    ]
+    path = str(tmp_path / "people-00000-of-00001.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for image, mask_png in planted:
+            writer.write(
+                tfrecord.serialize_image_example(image, record, height=96, width=128, mask_png=mask_png)
+            )
+    skipped = SkippedExamples()
+    dataset = make_multi_person_dataset(
+        path,
+        keypoint_specs.COCO,
+        batch_size=2,
+        training=False,
+        input_size=(64, 64),
+        heatmap_size=(16, 16),
+        budget=ImageBudget(max_pixels=10**6),
+        skipped=skipped,
+    )
+    assert sum(len(images_) for images_, _ in dataset) == 2
+    assert skipped.counts() == (1, 2)  # (undecodable, over the budget)
