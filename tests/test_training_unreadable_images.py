@@ -236,6 +236,6 @@ def test_training_images_with_a_truncated_body_are_counted_every_epoch(tmp_path,
         over_budget == "0" and undecodable == this_epoch
         for _, this_epoch, undecodable, over_budget, _ in lines
     )
-    # By the end of epoch 2 the 24 examples were all read once (24 consumed), and the pipeline reads ahead
-    # by less than another pass.
-    assert 3 <= int(lines[-1][4]) < 6, out[-3000:]
+    # By the end of epoch 2 the 24 examples were all read once (24 good ones trained on), so the 3 were counted;
+    # the pipeline reads ahead by a few batches, not by two more passes.
+    assert 3 <= int(lines[-1][4]) <= 9, lines
