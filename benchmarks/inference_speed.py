@@ -20,7 +20,6 @@ graph").
 from __future__ import annotations
 
 import os
-import time
 
 from absl import app, flags
 
@@ -28,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from timing import describe_machine, matmul_flops_per_second  # noqa: E402
+from timing import describe_machine, interleaved_medians, matmul_flops_per_second  # noqa: E402
 
 from tf_hourglass.model import from_preset  # noqa: E402
 from tf_hourglass.model.complexity import count_multiply_adds  # noqa: E402
@@ -53,20 +52,6 @@ _WAYS = flags.DEFINE_list(
     ],
     "network:mode pairs to time.",
 )
-
-
-def interleaved_medians(calls: dict, min_seconds: float, warmup: int = 2) -> dict:
-    """Median seconds per call of each function, calling them in turn until each had ``min_seconds``."""
-    for fn in calls.values():
-        for _ in range(warmup):
-            fn()
-    times = {name: [] for name in calls}
-    while min(sum(t) for t in times.values()) < min_seconds or min(len(t) for t in times.values()) < 3:
-        for name, fn in calls.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def main(argv):

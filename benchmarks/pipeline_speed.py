@@ -4,7 +4,8 @@
 
 Two sources, each converted to TFRecords first (not timed), then read through
 ``make_dataset`` at 256x256 crops with 16-joint heatmaps (64x64), batch 32,
-with and without augmentation:
+with and without augmentation, as training reads them (the header check of
+every image against the image budget, skipped examples counted):
 
 * person crops: the LSPET sample (400 real photos) converted with the default
   crop margin, i.e. what training reads after ``tf_hourglass.data.convert``;
@@ -29,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from tf_hourglass.data import convert, tfrecord  # noqa: E402
 from tf_hourglass.data.codec import HeatmapCodec  # noqa: E402
 from tf_hourglass.data.keypoint_specs import MPII  # noqa: E402
-from tf_hourglass.data.pipeline import AugmentConfig, make_dataset  # noqa: E402
+from tf_hourglass.data.pipeline import AugmentConfig, SkippedExamples, make_dataset  # noqa: E402
 from tf_hourglass.data.synthetic import write_custom_dataset  # noqa: E402
 
 _DATA_DIR = flags.DEFINE_string(
@@ -61,7 +62,14 @@ def measure(name, pattern, spec, seconds, batch_size):
     codec = HeatmapCodec(input_size=(256, 256), heatmap_size=(64, 64), sigma=1.0)
     for label, augment in (("augmented", AugmentConfig()), ("no augment", NO_AUGMENTATION)):
         dataset = make_dataset(
-            pattern, spec, codec, batch_size=batch_size, training=True, augment=augment, seed=0
+            pattern,
+            spec,
+            codec,
+            batch_size=batch_size,
+            training=True,
+            augment=augment,
+            seed=0,
+            skipped=SkippedExamples(),  # as training reads: images over the budget and failed decodes counted
         )
         rate = examples_per_second(dataset, batch_size, seconds)
         print(f"{name:34} {label:11} {rate:8.0f} examples/s", flush=True)

@@ -22,6 +22,20 @@ def time_call(fn, min_seconds, warmup=2):
     return float(np.median(times))
 
 
+def interleaved_medians(calls: dict, min_seconds: float, warmup: int = 2) -> dict:
+    """Median seconds per call of each function, calling them in turn until each had ``min_seconds``."""
+    for fn in calls.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in calls}
+    while min(sum(t) for t in times.values()) < min_seconds or min(len(t) for t in times.values()) < 3:
+        for name, fn in calls.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
 def matmul_flops_per_second(min_seconds, dtype="float32", n=2048):
     """The machine's n x n matrix-multiply rate in FLOP/s (2 x multiply-adds per second)."""
     import tensorflow as tf

@@ -20,7 +20,8 @@ from test_multi_person_prediction import FLIP, FakeNetwork, K, people_maps
 import tf_hourglass
 from tf_hourglass.data import keypoint_specs
 from tf_hourglass.data.ae_codec import AssociativeEmbeddingCodec
-from tf_hourglass.export import VerificationError, export_model
+from tf_hourglass.export import VerificationError, export_model, tflite
+from tf_hourglass.export.calibration import load_people_calibration
 from tf_hourglass.export.multi_person_saved_model import (
     letterbox_matrices,
     multi_person_serving_module,
@@ -35,7 +36,13 @@ from tf_hourglass.export.multi_person_verify import (
 )
 from tf_hourglass.model import as_stack_list
 from tf_hourglass.model.info import MULTI_PERSON, ModelInfo
-from tf_hourglass.prediction.multi_person import People, codec_for_model, letterbox_matrix, predict_people
+from tf_hourglass.prediction.multi_person import (
+    People,
+    codec_for_model,
+    letterbox,
+    letterbox_matrix,
+    predict_people,
+)
 from tf_hourglass.run_files import info_path
 
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
@@ -100,7 +107,7 @@ def test_a_single_person_model_is_refused_naming_its_kind():
 
 
 def test_a_failed_ap_check_raises_and_says_both_aps():
-    parity = PeopleParity(4, 3, 10, 11, 1.5, 9.0, ap_python=40.0, ap_saved_model=39.2)
+    parity = PeopleParity(4, 3, 10, 11, 1.5, 9.0, ap_python=40.0, ap_exported=39.2)
     with pytest.raises(VerificationError, match=r"COCO AP 39.20 vs 40.00 \(difference 0.80 points\).*FAILED"):
         check_people_parity(parity, "saved_model")
     assert check_people_parity(PeopleParity(4, 4, 10, 10, 0.0, 0.0, 40.0, 39.6), "saved_model").endswith("OK")
@@ -209,12 +216,13 @@ def test_invalid_requests_fail_naming_the_problem(export):
 def test_network_exports_of_a_multi_person_model_and_refused_formats(ae_model, tmp_path):
     result = export_model(ae_model, str(tmp_path / "ae.tflite"), "tflite", log=lambda line: None)
     assert result.parity.max_heatmap_error < 1e-4  # all 34 output channels: heatmaps and tags
-    with pytest.raises(
-        ValueError, match="multi-person model; quantize='int8' calibrates on single-person crops"
-    ):
-        export_model(ae_model, str(tmp_path / "q.tflite"), "tflite", quantize="int8", calibration="synthetic")
-    with pytest.raises(ValueError, match="calibration is only the SavedModel's AP check"):
+    with pytest.raises(ValueError, match="qat rebuilds Stacked Hourglass models"):
+        export_model(ae_model, str(tmp_path / "q.tflite"), "tflite", quantize="qat", calibration="synthetic")
+    with pytest.raises(ValueError, match="calibration is the SavedModel's AP check.*or the int8 TFLite's"):
         export_model(ae_model, str(tmp_path / "sm"), "saved_model", calibration="synthetic")
+    with pytest.raises(ValueError, match="calibrates on whole photos: calibration must be 'synthetic'"):
+        export_model(ae_model, str(tmp_path / "q.tflite"), "tflite", quantize="int8", calibration="lsp:x.mat")
+    assert not os.listdir(tmp_path) or os.listdir(tmp_path) == ["ae.tflite", "ae.tflite.info.json"]
 
 
 def test_coco_ap_of_people_against_ground_truth_and_coco_samples(tmp_path):
@@ -368,3 +376,138 @@ def test_without_a_coco_sample_the_ap_check_runs_on_held_out_synthetic_scenes(
     assert result.parity.ap_python is not None and result.parity.ap_difference <= 0.5
     assert result.parity.num_images == 8 and parity_line.endswith("OK")
     assert sorted(os.listdir(tmp_path)) == ["people"]  # the ground truth was not left beside the export
+
+
+# ----- int8 TFLite of a multi-person network --------------------------------------------
+
+
+def test_people_calibration_inputs_are_letterboxed_4_3_scenes_every_other_mirrored():
+    data = load_people_calibration("synthetic", (64, 64), num_calibration=4, num_heldout=2)
+    assert data.crops.shape == (4, 64, 64, 3) and data.crops.dtype == np.float32
+    # 4:3 scenes (48x64) fitted into 64x64 as predict_people does: black bars above and below.
+    assert data.crops[:, :7].max() == 0.0 and data.crops[:, -7:].max() == 0.0
+    assert data.crops[:, 12:52].max() > 0.5
+    from tf_hourglass.data.synthetic import SyntheticScenes
+
+    scene = SyntheticScenes(image_size=(48, 64), seed=0).render(1).image
+    expected, _ = letterbox(scene / np.float32(255.0), 64)
+    np.testing.assert_allclose(data.crops[1], expected[:, ::-1], atol=1e-6)
+    assert data.heldout.description == "2 held-out synthetic scenes" and data.num_heldout == 2
+    assert data.heldout.image_ids == [1_000_000, 1_000_001] and isinstance(data.heldout.annotations, dict)
+    assert data.heldout_crops.shape == (2, 64, 64, 3)
+
+
+def test_people_calibration_on_coco_photos_holds_the_next_ones_out(shared_data):
+    coco = shared_data / "coco"
+    name = f"coco:{coco / 'person_keypoints_sample.json'}:{coco / 'images'}"
+    data = load_people_calibration(name, (64, 64), num_calibration=3, num_heldout=2)
+    assert data.crops.shape == (3, 64, 64, 3) and data.num_heldout == 1  # the sample has 4 photos
+    assert data.heldout.description.startswith("1 held-out COCO photos of")
+    assert len(data.heldout.image_ids) == 1 and data.heldout.annotations.endswith(
+        "person_keypoints_sample.json"
+    )
+    with pytest.raises(ValueError, match="give 4 photos for calibration and 0 held out.*num_calibration=200"):
+        load_people_calibration(name, (64, 64))
+
+
+def test_an_int8_ap_drop_beyond_its_bar_fails_and_a_rise_passes():
+    line = check_people_parity(
+        PeopleParity(8, 6, 20, 19, 1.0, 5.0, ap_python=40.0, ap_exported=38.5),
+        "tflite/int8",
+        max_ap_drop=2.0,
+        reference="Keras",
+    )
+    assert "vs Keras" in line and "[AP drop at most 2 points]: OK" in line
+    assert check_people_parity(PeopleParity(8, 6, 20, 21, 1.0, 5.0, 40.0, 45.0), "q", max_ap_drop=2.0)
+    with pytest.raises(
+        VerificationError, match=r"COCO AP 37.50 vs 40.00.*\[AP drop at most 2 points\]: FAILED"
+    ):
+        check_people_parity(PeopleParity(8, 6, 20, 19, 1.0, 5.0, 40.0, 37.5), "q", max_ap_drop=2.0)
+
+
+@pytest.fixture(scope="module")
+def int8_export(network_files):
+    """The int8 TFLite of ``network_files``' model, calibrated on the default synthetic scenes."""
+    path = str(network_files / "ae_int8.tflite")
+    lines = []
+    result = export_model(
+        str(network_files / "ae.keras"),
+        path,
+        "tflite",
+        quantize="int8",
+        num_calibration=16,
+        num_heldout=8,
+        log=lines.append,
+    )
+    return result, lines
+
+
+@pytest.mark.e2e
+def test_int8_export_of_a_multi_person_network_is_builtin_ops_checked_on_held_out_scenes(int8_export):
+    result, lines = int8_export
+    with open(result.path, "rb") as file:
+        names = tflite.check_builtin_ops(file.read())
+    assert "CONV_2D" in names and not any("FLEX" in name or "DELEGATE" in name for name in names)
+    assert any(
+        line.startswith("calibration data 'synthetic': 16 photos letterboxed to 64x64") for line in lines
+    )
+    assert any(line.startswith("TFLite input") and "uint8 [1, 64, 64, 3]" in line for line in lines)
+    # The outputs (all 34 channels: heatmaps and tags) against Keras, with int8's bar.
+    (outputs_line,) = [
+        line
+        for line in lines
+        if line.startswith("parity tflite/int8 on 8 held-out photos of 'synthetic', letterboxed")
+    ]
+    assert "[tolerance 0.25 of the peak; keypoints reported only]: OK" in outputs_line
+    assert result.parity.relative_heatmap_error < 0.05
+    # The people found and their COCO AP on the held-out scenes, with its own bar.
+    (people_line,) = [line for line in lines if "on 8 held-out synthetic scenes vs Keras" in line]
+    assert "COCO AP" in people_line and "[AP drop at most 2 points]: OK" in people_line
+    people = result.people
+    assert people.num_images == 8 and people.ap_python is not None and people.ap_drop <= 2.0
+    assert people.num_people_python > 0 and people.num_people_exported > 0
+    assert ModelInfo.from_json(open(info_path(result.path)).read()).kind == MULTI_PERSON
+
+
+@pytest.mark.e2e
+def test_predict_and_evaluate_run_the_int8_network_as_the_float_one(int8_export, network_files, shared_data):
+    from tf_hourglass.evaluation import run
+    from tf_hourglass.model_loader import ExportedPeopleNetwork
+
+    estimator = tf_hourglass.PoseEstimator(int8_export[0].path)
+    assert estimator.multi_person and isinstance(estimator.model, ExportedPeopleNetwork)
+    image = photo(200, 120, 31)
+    found, expected = (
+        estimator.predict(image),
+        tf_hourglass.PoseEstimator(str(network_files / "ae.keras")).predict(image),
+    )
+    assert len(found["scores"]) > 0 and len(expected["scores"]) > 0
+    assert found["keypoints"].shape[1:] == (K, 2)
+    # Its network's outputs on the photo's input are the Keras model's within int8's rounding.
+    network, keras_model = estimator.model, keras.models.load_model(str(network_files / "ae.keras"))
+    inputs, _ = letterbox(image / np.float32(255.0), 64)
+    reference = as_stack_list(keras_model(inputs[None], training=False))[-1].numpy()
+    assert np.abs(network(inputs[None]) - reference).max() < 0.05 * np.abs(reference).max()
+    coco = shared_data / "coco"
+    data = f"coco:{coco / 'person_keypoints_sample.json'}:{coco / 'images'}"
+    results = run.evaluate_model(int8_export[0].path, data, flip=True, progress=False)
+    assert results["num_images"] == 4 and results["inputs"]["model"].endswith("ae_int8.tflite")
+    assert results["num_people_found"] > 0 and "AP" in results["coco_keypoints"]
+
+
+@pytest.mark.e2e
+def test_the_export_command_calibrates_a_multi_person_int8_file_on_scenes_by_default(
+    network_files, tmp_path, capsys
+):
+    from tf_hourglass.export.__main__ import main as export_main
+
+    output = tmp_path / "people_int8.tflite"
+    argv = ["export", "--model", str(network_files / "ae.keras"), "--format", "tflite", "--quantize", "int8"]
+    argv += ["--output", str(output), "--num-calibration", "4", "--num-heldout", "2", "--max-ap-drop", "0.5"]
+    assert export_main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "calibration data 'synthetic': 4 photos letterboxed to 64x64 calibrate" in printed
+    assert (
+        "on 2 held-out synthetic scenes vs Keras" in printed and "[AP drop at most 0.5 points]: OK" in printed
+    )
+    assert output.is_file() and tflite.check_builtin_ops(output.read_bytes())

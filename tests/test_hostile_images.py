@@ -5,37 +5,25 @@ disk), a FIFO, a socket: predict, evaluate, convert and the training input
 skip them and count them, in bounded memory, without hanging.
 """
 
+import io
 import json
 import os
 import socket
-import struct
 import subprocess
 import sys
 import textwrap
-import zlib
 
 import cv2
 import numpy as np
 import pytest
+import tensorflow as tf
+from hostile_inputs import black_png
 
 from tf_hourglass.data import images
 from tf_hourglass.data.images import ImageBudget, ImageOverBudgetError, UnreadableInputError
 
 PHOTO = "mpii/images/004645041.jpg"
 SUBPROCESS_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def black_png(width: int, height: int) -> bytes:
-    """A valid 8-bit RGB PNG of ``width`` x ``height`` black pixels: 10000 x 10000 is about 290 KB."""
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    compressor = zlib.compressobj(9)
-    row = b"\x00" * (1 + 3 * width)
-    data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +159,124 @@ def test_predict_command_takes_the_budget_flags_and_names_what_it_skipped(shared
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(os.listdir(tmp_path / "out")) == ["small.json", "small.png"]
     assert f"Skipped 1 unreadable file(s): {folder / 'photo.jpg'}" in result.stderr
+
+
+def encoded(image: np.ndarray, extension: str, *params) -> bytes:
+    ok, data = cv2.imencode(extension, image, list(params))
+    assert ok
+    return data.tobytes()
+
+
+def test_the_pipeline_reads_each_formats_header_size_in_tensorflow_without_decoding(huge_png):
+    from PIL import Image
+
+    image = np.zeros((37, 53, 3), np.uint8)
+    files = {
+        "jpeg": encoded(image, ".jpg"),
+        "png": encoded(image, ".png"),
+        "bmp": encoded(image, ".bmp"),
+        "webp lossy": encoded(image, ".webp", cv2.IMWRITE_WEBP_QUALITY, 80),
+        "webp lossless": encoded(image, ".webp", cv2.IMWRITE_WEBP_QUALITY, 101),
+    }
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "GIF")
+    files["gif"] = buffer.getvalue()
+    buffer = io.BytesIO()  # with transparency and EXIF: the extended header
+    Image.fromarray(np.zeros((37, 53, 4), np.uint8)).save(buffer, "WEBP", exif=b"Exif\0\0")
+    files["webp extended"] = buffer.getvalue()
+    assert files["webp extended"][12:16] == b"VP8X"
+    for kind, data in files.items():
+        assert images.header_size_tf(data).numpy().tolist() == [37, 53], kind
+        # The size TensorFlow's decoder gives.
+        assert tf.io.decode_image(data, expand_animations=False).shape[:2] == (37, 53), kind
+    assert images.header_size_tf(huge_png).numpy().tolist() == [10000, 10000]
+    for not_parsed in (b"", b"\x89PNG", b"plain text, no image"):
+        assert images.header_size_tf(not_parsed).numpy().tolist() == [-1, -1]
+    assert not images.within_budget_tf(huge_png, ImageBudget())
+    assert images.within_budget_tf(huge_png, ImageBudget(max_pixels=10**8))
+    assert not images.within_budget_tf(files["png"], ImageBudget(max_bytes=len(files["png"]) - 1))
+    assert not images.within_budget_tf(b"unknown format" * 10, ImageBudget(max_bytes=100))
+
+
+def test_tfrecord_images_over_the_budget_or_undecodable_are_skipped_by_the_pipeline_and_counted(tmp_path):
+    from hostile_inputs import write_pose_shards
+
+    from tf_hourglass.data import tfrecord
+    from tf_hourglass.data.codec import HeatmapCodec
+    from tf_hourglass.data.pipeline import SkippedExamples, make_dataset
+
+    good = encoded(np.full((128, 128, 3), 90, np.uint8), ".png")
+    truncated_png = good[: len(good) // 2]  # its header is whole: only decoding finds the damage
+    jpeg = encoded(np.full((128, 128, 3), 90, np.uint8), ".jpg")
+    truncated_jpeg = jpeg[: len(jpeg) // 2]
+    planted = {
+        1: black_png(1500, 1500),
+        3: truncated_png,
+        5: truncated_jpeg,
+        6: b"\xff\xd8\xff damaged header",
+    }
+    pattern = write_pose_shards(tmp_path / "train", 6, planted)
+    spec = tfrecord.read_spec_sidecar(tfrecord.prefix_of(pattern))
+    codec = HeatmapCodec(input_size=(64, 64), heatmap_size=(16, 16), sigma=1.0)
+    skipped = SkippedExamples()
+    budget = ImageBudget(max_pixels=10**6)
+    dataset = make_dataset(pattern, spec, codec, batch_size=4, training=False, skipped=skipped, budget=budget)
+    assert sum(len(weights) for _, _, weights in dataset) == 6
+    assert skipped.counts() == (3, 1)  # (undecodable, over the budget)
+    # Under the default budget the same PNG decodes (so the count above is the budget's doing).
+    skipped = SkippedExamples()
+    dataset = make_dataset(pattern, spec, codec, batch_size=4, training=False, skipped=skipped)
+    assert sum(len(weights) for _, _, weights in dataset) == 7 and skipped.counts() == (3, 0)
+
+
+def test_tfrecords_whose_only_images_are_over_the_budget_are_refused_when_opened(tmp_path):
+    from hostile_inputs import write_pose_shards
+
+    from tf_hourglass.data.pipeline import check_tfrecord_images
+
+    pattern = write_pose_shards(tmp_path / "train", 0, {0: black_png(1500, 1500), 1: black_png(1200, 1200)})
+    files = sorted(tf.io.gfile.glob(pattern))
+    with pytest.raises(ValueError, match=r"none of the 2 example\(s\).*decodes within the image size limit"):
+        check_tfrecord_images(files, "image/encoded", "data.train", ImageBudget(max_pixels=10**6))
+    check_tfrecord_images(files, "image/encoded", "data.train")
+
+
+def test_whole_image_tfrecords_over_the_budget_or_undecodable_are_skipped_by_the_multi_person_pipeline(
+    tmp_path,
+):
+    from tf_hourglass.data import keypoint_specs, tfrecord
+    from tf_hourglass.data.multi_person_pipeline import make_multi_person_dataset
+    from tf_hourglass.data.pipeline import SkippedExamples
+    from tf_hourglass.data.records import MultiPersonRecord
+
+    photo = encoded(np.full((96, 128, 3), 90, np.uint8), ".png")
+    record = MultiPersonRecord(
+        image_path="photo.png", image_size=(96, 128), keypoints=np.zeros((1, 17, 3), np.float32), image_id=1
+    )
+    mask = encoded(np.full((96, 128), 255, np.uint8), ".png")
+    planted = [
+        (photo, b""),
+        (black_png(1500, 1500), b""),  # over the budget
+        (photo, black_png(1500, 1500)),  # its loss mask over the budget
+        (photo[: len(photo) // 2], b""),  # a truncated body
+        (photo, mask),
+    ]
+    path = str(tmp_path / "people-00000-of-00001.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for image, mask_png in planted:
+            writer.write(
+                tfrecord.serialize_image_example(image, record, height=96, width=128, mask_png=mask_png)
+            )
+    skipped = SkippedExamples()
+    dataset = make_multi_person_dataset(
+        path,
+        keypoint_specs.COCO,
+        batch_size=2,
+        training=False,
+        input_size=(64, 64),
+        heatmap_size=(16, 16),
+        budget=ImageBudget(max_pixels=10**6),
+        skipped=skipped,
+    )
+    assert sum(len(images_) for images_, _ in dataset) == 2
+    assert skipped.counts() == (1, 2)  # (undecodable, over the budget)

@@ -5,7 +5,9 @@ naming the first few (it used to wait forever for a first batch). Some of
 them: the run drops them and prints their count after every epoch.
 """
 
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -146,3 +148,94 @@ def test_multi_person_training_with_every_photo_missing_stops_when_the_data_is_o
         ValueError, match=r"none of its 3 image file\(s\) can be read: Image file .* does not exist"
     ):
         multi_person_loop.load_people_data(config, str(tmp_path))
+
+
+HOSTILE_SHARD_SCRIPT = """
+import json, resource, sys
+from tf_hourglass.training import trainer
+from training_helpers import load_config
+
+config_path, clean, hostile, workdir = sys.argv[1:]
+
+
+def train(pattern, name, epochs):
+    config = load_config(config_path)
+    config.data.train = f"tfrecord:{pattern}"
+    config.data.val = f"tfrecord:{clean}"
+    config.train.epochs = epochs
+    trainer.train_and_evaluate(config, f"{workdir}/{name}")
+
+
+train(clean, "clean", 1)  # everything but the hostile image: tracing, the model, the pipeline
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+train(hostile, "hostile", 2)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"grew_kb": after - before}))
+"""
+
+
+@pytest.mark.e2e
+def test_a_tfrecord_png_claiming_10000x10000_is_skipped_undecoded_in_bounded_memory_and_counted(tmp_path):
+    from hostile_inputs import black_png, write_pose_shards
+
+    clean = write_pose_shards(tmp_path / "clean" / "train", 8, {})
+    hostile = write_pose_shards(tmp_path / "hostile" / "train", 8, {4: black_png(10000, 10000)})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            HOSTILE_SHARD_SCRIPT,
+            str(write_tiny_config(tmp_path, 1)),
+            clean,
+            hostile,
+            str(tmp_path / "runs"),
+        ],
+        cwd=ROOT / "tests",
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Decoding it would take 300 MB as uint8, and the warp's padded copy as much again.
+    grew_kb = json.loads(result.stdout.strip().splitlines()[-1])["grew_kb"]
+    assert grew_kb < 400 * 1024, grew_kb  # 118 MB measured; 1.86 GB when the image is decoded
+    # Epoch 1 reads all 9 examples (it trains on 12), so the PNG is counted from epoch 1 on; by the end
+    # of epoch 2, 24 examples trained on are 3 passes over the 8 good ones, so it was read twice at least.
+    lines = re.findall(
+        r"epoch (\d): (\d+) training example\(s\) skipped by the input pipeline \((\d+) "
+        r"undecodable, (\d+) over the image size limit\); (\d+) in this run so far",
+        result.stdout,
+    )
+    assert [line[0] for line in lines] == ["1", "2"], result.stdout[-3000:]
+    assert all(undecodable == "0" and over == this_epoch for _, this_epoch, undecodable, over, _ in lines)
+    assert int(lines[0][1]) >= 1 and int(lines[-1][4]) == int(lines[0][1]) + int(lines[1][1]) >= 2
+
+
+@pytest.mark.e2e
+def test_training_images_with_a_truncated_body_are_counted_every_epoch(tmp_path, custom_data, capsys):
+    train, val = custom_data
+    files = image_files(train)
+    # Valid headers, half a body: only decoding finds them (the first file decodes, as the open-time probe needs).
+    for path in files[5:8]:
+        data = Path(path).read_bytes()
+        Path(path).write_bytes(data[: len(data) // 2])
+    config = load_config(write_tiny_config(tmp_path, epochs=2))
+    config.data.train = f"custom:{train}"
+    config.data.val = f"custom:{val}"
+    trainer.train_and_evaluate(config, str(tmp_path / "run"))
+    out = capsys.readouterr().out
+    assert "training image file(s) skipped" not in out  # their headers are sound: no file was dropped
+    lines = re.findall(
+        r"epoch (\d): (\d+) training example\(s\) skipped by the input pipeline \((\d+) "
+        r"undecodable, (\d+) over the image size limit\); (\d+) in this run so far",
+        out,
+    )
+    assert lines and lines[-1][0] == "2", out[-3000:]
+    assert all(
+        over_budget == "0" and undecodable == this_epoch
+        for _, this_epoch, undecodable, over_budget, _ in lines
+    )
+    # By the end of epoch 2 the 24 examples were all read once (24 good ones trained on), so the 3 were
+    # counted; how far the pipeline has read ahead by then depends on the machine's load.
+    assert int(lines[-1][4]) >= 3, lines

@@ -4,7 +4,9 @@ A command is a thin module (``tf_hourglass/train.py``, ``export/__main__.py``,
 ...) with its own ``absl.flags.FlagValues`` and a ``main(argv=None) -> int``
 that parses them with :func:`parse_flags`, calls one library function and
 returns the exit status: 0 done, 1 bad input (one line, ``NAME: error: ...``,
-from :func:`fail`), 2 bad flags (one line), 0 after ``--help``. The module
+from :func:`fail`), 2 bad flags (one line), 0 after ``--help``. A failure of the
+file system (a full disk, a read-only folder, from Python or TensorFlow) is
+bad input too: one line ``PATH: strerror`` (:func:`fail_or_raise`). The module
 ends with ``if __name__ == "__main__": sys.exit(main())``, and setup.cfg maps
 the same ``main`` to a console script (``hourglass-train`` ...). Flags are
 spelled ``--a-b`` or ``--a_b``.
@@ -55,6 +57,31 @@ def parse_flags(
 
 
 def fail(command: str, error: BaseException | str, status: int = 1) -> int:
-    """Prints ``COMMAND: error: ...`` on one line to stderr; returns ``status`` to exit with."""
-    print(f"{command}: error: {error}", file=sys.stderr)
+    """Prints ``COMMAND: error: ...`` on one line to stderr; returns ``status`` to exit with.
+
+    A file-system error reads ``PATH: No space left on device`` (``atomic_files.io_error``),
+    not ``[Errno 28] No space left on device: 'PATH'``.
+    """
+    failure = _io_error(error) if isinstance(error, BaseException) else None
+    print(f"{command}: error: {failure or error}", file=sys.stderr)
     return status
+
+
+def fail_or_raise(command: str, error: BaseException, expected: tuple[type[BaseException], ...]) -> int:
+    """``fail(command, error)`` for an ``expected`` error or a file-system failure; re-raises any other.
+
+    For ``except Exception as error: return fail_or_raise("export", error, (ValueError, OSError))``:
+    a full disk under TensorFlow (``ResourceExhaustedError``) is one line too, a bug keeps its traceback.
+    """
+    if isinstance(error, expected) or _io_error(error) is not None:
+        return fail(command, error)
+    raise error
+
+
+def _io_error(error: BaseException):
+    # Only errors that can be file-system ones: the others need not import TensorFlow to be printed.
+    if not isinstance(error, OSError) and not type(error).__module__.startswith("tensorflow"):
+        return None
+    from tf_hourglass.atomic_files import io_error
+
+    return io_error(error)

@@ -19,7 +19,7 @@ import sys
 
 from absl import flags
 
-from tf_hourglass.cli import fail, parse_flags
+from tf_hourglass.cli import fail_or_raise, parse_flags
 from tf_hourglass.data.images import budget_from_flags, define_budget_flags
 from tf_hourglass.precision import INFERENCE_PRECISIONS
 
@@ -145,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         if _FLAGS.json:
             run.write_results_json(_FLAGS.json, results)
             print(f"Results written to {_FLAGS.json}")
-    except (ValueError, OSError, ImportError) as error:
-        return fail("evaluate", error)
+    except Exception as error:
+        return fail_or_raise("evaluate", error, (ValueError, OSError, ImportError))
     return 0
 
 

@@ -24,7 +24,7 @@ import sys
 
 from absl import flags
 
-from tf_hourglass.cli import fail, parse_flags
+from tf_hourglass.cli import fail_or_raise, parse_flags
 from tf_hourglass.data.images import budget_from_flags, define_budget_flags
 from tf_hourglass.precision import INFERENCE_PRECISIONS
 
@@ -119,11 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     if status is not None:
         return status
+    from tf_hourglass.atomic_files import check_writable_folder
     from tf_hourglass.model_loader import describe_model_source
     from tf_hourglass.prediction.estimator import PoseEstimator
     from tf_hourglass.prediction.files import WHOLE_IMAGE_NOTE, predict_path
 
     try:
+        if "://" not in _FLAGS.output:  # before the model loads
+            check_writable_folder(_FLAGS.output, f"--output {_FLAGS.output!r}")
         estimator = PoseEstimator(
             _FLAGS.model,
             spec=load_spec(_FLAGS.spec),
@@ -145,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         summary = predict_path(
             estimator, _FLAGS.input, _FLAGS.output, parse_box(_FLAGS.box), budget=budget_from_flags(_FLAGS)
         )
-    except (ValueError, OSError) as error:
-        return fail("predict", error)
+    except Exception as error:
+        return fail_or_raise("predict", error, (ValueError, OSError))
     print(f"Wrote {len(summary.written)} file(s) to {_FLAGS.output}.")
     if summary.skipped:
         print(

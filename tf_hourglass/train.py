@@ -11,7 +11,7 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
-from tf_hourglass.cli import fail, parse_flags
+from tf_hourglass.cli import fail, fail_or_raise, parse_flags
 
 # Own FlagValues (see tf_hourglass/cli.py for the convention every command follows).
 _FLAGS = flags.FlagValues()
@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         train_and_evaluate(_FLAGS.config, _FLAGS.workdir)
-    except (ValueError, OSError) as error:  # bad config values, an unusable or busy workdir
-        return fail("train", error)
+    except Exception as error:  # bad config values, an unusable, busy or full workdir
+        return fail_or_raise("train", error, (ValueError, OSError))
     return 0
 
 

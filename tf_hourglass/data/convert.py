@@ -37,7 +37,7 @@ from absl import flags
 from tqdm import tqdm
 
 from tf_hourglass import atomic_files
-from tf_hourglass.cli import fail, parse_flags
+from tf_hourglass.cli import fail, fail_or_raise, parse_flags
 from tf_hourglass.data import images, readers, tfrecord
 from tf_hourglass.data.multi_person_pipeline import encode_loss_mask, record_loss_mask
 from tf_hourglass.data.records import PIXELS_PER_SCALE, MultiPersonRecord, PoseRecord
@@ -222,10 +222,13 @@ def _example_bytes(
 
 
 def _close_and_remove(writers, paths) -> None:
+    """Removes the temporary shards of a failed conversion; a writer that cannot flush (a full disk) is let go."""
     for writer in writers:
-        writer.close()
+        with contextlib.suppress(tf.errors.OpError):
+            writer.close()
     for path in paths:
-        atomic_files.remove(path)
+        with contextlib.suppress(OSError, tf.errors.OpError):  # never hide the failure behind this one
+            atomic_files.remove(path)
 
 
 class OutputInUseError(OSError):
@@ -426,6 +429,11 @@ def _write_shards(
                 continue
             writers[written % num_shards].write(example)
             written += 1
+        if written:
+            for writer in writers:
+                writer.close()  # flushes: a full disk fails here or in write, naming the shard
+            for temp, final in zip(temp_paths, final_paths, strict=True):
+                tf.io.gfile.rename(temp, final, overwrite=True)
     except BaseException:
         _close_and_remove(writers, temp_paths)
         raise
@@ -433,10 +441,6 @@ def _write_shards(
     if written == 0:
         _close_and_remove(writers, temp_paths)
         return ConversionSummary(0, skipped, [], None, removed_temp_files=len(leftovers))
-    for writer in writers:
-        writer.close()
-    for temp, final in zip(temp_paths, final_paths, strict=True):
-        tf.io.gfile.rename(temp, final, overwrite=True)
     # Shards of an earlier conversion to this prefix (another --num-shards) would
     # still match PREFIX-*-of-*.tfrecord while the spec counts only these.
     for stale in set(tfrecord.list_shards(output_prefix)) - set(final_paths):
@@ -531,8 +535,8 @@ def main(argv: list[str] | None = None) -> int:
                 full_image=_FLAGS.full_image,
                 budget=images.budget_from_flags(_FLAGS),
             )
-    except (readers.DatasetError, OSError, ValueError) as e:
-        return fail("convert", e)
+    except Exception as e:  # a full disk under TensorFlow's writer too
+        return fail_or_raise("convert", e, (readers.DatasetError, OSError, ValueError))
     print(summary.report())
     if summary.removed_temp_files:
         print(

@@ -231,6 +231,92 @@ def decode_image(encoded) -> tf.Tensor:
     return image
 
 
+# In-graph header parsing (the tf.data pipelines): enough leading bytes for every header read below.
+_HEADER_BYTES = 32
+
+
+def _header_bytes(encoded) -> tf.Tensor:
+    """The first ``_HEADER_BYTES`` bytes of ``encoded`` as int64, zero-padded when it is shorter."""
+    head = tf.strings.substr(encoded, 0, _HEADER_BYTES) + b"\0" * _HEADER_BYTES
+    return tf.cast(tf.io.decode_raw(tf.strings.substr(head, 0, _HEADER_BYTES), tf.uint8), tf.int64)
+
+
+def _starts_with(head, signature: bytes, offset: int = 0) -> tf.Tensor:
+    return tf.reduce_all(tf.equal(head[offset : offset + len(signature)], list(signature)))
+
+
+def _little_endian(head, offset: int, size: int) -> tf.Tensor:
+    return tf.add_n([head[offset + i] * 256**i for i in range(size)])
+
+
+def _big_endian(head, offset: int, size: int) -> tf.Tensor:
+    return tf.add_n([head[offset + i] * 256 ** (size - 1 - i) for i in range(size)])
+
+
+def header_size_tf(encoded) -> tf.Tensor:
+    """(height, width) int64 that encoded image bytes claim, from their header alone, in TensorFlow ops.
+
+    JPEG by ``tf.io.extract_jpeg_shape`` (which fails on a JPEG whose header
+    is damaged, as decoding would); PNG (IHDR), GIF (logical screen, which is
+    what TensorFlow's decoder allocates), BMP (BITMAPINFOHEADER, as TensorFlow
+    reads it) and WebP (VP8, VP8L, VP8X) from their first bytes. Anything else
+    (JPEG XL, bytes that are no image) gives (-1, -1): not parsed here.
+    """
+    encoded = tf.convert_to_tensor(encoded, tf.string)
+    head = _header_bytes(encoded)
+    unknown = tf.constant([-1, -1], tf.int64)
+
+    def signed32(value):
+        return tf.where(value >= 2**31, value - 2**32, value)
+
+    vp8l_bits = _little_endian(head, 21, 4)
+    webp = _starts_with(head, b"RIFF") & _starts_with(head, b"WEBP", 8)
+    # (is this the format, (height, width)) in the order decode_image tells formats apart.
+    formats = [
+        (
+            _starts_with(head, b"\x89PNG\r\n\x1a\n"),
+            tf.stack([_big_endian(head, 20, 4), _big_endian(head, 16, 4)]),
+        ),
+        (_starts_with(head, b"GIF8"), tf.stack([_little_endian(head, 8, 2), _little_endian(head, 6, 2)])),
+        (
+            _starts_with(head, b"BM"),
+            tf.stack([tf.abs(signed32(_little_endian(head, 22, 4))), signed32(_little_endian(head, 18, 4))]),
+        ),
+        (
+            webp & _starts_with(head, b"VP8X", 12),
+            tf.stack([_little_endian(head, 27, 3) + 1, _little_endian(head, 24, 3) + 1]),
+        ),
+        (
+            webp & _starts_with(head, b"VP8L", 12),
+            tf.stack([(vp8l_bits // 2**14) % 2**14 + 1, vp8l_bits % 2**14 + 1]),
+        ),
+        (
+            webp & _starts_with(head, b"VP8 ", 12),
+            tf.stack([_little_endian(head, 28, 2) % 2**14, _little_endian(head, 26, 2) % 2**14]),
+        ),
+    ]
+    size = unknown
+    for is_format, format_size in reversed(formats):
+        size = tf.where(is_format, format_size, size)
+    return tf.cond(
+        tf.io.is_jpeg(encoded),
+        lambda: tf.cast(tf.io.extract_jpeg_shape(encoded)[:2], tf.int64),
+        lambda: size,
+    )
+
+
+def within_budget_tf(encoded, budget: ImageBudget = DEFAULT_BUDGET) -> tf.Tensor:
+    """Whether encoded image bytes are within ``budget``: their length, and the pixels their header claims.
+
+    In TensorFlow ops, before any decoder allocates them (``header_size_tf``);
+    a format whose header is not parsed here is held to the byte limit only.
+    """
+    encoded = tf.convert_to_tensor(encoded, tf.string)
+    height, width = tf.unstack(header_size_tf(encoded))
+    pixels = tf.maximum(height, 0) * tf.maximum(width, 0)
+    return (tf.cast(tf.strings.length(encoded), tf.int64) <= budget.max_bytes) & (pixels <= budget.max_pixels)
+
+
 def decodes_in_tensorflow(data: bytes) -> bool:
     """Whether the input pipeline's decoder reads these bytes (used once per source, not per example)."""
     try:

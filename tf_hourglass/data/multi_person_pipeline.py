@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from tf_hourglass.data import tfrecord, transforms
+from tf_hourglass.data import images, tfrecord, transforms
 from tf_hourglass.data.ae_codec import AssociativeEmbeddingCodec
 from tf_hourglass.data.multi_person_targets import (
     MAX_PEOPLE,
@@ -47,8 +47,10 @@ from tf_hourglass.data.multi_person_targets import (
 )
 from tf_hourglass.data.pipeline import (
     AugmentConfig,
+    SkippedExamples,
     check_record_images,
     check_same_keypoint_count,
+    decode_examples,
     decode_for_warp,
     random_transform,
 )
@@ -183,15 +185,13 @@ def _heatmap_matrix(matrix, stride):
 
 
 def _image_size(example):
-    """(height, width) int32 of the example's image, from its pixels or its header (JPEG)."""
+    """(height, width) int32 of the example's image, from its pixels or its header (``images.header_size_tf``)."""
     if "image" in example:
         return tf.shape(example["image"])[:2]
     encoded = example["image/encoded"]
-    return tf.cond(
-        tf.io.is_jpeg(encoded),
-        lambda: tf.io.extract_jpeg_shape(encoded)[:2],
-        lambda: tf.shape(tf.io.decode_image(encoded, channels=3, expand_animations=False))[:2],
-    )
+    size = tf.cast(images.header_size_tf(encoded), tf.int32)
+    # A format whose header is not parsed (JPEG XL) is decoded for its size, as before.
+    return tf.cond(size[0] >= 0, lambda: size, lambda: tf.shape(images.decode_image(encoded))[:2])
 
 
 def _people_rows(keypoints, rows):
@@ -326,6 +326,8 @@ def make_multi_person_dataset(
     max_people: int = MAX_PEOPLE,
     with_metadata: bool = False,
     input_context: tf.distribute.InputContext | None = None,
+    budget: images.ImageBudget = images.DEFAULT_BUDGET,
+    skipped: SkippedExamples | None = None,
 ) -> tf.data.Dataset:
     """Batches of whole images and their Associative Embedding targets.
 
@@ -346,6 +348,8 @@ def make_multi_person_dataset(
         max_people: rows of ``keypoint_refs``.
         input_context: from ``strategy.distribute_datasets_from_function``;
             each input pipeline reads its own shard.
+        budget: TFRecord images (and loss masks) over it are skipped before decoding.
+        skipped: counts the images skipped (``pipeline.decode_examples``).
         with_metadata: yield dicts (``images``, ``heatmaps``, ``mask``,
             ``keypoint_refs``, ``heatmap_keypoints`` and, without augmentation,
             ``matrix``, ``image_id``, ``keypoints``; people arrays have
@@ -391,9 +395,8 @@ def make_multi_person_dataset(
         peak,
         max_people,
     )
-    dataset = dataset.enumerate().map(prepare, num_parallel_calls=AUTOTUNE, deterministic=True)
-    # A corrupt image fails its decode; skip that example instead of stopping (as pipeline.py).
-    dataset = dataset.ignore_errors(log_warning=True)
+    # Images over the budget are skipped undecoded, and failed decodes skipped; both counted in ``skipped``.
+    dataset = decode_examples(dataset, prepare, budget, skipped)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
     if not with_metadata:
         dataset = dataset.map(

@@ -113,11 +113,18 @@ def readable_records(
     return kept, (len(check.unreadable), check.num_files)
 
 
-def check_tfrecord_images(files: Sequence[str], image_key: str, what: str, count: int = 3) -> None:
-    """Refuses TFRecord shards none of whose images TensorFlow decodes (examples are read until one does).
+def check_tfrecord_images(
+    files: Sequence[str],
+    image_key: str,
+    what: str,
+    budget: images.ImageBudget = images.DEFAULT_BUDGET,
+    count: int = 3,
+) -> None:
+    """Refuses TFRecord shards none of whose images TensorFlow decodes within ``budget`` (read until one does).
 
-    In sound shards that is the first example; the pipeline then skips any
-    other example whose image does not decode.
+    In sound shards that is the first example; the pipeline then skips (and
+    counts) any other example over the budget or whose image does not decode.
+    An image over the budget is never decoded here either.
 
     Raises:
         ValueError: no example's image decodes (one line naming the first few).
@@ -129,12 +136,16 @@ def check_tfrecord_images(files: Sequence[str], image_key: str, what: str, count
             encoded = tf.io.parse_single_example(serialized, feature)[image_key]
         except tf.errors.InvalidArgumentError:
             encoded = b""
-        if images.decodes_in_tensorflow(encoded):
+        try:
+            within = bool(images.within_budget_tf(encoded, budget))
+        except tf.errors.InvalidArgumentError:  # a damaged JPEG header
+            within = False
+        if within and images.decodes_in_tensorflow(encoded):
             return
         failed.append(len(failed))
     raise ValueError(
         f"{what}: none of the {len(failed)} example(s) in {', '.join(files[:count])} has an image that "
-        f"decodes (examples {failed[:count]} of the first shard on)."
+        f"decodes within the image size limit (examples {failed[:count]} of the first shard on)."
     )
 
 
@@ -278,12 +289,74 @@ def decode_for_warp(example, matrix, input_size, jpeg_downscale=False):
         return tf.switch_case(branch, [lambda r=r: decode_jpeg_window(r) for r in (1, 2, 4)])
 
     def decode_any():
-        image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
-        return image, matrix
+        return images.decode_image(encoded), matrix
 
     image, matrix = tf.cond(tf.io.is_jpeg(encoded), decode_jpeg, decode_any)
     image.set_shape([None, None, 3])
     return image, matrix
+
+
+class SkippedExamples:
+    """How many examples a training pipeline dropped while reading, by why: host variables it updates.
+
+    ``over_budget``: encoded images (TFRecords) over the ``ImageBudget``,
+    dropped before decoding; ``undecodable``: examples whose image failed to
+    decode (a damaged header or body), dropped by ``ignore_errors``. The
+    pipeline counts as it reads, a few batches ahead of training. Make it
+    outside any ``tf.distribute`` strategy scope: the variables live on this
+    host's CPU, and each input pipeline of the host adds to them.
+    """
+
+    def __init__(self):
+        with tf.device("/cpu:0"):
+            self.over_budget = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_over_budget")
+            self.undecodable = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_undecodable")
+
+    def counts(self) -> tuple[int, int]:
+        """(undecodable, over the budget) so far."""
+        return int(self.undecodable.numpy()), int(self.over_budget.numpy())
+
+
+def decode_examples(dataset, prepare, budget: images.ImageBudget, skipped: SkippedExamples | None):
+    """``prepare(index, example)`` over ``dataset``, skipping examples over ``budget`` or that fail, counted.
+
+    Examples with encoded bytes (TFRecords) whose length or header size is
+    over ``budget`` are filtered out before anything decodes them
+    (``images.within_budget_tf``); file sources were checked when opened. An
+    example whose decode fails (``ignore_errors``) leaves a gap in the
+    indices of the ordered map's output; a sequential scan after it adds the
+    gaps to ``skipped.undecodable``. The per-example decode and warp keep
+    their parallel map. (On a dataset that does not repeat, examples that fail
+    after the last good one leave no gap and are not counted; training repeats.)
+    """
+    if "image/encoded" in dataset.element_spec:
+
+        def within_budget(example):
+            within = images.within_budget_tf(example["image/encoded"], budget)
+            if "mask/encoded" in example:  # a multi-person loss mask: a PNG too, when there is one
+                within &= images.within_budget_tf(example["mask/encoded"], budget)
+            if skipped is not None:
+                skipped.over_budget.assign_add(tf.cast(tf.logical_not(within), tf.int64))
+            return within
+
+        dataset = dataset.filter(within_budget)
+    if skipped is None:
+        dataset = dataset.enumerate().map(prepare, num_parallel_calls=AUTOTUNE, deterministic=True)
+        # A corrupt image fails its decode; skip that example instead of stopping.
+        return dataset.ignore_errors(log_warning=True)
+    dataset = dataset.enumerate().map(
+        lambda index, example: (index, prepare(index, example)),
+        num_parallel_calls=AUTOTUNE,
+        deterministic=True,
+    )
+    dataset = dataset.ignore_errors(log_warning=True)
+
+    def count_gaps(last_index, indexed):
+        index, example = indexed
+        skipped.undecodable.assign_add(index - last_index - 1)
+        return index, example
+
+    return dataset.scan(tf.constant(-1, tf.int64), count_gaps)
 
 
 def _make_example_fn(load, augment, seed, input_size, flip_permutation):
@@ -344,6 +417,8 @@ def make_dataset(
     input_context: tf.distribute.InputContext | None = None,
     with_metadata: bool = False,
     center_map_sigma: float | None = None,
+    budget: images.ImageBudget = images.DEFAULT_BUDGET,
+    skipped: SkippedExamples | None = None,
 ) -> tf.data.Dataset:
     """Batches for training or evaluation.
 
@@ -365,6 +440,8 @@ def make_dataset(
         center_map_sigma: for models that take a centre map (CPM: its
             ``center_map_sigma``), the Gaussian's sigma in input pixels; the
             model inputs become ``{"images", "center_map"}``.
+        budget: TFRecord images over it are skipped before decoding.
+        skipped: counts the examples skipped (``decode_examples``).
 
     Yields:
         ``(images (B, H, W, 3) float32 in [0, 1], heatmaps (B, Hh, Wh, K),
@@ -394,9 +471,7 @@ def make_dataset(
     prepare = _make_example_fn(
         load, augment, seed, codec.input_size, tf.constant(spec.flip_permutation(), tf.int32)
     )
-    dataset = dataset.enumerate().map(prepare, num_parallel_calls=AUTOTUNE, deterministic=True)
-    # A corrupt image fails its decode; skip that example instead of stopping.
-    dataset = dataset.ignore_errors(log_warning=True)
+    dataset = decode_examples(dataset, prepare, budget, skipped)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
 
     def add_targets(batch):

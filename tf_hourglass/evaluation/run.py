@@ -463,8 +463,14 @@ def _jsonable(value):
 
 
 def check_output_path(path: str) -> None:
-    """Fails early when ``path``'s folder does not exist, before any long evaluation."""
+    """Fails early, before any long evaluation, when ``--json path`` cannot be written.
+
+    A folder at ``path``, a folder that does not exist or is a file, read-only,
+    not ours to write or on a full disk: one line naming the path and the reason.
+    """
     folder = os.path.dirname(path) or "."
+    if "://" not in path:
+        atomic_files.check_writable_file(path, f"--json {path}")
     if not tf.io.gfile.isdir(folder):
         raise FileNotFoundError(f"The folder of the output {path} does not exist: {folder}")
 

@@ -9,6 +9,9 @@
     # its COCO AP checked against the Python path on photos with ground truth
     python -m tf_hourglass.export --model runs/ae --format saved_model --output out/people/1 \\
         --calibration coco:person_keypoints_val2017.json:val2017
+    # phones, multi-person: full-integer TFLite calibrated on synthetic scenes (the default; or
+    # --calibration coco:ANNOTATIONS[:IMAGES_DIR]), its people and COCO AP checked on held-out photos
+    python -m tf_hourglass.export --model runs/ae --format tflite --quantize int8 --output out/people_int8.tflite
     # NVIDIA: ONNX here, engine on the GPU machine
     python -m tf_hourglass.export --model runs/quickstart/final.keras --format onnx --output out/hourglass.onnx
 
@@ -25,9 +28,9 @@ import sys
 
 from absl import flags
 
-from tf_hourglass.cli import fail, parse_flags
+from tf_hourglass.cli import fail_or_raise, parse_flags
 from tf_hourglass.data.codec import DECODE_METHODS
-from tf_hourglass.export import tflite
+from tf_hourglass.export import multi_person_verify, tflite
 from tf_hourglass.export.errors import ExportError
 from tf_hourglass.export.exporter import FORMATS, export_model
 
@@ -52,17 +55,33 @@ flags.DEFINE_string(
     "calibration",
     None,
     "Calibration and held-out data: 'synthetic', 'tfrecord:PATTERN' or 'FORMAT:ANNOTATIONS[:IMAGES_DIR]'; "
-    "for a multi-person SavedModel, 'coco:ANNOTATIONS[:IMAGES_DIR]' photos for its AP check.",
+    "for a multi-person SavedModel, 'coco:ANNOTATIONS[:IMAGES_DIR]' photos for its AP check; for a "
+    "multi-person int8 TFLite, 'synthetic' (scenes, the default) or 'coco:ANNOTATIONS[:IMAGES_DIR]' photos.",
     flag_values=_FLAGS,
 )
 flags.DEFINE_integer(
-    "num_calibration", 200, "People used to calibrate (and fine-tune QAT).", lower_bound=1, flag_values=_FLAGS
+    "num_calibration",
+    200,
+    "People used to calibrate (and fine-tune QAT); photos, for a multi-person model.",
+    lower_bound=1,
+    flag_values=_FLAGS,
 )
 flags.DEFINE_integer(
-    "num_heldout", 200, "Held-out people for the PCK check.", lower_bound=1, flag_values=_FLAGS
+    "num_heldout",
+    200,
+    "Held-out people for the PCK check; photos for a multi-person model's AP check.",
+    lower_bound=1,
+    flag_values=_FLAGS,
 )
 flags.DEFINE_float(
     "max_pck_drop", 1.0, "int8/qat fail when PCK drops by more points.", lower_bound=0.0, flag_values=_FLAGS
+)
+flags.DEFINE_float(
+    "max_ap_drop",
+    multi_person_verify.MAX_AP_DROP_INT8,
+    "A multi-person int8 TFLite fails when its COCO AP on held-out photos drops by more points.",
+    lower_bound=0.0,
+    flag_values=_FLAGS,
 )
 flags.DEFINE_string(
     "samples",
@@ -120,14 +139,15 @@ def main(argv: list[str] | None = None) -> int:
             num_calibration=_FLAGS.num_calibration,
             num_heldout=_FLAGS.num_heldout,
             max_pck_drop=_FLAGS.max_pck_drop,
+            max_ap_drop=_FLAGS.max_ap_drop,
             opset=_FLAGS.opset,
             qat_steps=_FLAGS.qat_steps,
             qat_batch_size=_FLAGS.qat_batch_size,
             qat_learning_rate=_FLAGS.qat_learning_rate,
             max_batch_size=_FLAGS.max_batch_size,
         )
-    except (ExportError, OSError, ValueError) as e:  # OSError: FileExistsError, an --output under a file
-        return fail("export", e)
+    except Exception as e:  # OSError: FileExistsError, an --output under a file, a full disk
+        return fail_or_raise("export", e, (ExportError, OSError, ValueError))
     return 0
 
 

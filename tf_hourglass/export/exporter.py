@@ -20,7 +20,11 @@ A multi-person (Associative Embedding) model's SavedModel takes photos and
 returns people (``multi_person_saved_model``), checked against the Python path
 on photos, with COCO's keypoint AP where they have ground truth
 (``multi_person_verify``); its tflite and onnx exports are the network's
-outputs (heatmaps and tags), as single-person ones.
+outputs (heatmaps and tags), as single-person ones. Its int8 TFLite calibrates
+on whole photos letterboxed as ``predict_people`` feeds them (synthetic scenes
+by default; ``calibration.load_people_calibration``) and is also checked by the
+people it finds and their COCO AP on held-out photos against the Keras model's
+(``max_ap_drop``).
 Each export carries the model's ``ModelInfo`` (keypoint spec, codec settings,
 kind): inside a SavedModel folder, beside any other file
 (``run_files.info_path``), so the package's loaders read an exported file as
@@ -55,6 +59,7 @@ from tf_hourglass.export.errors import VerificationError
 from tf_hourglass.model import StackedHourglass, as_stack_list
 from tf_hourglass.model.info import MULTI_PERSON, model_info
 from tf_hourglass.model_loader import (
+    ExportedPeopleNetwork,
     TFLiteRunner,
     describe_model_source,
     keras_model_path,
@@ -74,6 +79,8 @@ QUANTIZE_MODES = {
 }
 # Exports that need calibration data: (format, quantize) pairs.
 NEEDS_CALIBRATION = {("tflite", "int8"), ("tflite", "qat"), ("tensorrt", "int8"), ("tftrt", "int8")}
+# The one a multi-person model has; it calibrates on synthetic scenes unless told otherwise.
+PEOPLE_INT8 = ("tflite", "int8")
 
 
 @dataclasses.dataclass
@@ -85,22 +92,20 @@ class ExportResult:
     parity: verify.Parity | multi_person_verify.PeopleParity  # the latter for a multi-person SavedModel
     accuracy: verify.AccuracyComparison | None
     lines: list[str]  # what was reported
+    people: multi_person_verify.PeopleParity | None = None  # a multi-person int8 network's people and AP
 
 
-def _check_arguments(format, quantize, calibration, max_pck_drop, decode_method) -> None:
+def _check_arguments(format, quantize, max_pck_drop, max_ap_drop, decode_method) -> None:
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}. Received: format={format!r}")
     if quantize not in QUANTIZE_MODES[format]:
         raise ValueError(
             f"quantize for format {format!r} must be one of {QUANTIZE_MODES[format]}. Received: quantize={quantize!r}"
         )
-    if (format, quantize) in NEEDS_CALIBRATION and not calibration:
-        raise ValueError(
-            f"format={format!r} with quantize={quantize!r} needs calibration data: calibration='synthetic', "
-            f"'tfrecord:PATTERN' or 'FORMAT:ANNOTATIONS[:IMAGES_DIR]'. Received: calibration={calibration!r}"
-        )
     if max_pck_drop < 0:
         raise ValueError(f"max_pck_drop must be >= 0. Received: max_pck_drop={max_pck_drop}")
+    if max_ap_drop < 0:
+        raise ValueError(f"max_ap_drop must be >= 0. Received: max_ap_drop={max_ap_drop}")
     if decode_method is not None and decode_method not in DECODE_METHODS:
         raise ValueError(
             f"decode_method must be one of {DECODE_METHODS}. Received: decode_method={decode_method!r}"
@@ -187,7 +192,12 @@ def _carry_user_files(old: str, new: str) -> list[str]:
 
 
 def _sample_set(data, samples, input_size) -> verify.SampleSet:
-    """Parity inputs: held-out calibration crops, else photos, else synthetic figures."""
+    """Parity inputs: held-out calibration crops (a multi-person model's: letterboxed photos), else photos,
+    else synthetic figures."""
+    if isinstance(data, calibration_lib.PeopleCalibration):
+        return verify.crop_samples(
+            data.heldout_crops, f"{len(data.heldout_crops)} held-out photos of {data.name!r}, letterboxed"
+        )
     if data is not None:
         return verify.crop_samples(
             data.heldout_crops, f"{len(data.heldout_crops)} held-out crops of {data.name}"
@@ -343,7 +353,11 @@ _EXPORTERS = {
 }
 
 
-def _tolerance(format, quantize) -> verify.Tolerance:
+def _tolerance(format, quantize, multi_person: bool) -> verify.Tolerance:
+    if multi_person and (format, quantize) == PEOPLE_INT8:
+        # The maximum of each heatmap and tag map of a multi-person network is no keypoint (a map
+        # holds many people, or none): the bar is the outputs and the people found (AP), checked after.
+        return dataclasses.replace(verify.TOLERANCES["int8"], keypoints=None)
     if format == "tflite":
         return verify.TOLERANCES[tflite.TOLERANCE_KIND[quantize]]
     if format in ("tensorrt", "tftrt"):
@@ -351,27 +365,40 @@ def _tolerance(format, quantize) -> verify.Tolerance:
     return verify.TOLERANCES["float32"]
 
 
+def _check_calibration(format, quantize, calibration) -> None:
+    if (format, quantize) in NEEDS_CALIBRATION and not calibration:
+        raise ValueError(
+            f"format={format!r} with quantize={quantize!r} needs calibration data: calibration='synthetic', "
+            f"'tfrecord:PATTERN' or 'FORMAT:ANNOTATIONS[:IMAGES_DIR]'. Received: calibration={calibration!r}"
+        )
+
+
 def _check_multi_person_arguments(model, format, quantize, calibration) -> None:
-    """What a multi-person model can be exported to: its SavedModel, or its network as tflite/onnx/tensorrt."""
+    """What a multi-person model can be exported to: its SavedModel, or its network as tflite/onnx/tensorrt
+    (tflite also int8, calibrated on whole photos)."""
     if format == "tftrt":
         raise ValueError(
             f"{model.name} is a multi-person model; format='tftrt' converts the single-person serving "
             "SavedModel. Export format='saved_model' (people in the graph) or format='tensorrt' (the network)."
         )
-    if quantize != "none" and (format, quantize) in NEEDS_CALIBRATION:
+    if quantize != "none" and (format, quantize) in NEEDS_CALIBRATION and (format, quantize) != PEOPLE_INT8:
         raise ValueError(
-            f"{model.name} is a multi-person model; quantize={quantize!r} calibrates on single-person crops. "
-            "Use quantize='none', 'float16' or 'dynamic'."
+            f"{model.name} is a multi-person model; {format} with quantize={quantize!r} calibrates on "
+            "single-person crops. Use format='tflite' with quantize='int8' (calibrated on whole photos), "
+            "'none', 'float16' or 'dynamic'."
         )
     if format != "saved_model" and getattr(model, "tag_dim", 1) != 1:
         raise ValueError(
             f"{model.name} has tag_dim={model.tag_dim}; an exported multi-person network is read with one tag "
             "per keypoint (model_loader.ExportedPeopleNetwork). Export format='saved_model' (people in the graph)."
         )
+    if (format, quantize) == PEOPLE_INT8:
+        return  # calibration.load_people_calibration says which forms it takes
     if calibration and (format != "saved_model" or not calibration.startswith("coco:")):
         raise ValueError(
-            f"{model.name} is a multi-person model: calibration is only the SavedModel's AP check, "
-            f"'coco:ANNOTATIONS[:IMAGES_DIR]'. Received: format={format!r}, calibration={calibration!r}"
+            f"{model.name} is a multi-person model: calibration is the SavedModel's AP check, "
+            f"'coco:ANNOTATIONS[:IMAGES_DIR]', or the int8 TFLite's data ({calibration_lib.PEOPLE_FORMS}). "
+            f"Received: format={format!r}, quantize={quantize!r}, calibration={calibration!r}"
         )
 
 
@@ -393,6 +420,7 @@ def export_model(
     num_calibration: int = 200,
     num_heldout: int = 200,
     max_pck_drop: float = 1.0,
+    max_ap_drop: float = multi_person_verify.MAX_AP_DROP_INT8,
     opset: int = onnx.DEFAULT_OPSET,
     qat_steps: int = 300,
     qat_batch_size: int = 8,
@@ -411,7 +439,9 @@ def export_model(
             (``calibration.py``: "synthetic", "tfrecord:PATTERN",
             "FORMAT:ANNOTATIONS[:IMAGES_DIR]"); with it, parity runs on held-out crops.
             For a multi-person model's SavedModel only "coco:ANNOTATIONS[:IMAGES_DIR]":
-            the photos on which its COCO AP is compared with the Python path's.
+            the photos on which its COCO AP is compared with the Python path's; for
+            its int8 TFLite "synthetic" (scenes, the default) or "coco:ANNOTATIONS[:IMAGES_DIR]":
+            whole photos to calibrate on and held-out ones to compare the people and AP.
         overwrite: replace an existing ``output`` that is a previous export of
             this format (a SavedModel folder, or a file with the format's suffix);
             an output that is or contains the model is always refused.
@@ -422,8 +452,11 @@ def export_model(
         sigma, peak, decode_method: the ``HeatmapCodec`` the SavedModel decodes
             with; each defaults to the model's own (``ModelInfo``: its training
             run's, so that scores are near 1 for confident joints).
-        num_calibration, num_heldout: people used to calibrate / held out.
+        num_calibration, num_heldout: people used to calibrate / held out
+            (photos, for a multi-person model).
         max_pck_drop: int8/qat fail when PCK drops by more points than this.
+        max_ap_drop: a multi-person int8 TFLite fails when its COCO AP on the
+            held-out photos is lower than the Keras model's by more points than this.
         opset: ONNX opset (>= 17), for onnx and tensorrt.
         qat_steps, qat_batch_size, qat_learning_rate: the QAT fine-tuning.
         max_batch_size: largest batch of the TensorRT engine's profile.
@@ -435,7 +468,7 @@ def export_model(
         MissingRequirementError: tensorrt/tftrt without GPU or packages.
         VerificationError: the export disagrees with the Keras model.
     """
-    _check_arguments(format, quantize, calibration, max_pck_drop, decode_method)
+    _check_arguments(format, quantize, max_pck_drop, max_ap_drop, decode_method)
     output = os.fspath(output)
     _check_output(model, output, format, overwrite)
     # GPU formats fail before any work when they cannot finish here.
@@ -455,6 +488,9 @@ def export_model(
     multi_person = model_info(model).kind == MULTI_PERSON
     if multi_person:
         _check_multi_person_arguments(model, format, quantize, calibration)
+        if (format, quantize) == PEOPLE_INT8 and not calibration:
+            calibration = "synthetic"
+    _check_calibration(format, quantize, calibration)
     heatmap_shape = as_stack_list(model.outputs)[-1].shape
     # A CPM's last map is its background, which exports drop.
     num_keypoints = int(heatmap_shape[-1]) - int(getattr(model, "background_channel", False))
@@ -482,6 +518,12 @@ def export_model(
         log(
             f"calibration data {data.name!r}: {len(data.crops)} people calibrate, {data.num_heldout} held out"
         )
+    elif multi_person and (format, quantize) == PEOPLE_INT8:
+        data = calibration_lib.load_people_calibration(calibration, input_size, num_calibration, num_heldout)
+        log(
+            f"calibration data {data.name!r}: {len(data.crops)} photos letterboxed to {input_size[0]}x"
+            f"{input_size[1]} calibrate, {data.heldout.description} held out"
+        )
     sample_set = _sample_set(data, samples, input_size)
     people_export = multi_person and format == "saved_model"
     if people_export:
@@ -506,7 +548,7 @@ def export_model(
     parent = os.path.dirname(os.path.abspath(output))
     os.makedirs(parent, exist_ok=True)
     label = format if quantize == "none" else f"{format}/{quantize}"
-    with atomic_files.atomic_path(output) as tmp:
+    with atomic_files.atomic_path(output, replace_folder=True) as tmp:
         if people_export:
             parity, runner = (
                 _export_people_saved_model(model, tmp, {"people_samples": people_samples}, report),
@@ -519,11 +561,28 @@ def export_model(
             parity, runner = _EXPORTERS[format](model, codec, tmp, sample_set, data, options, report)
             report(
                 verify.check_parity(
-                    parity, _tolerance(format, quantize), f"{label} on {sample_set.description}"
+                    parity, _tolerance(format, quantize, multi_person), f"{label} on {sample_set.description}"
                 )
             )
-        accuracy = None
-        if runner is not None:
+        accuracy = people = None
+        if runner is not None and multi_person:
+            network = ExportedPeopleNetwork(f"{label} export", runner, info)
+            people = multi_person_verify.verify_people_network(
+                network,
+                model,
+                codec_for_model(model),
+                (info.spec or keypoint_specs.COCO).flip_permutation(),
+                data.heldout,
+            )
+            report(
+                multi_person_verify.check_people_parity(
+                    people,
+                    f"{label} on {data.heldout.description}",
+                    max_ap_drop=max_ap_drop,
+                    reference="Keras",
+                )
+            )
+        elif runner is not None:
             exported = numpy_inference_model(
                 runner, codec.input_size, codec.heatmap_size, data.spec.num_keypoints, f"{label} export"
             )
@@ -538,12 +597,11 @@ def export_model(
             if not overwrite:
                 raise FileExistsError(f"{output!r} appeared during the export; not replacing it.")
             _check_output(model, output, format, overwrite)
-            if os.path.isdir(output):
+            if os.path.isdir(output):  # replaced when the new one is in place; the check above allows it
                 kept = _carry_user_files(output, tmp)
                 if kept:
                     report(f"kept {len(kept)} entries you added to {output}: {', '.join(kept)}")
-            atomic_files.remove(output)  # a folder cannot be renamed over; the check above allows it
     if not os.path.isdir(output) and format != "onnx":
         atomic_files.write_text(info_path(output), info.to_json())
     report(f"wrote {output} ({label}, {verify.format_size(size)} on disk)")
-    return ExportResult(output, format, quantize, size, parity, accuracy, lines)
+    return ExportResult(output, format, quantize, size, parity, accuracy, lines, people)

@@ -89,6 +89,18 @@ def letterbox_matrix(image_height: int, image_width: int, side: int) -> np.ndarr
     return matrix
 
 
+def letterbox(image: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """(input (side, side, 3) float32, matrix (3, 3)): the photo fitted into the square network input
+    by ``letterbox_matrix`` and warped bilinearly, as ``predict_people`` feeds it to the network.
+
+    Args:
+        image: float32 (H, W, 3) RGB in [0, 1].
+    """
+    matrix = letterbox_matrix(*image.shape[:2], side)
+    warped = transforms.warp_image(image, tf.constant(matrix, tf.float32), (side, side)).numpy()
+    return warped, matrix
+
+
 def _network_maps(network: Callable, inputs: np.ndarray, num_keypoints: int, tag_dim: int):
     """(heatmaps (N, h, w, K), tags (N, h, w, K, D)) of the network's last stack, as NumPy."""
     outputs = network(tf.convert_to_tensor(inputs, tf.float32))
@@ -138,13 +150,11 @@ def predict_people(
     scales = [float(s) for s in scales]
     if not any(abs(s - 1.0) < 0.5 for s in scales):
         raise ValueError(f"scales must include 1 (its tags are used); received {scales}.")
-    height, width = image.shape[:2]
     heatmaps, flipped_heatmaps, tags, flipped_tags, matrix = [], [], None, None, None
     tag_scale = next(i for i, s in enumerate(scales) if abs(s - 1.0) < 0.5)
     for index, scale in enumerate(scales):
         side = input_side(scale, base_side)
-        scale_matrix = letterbox_matrix(height, width, side)
-        warped = transforms.warp_image(image, tf.constant(scale_matrix, tf.float32), (side, side)).numpy()
+        warped, scale_matrix = letterbox(image, side)
         batch = np.stack([warped, warped[:, ::-1]]) if flip else warped[None]
         maps, tag_maps = _network_maps(network, batch, num_keypoints, tag_dim)
         maps = codec.unit_heatmaps(maps)

@@ -58,7 +58,8 @@ def get_base_config():
     config.data.center_jitter = 0.0
     # Training decodes large JPEG windows at 1/2 or 1/4 when the crop shrinks them that much.
     config.data.jpeg_downscale = True
-    # Image files over these are skipped (counted each epoch) when the data is opened, never decoded.
+    # Image files over these are skipped (counted each epoch) when the data is opened, never decoded;
+    # TFRecord images over them are skipped (counted) by the input pipeline before decoding.
     config.data.max_image_pixels = images.DEFAULT_MAX_IMAGE_PIXELS
     config.data.max_image_bytes = images.DEFAULT_MAX_IMAGE_BYTES
 

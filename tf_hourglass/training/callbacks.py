@@ -145,22 +145,53 @@ class RemoveDirectory(keras.callbacks.Callback):
 
 
 class SkippedImages(keras.callbacks.Callback):
-    """Prints, after each epoch, how many training image files the run skips (found when the data was opened)."""
+    """Prints, after each epoch, what training data the run skips.
 
-    def __init__(self, num_skipped: int, num_files: int):
+    ``skipped_files``: (image files dropped when the data was opened, of how
+    many), printed after every epoch when any were. ``skipped_examples``: the
+    input pipeline's counts (``pipeline.SkippedExamples``: undecodable, over
+    the image budget), printed with the epoch's share once any example was
+    skipped. The pipeline counts as it reads, a few batches ahead of training.
+    """
+
+    def __init__(self, skipped_files=(0, 0), skipped_examples=None):
         super().__init__()
-        self.num_skipped = num_skipped
-        self.num_files = num_files
+        self.num_skipped, self.num_files = skipped_files
+        self.skipped_examples = skipped_examples
+        self.counted = (0, 0)  # (undecodable, over the budget) printed so far
 
     def on_epoch_end(self, epoch, logs=None):
-        print(
-            f"\nepoch {epoch + 1}: {self.num_skipped} of {self.num_files} training image file(s) skipped "
-            "(missing, unreadable or over the image size limit)"
-        )
+        if self.num_skipped:
+            print(
+                f"\nepoch {epoch + 1}: {self.num_skipped} of {self.num_files} training image file(s) skipped "
+                "(missing, unreadable or over the image size limit)"
+            )
+        if self.skipped_examples is None:
+            return
+        counts = self.skipped_examples.counts()
+        if sum(counts):
+            undecodable, over_budget = (
+                now - before for now, before in zip(counts, self.counted, strict=True)
+            )
+            print(
+                f"\nepoch {epoch + 1}: {undecodable + over_budget} training example(s) skipped by the input "
+                f"pipeline ({undecodable} undecodable, {over_budget} over the image size limit); "
+                f"{sum(counts)} in this run so far"
+            )
+        self.counted = counts
 
 
 def make_callbacks(
-    config, workdir, predictor, val_ds, spec, manager, epoch_variable, state, skipped_images=(0, 0)
+    config,
+    workdir,
+    predictor,
+    val_ds,
+    spec,
+    manager,
+    epoch_variable,
+    state,
+    skipped_images=(0, 0),
+    skipped_examples=None,
 ):
     """Validation PCKh/PCK, CSV, TensorBoard, checkpoints, NaN stop, time budget and the plateau schedule."""
     log_dir = os.path.join(workdir, "tensorboard")
@@ -168,18 +199,38 @@ def make_callbacks(
         predictor, val_ds, spec, config.eval.val_batches, log_dir, config.eval.num_images, state
     )
     return run_callbacks(
-        config, workdir, validation, manager, epoch_variable, state, VAL_METRIC, skipped_images
+        config,
+        workdir,
+        validation,
+        manager,
+        epoch_variable,
+        state,
+        VAL_METRIC,
+        skipped_images,
+        skipped_examples,
     )
 
 
-def run_callbacks(config, workdir, validation, manager, epoch_variable, state, metric, skipped_images=(0, 0)):
+def run_callbacks(
+    config,
+    workdir,
+    validation,
+    manager,
+    epoch_variable,
+    state,
+    metric,
+    skipped_images=(0, 0),
+    skipped_examples=None,
+):
     """The callbacks of every run around its ``validation`` callback, which logs ``metric`` (higher is better).
 
-    ``skipped_images``: (training image files skipped, of how many); when any
-    are, the count is printed after every epoch.
+    ``skipped_images``: (training image files skipped, of how many);
+    ``skipped_examples``: the training pipeline's ``SkippedExamples``. What
+    was skipped is printed after every epoch (``SkippedImages``).
     """
+    report_skipped = skipped_images[0] or skipped_examples is not None
     callbacks = [
-        *([SkippedImages(*skipped_images)] if skipped_images[0] else []),
+        *([SkippedImages(skipped_images, skipped_examples)] if report_skipped else []),
         StopOnNaN(state),
         TimeBudget(config.train.max_train_minutes * 60),
         validation,

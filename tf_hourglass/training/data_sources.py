@@ -221,7 +221,7 @@ def load_sources(data_config) -> DataSources:
         what = f"data.{split} {getattr(splits, split)}"
         if isinstance(source, str):  # TFRecord file pattern: a shard must hold a decodable image
             if split == "train":
-                check_tfrecord_images(sorted(tf.io.gfile.glob(source)), "image/encoded", what)
+                check_tfrecord_images(sorted(tf.io.gfile.glob(source)), "image/encoded", what, budget)
             checked[split] = source
         elif getattr(splits, split).kind in readers.FORMATS:
             records, split_skipped = readable_records(source.records, budget, what)

@@ -44,7 +44,7 @@ from tf_hourglass import atomic_files
 from tf_hourglass.data import keypoint_specs, readers
 from tf_hourglass.data.images import UnreadableInputError, read_image
 from tf_hourglass.data.multi_person_pipeline import MultiPersonSource, make_multi_person_dataset
-from tf_hourglass.data.pipeline import AugmentConfig, check_tfrecord_images, readable_records
+from tf_hourglass.data.pipeline import AugmentConfig, SkippedExamples, check_tfrecord_images, readable_records
 from tf_hourglass.evaluation import metrics
 from tf_hourglass.model.info import info_for
 from tf_hourglass.model_loader import multi_person_network
@@ -113,7 +113,7 @@ def load_people_data(config, workdir):
         train = MultiPersonSource.from_scenes(scenes, data.num_train)
     elif splits.train.kind == "tfrecord":
         train = splits.train.annotations
-        check_tfrecord_images(sorted(tf.io.gfile.glob(train)), "image/encoded", what)
+        check_tfrecord_images(sorted(tf.io.gfile.glob(train)), "image/encoded", what, image_budget(data))
     else:
         _, records = readers.read_multi_person_dataset(
             splits.train.kind, splits.train.annotations, splits.train.images_dir
@@ -228,6 +228,7 @@ def train_and_evaluate_people(config, workdir, strategy) -> dict:
     initial_epoch = int(epoch_variable.numpy())
     seed = config.train.seed + 1_000_003 * initial_epoch
     num_stacks = model.num_stacks
+    skipped_examples = SkippedExamples()  # what the pipeline skips while reading, printed every epoch
     train_ds = make_multi_person_dataset(
         train_source,
         spec,
@@ -240,6 +241,8 @@ def train_and_evaluate_people(config, workdir, strategy) -> dict:
         shuffle_buffer=config.data.shuffle_buffer,
         sigma=codec.sigma,
         peak=codec.peak,
+        budget=image_budget(config.data),
+        skipped=skipped_examples,
     ).map(lambda images, targets: (images, (targets,) * num_stacks))
 
     state = RunState()
@@ -248,7 +251,7 @@ def train_and_evaluate_people(config, workdir, strategy) -> dict:
     validation = PeopleValidation(val_data, config.eval.flip_test, config.data.num_val or None, state)
     skipped = train_source.skipped_images if isinstance(train_source, MultiPersonSource) else (0, 0)
     callbacks = run_callbacks(
-        config, workdir, validation, manager, epoch_variable, state, VAL_METRIC, skipped
+        config, workdir, validation, manager, epoch_variable, state, VAL_METRIC, skipped, skipped_examples
     )
     start = time.monotonic()
     if initial_epoch < config.train.epochs:

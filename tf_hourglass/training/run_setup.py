@@ -22,14 +22,14 @@ import tensorflow as tf
 
 from tf_hourglass import atomic_files
 from tf_hourglass.data.codec import HeatmapCodec
-from tf_hourglass.data.pipeline import make_dataset
+from tf_hourglass.data.pipeline import SkippedExamples, make_dataset
 from tf_hourglass.evaluation import evaluator
 from tf_hourglass.model import from_preset
 from tf_hourglass.model.info import info_for
 from tf_hourglass.model.presets import preset_class
 from tf_hourglass.run_files import MODEL_FILE
 from tf_hourglass.training.callbacks import make_callbacks
-from tf_hourglass.training.data_sources import DataSources, augment_from_config, load_sources
+from tf_hourglass.training.data_sources import DataSources, augment_from_config, image_budget, load_sources
 from tf_hourglass.training.losses import HeatmapLoss
 from tf_hourglass.training.workdir import drop_metrics_rows_from, write_json, write_run_settings
 
@@ -146,6 +146,8 @@ class TrainingRun:
     manager: tf.train.CheckpointManager
     initial_epoch: int  # the epoch this run starts at (0, or the restored checkpoint's)
     codec: HeatmapCodec
+    # What the training pipeline skips while reading (on this host), printed after every epoch.
+    skipped_examples: SkippedExamples = dataclasses.field(default_factory=SkippedExamples)
 
     @property
     def spec(self):
@@ -200,6 +202,8 @@ def train_dataset(run: TrainingRun, input_context=None):
         shuffle_buffer=config.data.shuffle_buffer,
         input_context=input_context,
         center_map_sigma=run.model.center_map_sigma,
+        budget=image_budget(config.data),
+        skipped=run.skipped_examples,
     )
 
 
@@ -236,9 +240,17 @@ def start_chief(run: TrainingRun, state) -> ChiefSide:
     )
     flip_permutation = spec.flip_permutation() if config.eval.flip_test else None
     predictor = evaluator.DatasetPredictor(run.model, codec, flip_permutation)
-    skipped = run.sources.skipped_train_images  # printed after every epoch when any
     callbacks = make_callbacks(
-        config, run.workdir, predictor, val_ds, spec, run.manager, run.epoch_variable, state, skipped
+        config,
+        run.workdir,
+        predictor,
+        val_ds,
+        spec,
+        run.manager,
+        run.epoch_variable,
+        state,
+        skipped_images=run.sources.skipped_train_images,  # printed after every epoch when any
+        skipped_examples=run.skipped_examples,
     )
     return ChiefSide(predictor=predictor, val_ds=val_ds, test_ds=test_ds, callbacks=callbacks)
 

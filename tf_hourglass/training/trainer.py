@@ -52,6 +52,7 @@ import os
 import keras
 import tensorflow as tf
 
+from tf_hourglass import atomic_files
 from tf_hourglass.data.codec import DECODE_METHODS
 from tf_hourglass.model.info import MULTI_PERSON
 from tf_hourglass.model.presets import PRESETS, preset_class
@@ -180,6 +181,8 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
     validate_config(config)
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise NotADirectoryError(f"--workdir {workdir!r} is a file, not a directory.")
+    if "://" not in workdir:
+        atomic_files.check_writable_folder(workdir, f"--workdir {workdir!r}")
     os.makedirs(workdir, exist_ok=True)
     check_resumed_config(workdir, config)  # before anything is written
     precision, reason = resolve_precision(config.runtime)
