@@ -13,8 +13,8 @@ BatchNorms, 2 stacks, 64 features growing by 32 per level, a 32/64 stem,
 figures 35-90% of the image tall that overlap and occlude each other (COCO's
 17 joints; ``data/synthetic/scenes.py``), with the paper's whole-image
 augmentation (rotation +-30, scale 0.75-1.25, translation, flip) and the
-official loss (heatmap MSE; push and pull at the official balance times 10,
-see below), for at most 20 minutes of training. Each epoch prints the
+official loss (heatmap MSE; push and pull at the official balance, see
+below), for at most 20 minutes of training. Each epoch prints the
 validation AP; the end prints ``AP = NN.N``, the COCO keypoint AP (pycocotools
 OKS with COCO's per-joint sigmas, which the synthetic joints use:
 ``SYNTHETIC_OKS_SIGMAS``) on 100 held-out scenes, flip test on, decoded as the
@@ -26,10 +26,12 @@ tags never leave zero (AP 0.1-7); with BatchNorm at 128x128 a step takes a
 third of the time, the tags separate people after about 1,000 steps and the
 AP climbs to 37 by 3,000. Targets of peak 10 leave the all-zero plateau at
 once (decoding divides by the peak); the push and pull weights scale with the
-peak squared, so ``train.tag_loss_weight`` reads as the official 1e-3, and 1e-2
-here makes the tags separate sooner.
+peak squared, so ``train.tag_loss_weight`` keeps the official 1e-3's meaning
+(1e-2 separated the tags a little sooner but ended lower: validation AP 21
+against 38 at epoch 27 of 30).
 
-Expected result: held-out AP about 37 (AP50 about 72) after 3,000 steps. The
+Expected result: held-out ``AP = 37.1`` (AP50 72.5, AP75 33.5) after 3,000
+steps in 1,154 s of training on a 2-core Xeon shared with other jobs. The
 issue's target, AP >= 60, is not reached: AP75 (about 33) shows that the
 32x32 maps cannot place joints precisely enough for OKS on figures this
 small, and a larger input costs the steps the tags need.
@@ -64,7 +66,6 @@ def get_config():
     config.train.steps_per_epoch = 100
     config.train.batch_size = 16
     config.train.max_train_minutes = 20.0
-    config.train.tag_loss_weight = 1e-2
 
     config.eval.flip_test = True
     config.runtime.jit_compile = "auto"
