@@ -8,9 +8,11 @@ oup_dim=68, increase=128, bn=False)`` (princeton-vl/pose-ae-train,
 checkpoints load and the parameter counts match:
 
 * every convolution has a bias, "same" padding ((k - 1) // 2) and a ReLU,
-  except the 1x1 output and merge convolutions; there is no BatchNorm;
+  except the 1x1 output and merge convolutions; there is no BatchNorm
+  (``batch_norm=True`` is the official ``bn=True``: a BatchNorm after the
+  ReLU of every stem and hourglass convolution, as its ``Conv`` does);
 * stem: 7x7 stride-2 conv to 64, 3x3 conv to 128, 2x2 max-pool, 3x3 conv to
-  128, 3x3 conv to ``filters``;
+  128, 3x3 conv to ``filters`` (64 and 128 are ``stem_filters``);
 * hourglass of order n on f channels: upper branch a 3x3 conv f->f; lower
   branch 2x2 max-pool, 3x3 conv f->f+increase, the order n-1 hourglass on
   f+increase channels (a 3x3 conv at the bottom), 3x3 conv back to f, nearest
