@@ -343,9 +343,8 @@ class TFLiteRunner:
         return np.concatenate(outputs).astype(np.float32)
 
 
-def load_tflite(path: str) -> InferenceModel:
-    """A ``.tflite`` file (see ``TFLiteRunner``) as an ``InferenceModel``."""
-    runner = TFLiteRunner(path)
+def _runner_model(runner, path: str) -> InferenceModel:
+    """A file's runner (``TFLiteRunner``, ``OnnxRunner``) as an ``InferenceModel`` with the file's info."""
     info = read_model_info(
         path, ModelInfo(spec=default_spec(runner.num_keypoints), input_size=runner.input_size)
     )
@@ -358,6 +357,11 @@ def load_tflite(path: str) -> InferenceModel:
         resources=runner,
         info=info,
     )
+
+
+def load_tflite(path: str) -> InferenceModel:
+    """A ``.tflite`` file (see ``TFLiteRunner``) as an ``InferenceModel``; its info from ``FILE.info.json``."""
+    return _runner_model(TFLiteRunner(path), path)
 
 
 class OnnxRunner:
@@ -398,19 +402,7 @@ class OnnxRunner:
 
 def load_onnx(path: str) -> InferenceModel:
     """An ``.onnx`` file (see ``OnnxRunner``) as an ``InferenceModel``; its info from its metadata."""
-    runner = OnnxRunner(path)
-    info = read_model_info(
-        path, ModelInfo(spec=default_spec(runner.num_keypoints), input_size=runner.input_size)
-    )
-    return numpy_inference_model(
-        runner,
-        runner.input_size,
-        runner.heatmap_size,
-        runner.num_keypoints,
-        path,
-        resources=runner,
-        info=info,
-    )
+    return _runner_model(OnnxRunner(path), path)
 
 
 # ----------------------------------------------------------------------------
