@@ -44,7 +44,7 @@ def ae_hourglass(p, name, x, n, increase, bn=False):
         low2 = ae_hourglass(p, f"{name}.low2", low1, n - 1, increase, bn)
     else:
         low2 = ae_conv(p, f"{name}.low2", low1, nf, bn=bn)
-    low3 = ae_conv(p, f"{name}.low3", low2, f, bn=bn)
+    low3 = ae_conv(p, f"{name}.low3", low2, f)  # the official Conv(nf, f, 3): no bn even under bn=True
     return up1 + upsample_nearest(low3)
 
 

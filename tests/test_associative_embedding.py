@@ -39,7 +39,7 @@ def expected_parameters(
 ):
     """Trainable parameters of pose-ae-train's PoseNet, counted from its definition independently of Keras.
 
-    ``batch_norm`` is ``PoseNet(bn=True)``: each stem and hourglass ``Conv`` adds a
+    ``batch_norm`` is ``PoseNet(bn=True)``: each stem and hourglass ``Conv`` but ``low3`` adds a
     BatchNorm's scale and offset (2 per channel); the heads and merges have none.
     """
     f, out = filters, num_keypoints * (1 + tag_dim) + extra_channels
@@ -53,7 +53,7 @@ def expected_parameters(
     hourglass = 0
     for level in range(depth):  # up1, low1 and low3 at each level, the bottom conv at the last
         w, nw = f + level * increase, f + (level + 1) * increase
-        hourglass += conv(w, w, 3) + conv(w, nw, 3) + conv(nw, w, 3)
+        hourglass += conv(w, w, 3) + conv(w, nw, 3) + conv(nw, w, 3, normalised=False)  # low3: no bn
     hourglass += conv(f + depth * increase, f + depth * increase, 3)
     head = 2 * conv_parameters(f, f, 3) + conv_parameters(f, out, 1)
     merge = conv_parameters(out, f, 1) + conv_parameters(f, f, 1)
@@ -145,8 +145,10 @@ def test_bn_true_puts_a_batchnorm_after_the_relu_of_every_stem_and_hourglass_con
     norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     normalised = sorted(layer.name.removesuffix("_bn") for layer in norms)
     convs = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
-    assert normalised == sorted(c for c in convs if c.startswith("stem_") or "_hg_" in c)
-    assert len(normalised) == 4 + TINY["num_stacks"] * (3 * TINY["depth"] + 1)
+    # The official Hourglass builds low3 as Conv(nf, f, 3), without bn.
+    hourglass = [c for c in convs if "_hg_" in c and not c.endswith("_low3")]
+    assert normalised == sorted([c for c in convs if c.startswith("stem_")] + hourglass)
+    assert len(normalised) == 4 + TINY["num_stacks"] * (2 * TINY["depth"] + 1)
     for norm in norms:  # fed by the ReLU of its convolution
         relu = model.get_layer(f"{norm.name.removesuffix('_bn')}_relu")
         assert norm.input is relu.output

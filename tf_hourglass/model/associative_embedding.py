@@ -10,7 +10,9 @@ checkpoints load and the parameter counts match:
 * every convolution has a bias, "same" padding ((k - 1) // 2) and a ReLU,
   except the 1x1 output and merge convolutions; there is no BatchNorm
   (``batch_norm=True`` is the official ``bn=True``: a BatchNorm after the
-  ReLU of every stem and hourglass convolution, as its ``Conv`` does);
+  ReLU of the stem's convolutions and of each hourglass level's ``up1``,
+  ``low1`` and bottom convolution, as its ``Conv`` does; its ``low3`` is built
+  without ``bn``);
 * stem: 7x7 stride-2 conv to 64, 3x3 conv to 128, 2x2 max-pool, 3x3 conv to
   128, 3x3 conv to ``filters`` (64 and 128 are ``stem_filters``);
 * hourglass of order n on f channels: upper branch a 3x3 conv f->f; lower
@@ -97,7 +99,8 @@ def apply_hourglass(x, order, increase, name, batch_norm=False):
         lower = apply_hourglass(lower, order - 1, increase, f"{name}_inner", batch_norm)
     else:
         lower = apply_conv_relu(lower, width + increase, 3, f"{name}_bottom", batch_norm=batch_norm)
-    lower = apply_conv_relu(lower, width, 3, f"{name}_low3", batch_norm=batch_norm)
+    # The official Hourglass builds low3 as Conv(nf, f, 3): without its bn, also under bn=True.
+    lower = apply_conv_relu(lower, width, 3, f"{name}_low3")
     lower = NearestUpsampling2D(name=f"{name}_upsample")(lower)
     return layers.Add(name=f"{name}_add")([upper, lower])
 
@@ -141,7 +144,8 @@ class AssociativeEmbedding(PoseModel):
         stem_filters: channels of the stem's first convolution and of its
             next two ((64, 128) in the official model; smaller for CPU presets).
         batch_norm: the official ``bn=True``: a BatchNorm after the ReLU of
-            every stem and hourglass convolution (not the two head
+            every stem convolution and of each hourglass level's ``up``,
+            ``low1`` and bottom convolution (not ``low3``, the two head
             convolutions, the outputs or the merges, as the official code).
             The released model has none (``bn=False``, the default).
 

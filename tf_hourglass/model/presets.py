@@ -48,7 +48,7 @@ AE_PRESETS = {
         num_stacks=2, filters=64, increase=32, depth=4, extra_channels=0, input_shape=(256, 256, 3)
     ),
     # The multi-person quick start's network: ae_small with the official bn=True (a BatchNorm
-    # after every stem and hourglass ReLU), a narrower stem and 128x128 input (32x32 maps).
+    # after the stem's and hourglass's ReLUs but low3's), a narrower stem and 128x128 input (32x32 maps).
     "ae_small_bn": dict(
         num_stacks=2,
         filters=64,
@@ -85,7 +85,7 @@ PRESET_PARAMETERS = {
     "cpm_tiny": 35_150,
     "ae_hg4": 138_893_840,
     "ae_small": 4_632_196,
-    "ae_small_bn": 4_431_684,
+    "ae_small_bn": 4_429_892,
     "ae_tiny": 335_844,
 }
 

@@ -54,7 +54,7 @@ def _hourglass(keras_name: str, torch_name: str, order: int, batch_norm: bool):
         yield from _hourglass(f"{keras_name}_inner", f"{torch_name}.low2", order - 1, batch_norm)
     else:
         yield from _conv(f"{keras_name}_bottom", f"{torch_name}.low2", batch_norm)
-    yield from _conv(f"{keras_name}_low3", f"{torch_name}.low3", batch_norm)
+    yield from _conv(f"{keras_name}_low3", f"{torch_name}.low3", False)  # Conv(nf, f, 3): never bn
 
 
 def layer_map(model: AssociativeEmbedding) -> Iterator[tuple[str, str, str]]:
@@ -105,7 +105,7 @@ def architecture_of(state: dict, path: str, num_keypoints: int = 17, tag_dim: in
     return dict(
         num_stacks=count_indices(state, r"features\.(\d+)\."),
         stem_filters=tuple(stem_filters),
-        # PoseNet(bn=True) puts a BatchNorm after every stem and hourglass ReLU.
+        # PoseNet(bn=True) puts a BatchNorm after the stem's and hourglass's ReLUs (but low3's).
         batch_norm="pre.0.bn.weight" in state,
         filters=filters,
         increase=increase,
