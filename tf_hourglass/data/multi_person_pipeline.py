@@ -290,10 +290,7 @@ def _records_and_loader(source, num_keypoints):
             return example
 
         return dataset, attach_image
-    patterns = [source] if isinstance(source, str) else list(source)
-    files = sorted(f for pattern in patterns for f in tf.io.gfile.glob(pattern))
-    if not files:
-        raise FileNotFoundError(f"No TFRecord files match {patterns}.")
+    files = tfrecord.matching_files(source)
 
     def parse(serialized):
         example = tfrecord.parse_image_example(serialized, num_keypoints)

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from tf_hourglass.data import images, transforms
+from tf_hourglass.data import images, tfrecord, transforms
 from tf_hourglass.data.center_map import gaussian_center_maps
 from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.data.records import PIXELS_PER_SCALE, KeypointSpec, PoseRecord
@@ -207,11 +207,7 @@ def records_and_loader(source, num_keypoints: int | None = None):
             return example
 
         return records, attach_image
-    patterns = [source] if isinstance(source, str) else list(source)
-    files = sorted(f for pattern in patterns for f in tf.io.gfile.glob(pattern))
-    if not files:
-        raise FileNotFoundError(f"No TFRecord files match {patterns}.")
-    records = tf.data.TFRecordDataset(files, num_parallel_reads=AUTOTUNE)
+    records = tf.data.TFRecordDataset(tfrecord.matching_files(source), num_parallel_reads=AUTOTUNE)
     records = records.map(lambda s: parse_example(s, num_keypoints), num_parallel_calls=AUTOTUNE)
     return records, lambda example: example
 

@@ -17,7 +17,6 @@ import re
 from collections.abc import Sequence
 
 import numpy as np
-import tensorflow as tf
 from tqdm.auto import tqdm
 
 from tf_hourglass.data import keypoint_specs, readers, tfrecord
@@ -59,10 +58,7 @@ def tfrecord_spec(pattern: str, spec_path: str = "") -> KeypointSpec:
     """The keypoint spec of the shards ``pattern`` matches: ``spec_path``, else ``PREFIX.spec.json``."""
     if spec_path:
         return tfrecord.read_spec_sidecar(spec_path)
-    files = sorted(tf.io.gfile.glob(pattern))
-    if not files:
-        raise FileNotFoundError(f"No TFRecord files match {pattern!r}.")
-    return tfrecord.read_spec_sidecar(tfrecord.prefix_of(files[0]))
+    return tfrecord.read_spec_sidecar(tfrecord.prefix_of(tfrecord.matching_files(pattern)[0]))
 
 
 def read_records(source: Source):

@@ -206,6 +206,17 @@ def list_shards(prefix: str) -> list[str]:
     return files_of_prefix(prefix, SHARD_NAME_PATTERN)
 
 
+def matching_files(patterns) -> list[str]:
+    """The sorted files one pattern (a str) or several match; FileNotFoundError naming them if none."""
+    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+    files = sorted({f for pattern in patterns for f in tf.io.gfile.glob(pattern)})
+    if not files:
+        raise FileNotFoundError(
+            f"No TFRecord files match {patterns if len(patterns) > 1 else patterns[0]!r}."
+        )
+    return files
+
+
 def prefix_of(pattern: str) -> str:
     """The PREFIX of a shard file or pattern; dashes inside PREFIX are kept.
 

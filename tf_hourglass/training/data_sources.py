@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 
-import tensorflow as tf
-
-from tf_hourglass.data import images, readers, sources
+from tf_hourglass.data import images, readers, sources, tfrecord
 from tf_hourglass.data.pipeline import AugmentConfig, InMemorySource, check_tfrecord_images, readable_records
 from tf_hourglass.data.records import KeypointSpec
 from tf_hourglass.data.sources import Source
@@ -221,7 +219,7 @@ def load_sources(data_config) -> DataSources:
         what = f"data.{split} {getattr(splits, split)}"
         if isinstance(source, str):  # TFRecord file pattern: a shard must hold a decodable image
             if split == "train":
-                check_tfrecord_images(sorted(tf.io.gfile.glob(source)), "image/encoded", what, budget)
+                check_tfrecord_images(tfrecord.matching_files(source), "image/encoded", what, budget)
             checked[split] = source
         elif getattr(splits, split).kind in readers.FORMATS:
             records, split_skipped = readable_records(source.records, budget, what)

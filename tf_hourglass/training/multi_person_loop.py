@@ -36,12 +36,11 @@ import os
 import time
 
 import keras
-import tensorflow as tf
 from absl import logging
 from tqdm.auto import tqdm
 
 from tf_hourglass import atomic_files
-from tf_hourglass.data import keypoint_specs, readers
+from tf_hourglass.data import keypoint_specs, readers, tfrecord
 from tf_hourglass.data.images import UnreadableInputError, read_image
 from tf_hourglass.data.multi_person_pipeline import MultiPersonSource, make_multi_person_dataset
 from tf_hourglass.data.pipeline import AugmentConfig, SkippedExamples, check_tfrecord_images, readable_records
@@ -113,7 +112,7 @@ def load_people_data(config, workdir):
         train = MultiPersonSource.from_scenes(scenes, data.num_train)
     elif splits.train.kind == "tfrecord":
         train = splits.train.annotations
-        check_tfrecord_images(sorted(tf.io.gfile.glob(train)), "image/encoded", what, image_budget(data))
+        check_tfrecord_images(tfrecord.matching_files(train), "image/encoded", what, image_budget(data))
     else:
         _, records = readers.read_multi_person_dataset(
             splits.train.kind, splits.train.annotations, splits.train.images_dir
