@@ -16,6 +16,19 @@ from nbclient import NotebookClient
 COLAB = Path(__file__).resolve().parents[1] / "colab"
 
 
+def run_notebook(name, monkeypatch, env, cwd):
+    """Runs ``colab/NAME`` top to bottom with ``env`` set, in ``cwd``: (its text outputs, its pictures)."""
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
+    notebook = nbformat.read(COLAB / name, as_version=4)
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+    ).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    text = "".join(o.get("text", "") for o in outputs)
+    return text, [o for o in outputs if "image/png" in o.get("data", {})]
+
+
 @pytest.mark.e2e
 def test_quickstart_notebook_runs_top_to_bottom_at_a_tiny_size(monkeypatch):
     tiny = {
@@ -26,22 +39,8 @@ def test_quickstart_notebook_runs_top_to_bottom_at_a_tiny_size(monkeypatch):
         "QUICKSTART_PRESET": "hg_tiny",
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
-    for name, value in tiny.items():
-        monkeypatch.setenv(name, value)
-    notebook = nbformat.read(COLAB / "quickstart.ipynb", as_version=4)
-    NotebookClient(
-        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(COLAB)}}
-    ).execute()
-    outputs = "".join(
-        output.get("text", "")
-        for cell in notebook.cells
-        if cell.cell_type == "code"
-        for output in cell.outputs
-    )
+    outputs, images = run_notebook("quickstart.ipynb", monkeypatch, tiny, COLAB)
     assert "PCKh@0.5 = " in outputs and "on 16 held-out figures" in outputs
-    images = [
-        o for cell in notebook.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})
-    ]
     assert len(images) == 3  # examples, loss curves, predicted skeletons
 
 
@@ -55,25 +54,17 @@ def test_pretrained_weights_notebook_converts_a_checkpoint_and_draws_a_photo(
     checkpoint = tmp_path / "checkpoint.pt"
     write_torch_checkpoint(checkpoint, {"state_dict": {f"model.module.{k}": v for k, v in state.items()}})
     photo = next((shared_data / "people").glob("*.jpg"))
-    for name, value in {
+    env = {
         "PRETRAINED_CHECKPOINT": str(checkpoint),
         "PRETRAINED_PHOTO": str(photo),
         "PRETRAINED_INPUT_SIZE": "64",
         "TF_CPP_MIN_LOG_LEVEL": "2",
-    }.items():
-        monkeypatch.setenv(name, value)
-    notebook = nbformat.read(COLAB / "pretrained_weights.ipynb", as_version=4)
-    NotebookClient(
-        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-    ).execute()
-    outputs = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
+    }
+    outputs, images = run_notebook("pretrained_weights.ipynb", monkeypatch, env, tmp_path)
     assert f"Converted {checkpoint} -> pretrained/hourglass.keras" in outputs
     assert "r_ankle: x=" in outputs and "l_wrist: x=" in outputs
     assert (tmp_path / "pretrained" / "hourglass.keras").exists()
     assert (tmp_path / "pretrained" / "inference.json").exists()
-    images = [
-        o for cell in notebook.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})
-    ]
     assert len(images) == 1
 
 
@@ -88,7 +79,7 @@ def test_train_mpii_notebook_converts_trains_and_scores_the_mpii_sample(monkeypa
         for key in full:
             sample[key] = full[key][:][keep]
     workdir = tmp_path / "run"
-    for name, value in {
+    env = {
         "MPII_DIR": str(mpii),
         "MPII_TRAIN_H5": str(sample_h5),
         "MPII_VALID_H5": str(sample_h5),
@@ -98,13 +89,8 @@ def test_train_mpii_notebook_converts_trains_and_scores_the_mpii_sample(monkeypa
         # The notebook's `!python -m ...` cells must find this environment's Python.
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "TF_CPP_MIN_LOG_LEVEL": "2",
-    }.items():
-        monkeypatch.setenv(name, value)
-    notebook = nbformat.read(COLAB / "train_mpii.ipynb", as_version=4)
-    NotebookClient(
-        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(COLAB.parent)}}
-    ).execute()
-    outputs = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
+    }
+    outputs, _ = run_notebook("train_mpii.ipynb", monkeypatch, env, COLAB.parent)
     assert len(list((tmp_path / "data").glob("train-*-of-00032.tfrecord"))) == 32
     assert (workdir / "final.keras").exists()
     assert "Traceback" not in outputs
@@ -140,22 +126,8 @@ def test_multi_person_notebook_trains_draws_people_and_exports_at_a_tiny_size(mo
         "AE_WORKDIR": str(tmp_path / "run"),
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
-    for name, value in tiny.items():
-        monkeypatch.setenv(name, value)
-    notebook = nbformat.read(COLAB / "multi_person.ipynb", as_version=4)
-    NotebookClient(
-        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(COLAB)}}
-    ).execute()
-    outputs = "".join(
-        output.get("text", "")
-        for cell in notebook.cells
-        if cell.cell_type == "code"
-        for output in cell.outputs
-    )
+    outputs, images = run_notebook("multi_person.ipynb", monkeypatch, tiny, COLAB)
     assert "held-out COCO keypoint AP:" in outputs and "people; scores" in outputs
     assert "multi_person coco" in outputs
-    images = [
-        o for cell in notebook.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})
-    ]
     assert len(images) == 2  # the scenes, the people found
     assert (tmp_path / "run" / "ae_exported.keras").exists()
