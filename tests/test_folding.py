@@ -6,7 +6,13 @@ import pytest
 
 import tf_hourglass
 from tf_hourglass import precision
-from tf_hourglass.model.folding import FoldedBatchNormalization, fold_batch_norms, foldable_pairs
+from tf_hourglass.model.folding import (
+    FoldedBatchNormalization,
+    FoldedReluBatchNorm,
+    fold_batch_norms,
+    foldable_pairs,
+    foldable_relu_triples,
+)
 from tf_hourglass.model_loader import keras_inference_model, load_model_for_inference
 
 
@@ -92,6 +98,57 @@ def test_a_model_without_batch_norms_is_returned_as_is():
     assert fold_batch_norms(cpm) is cpm
 
 
+@pytest.fixture(scope="module")
+def batch_norm_ae():
+    """ae_tiny with the official bn=True, trained-looking statistics and some negative BatchNorm scales."""
+    keras.utils.set_random_seed(6)
+    model = tf_hourglass.from_preset("ae_tiny", batch_norm=True)
+    randomize_batch_norms(model, seed=2)
+    stem_bn = model.get_layer("stem_conv1_bn")
+    gamma, beta, mean, variance = stem_bn.get_weights()
+    gamma[::3] *= -1.0  # a trained BatchNorm may flip channels
+    variance[1] = 1e-4  # and multiply one by ~100 (as a trained stem does)
+    stem_bn.set_weights([gamma, beta, mean, variance])
+    return model
+
+
+def test_batch_norms_after_a_convolutions_relu_fold_into_it(batch_norm_ae):
+    triples = foldable_relu_triples(batch_norm_ae)
+    batch_norms = [
+        layer.name for layer in batch_norm_ae.layers if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    # The stem's four, and per stack each level's up and low1 and the bottom: 2 * (2 * 2 + 1) = 10.
+    assert len(batch_norms) == 14
+    assert sorted(triples) == sorted(batch_norms)
+    assert triples["stem_conv1_bn"] == ("stem_conv1_relu", "stem_conv1")
+    assert triples["stack2_hg_inner_bottom_bn"] == ("stack2_hg_inner_bottom_relu", "stack2_hg_inner_bottom")
+    assert foldable_pairs(batch_norm_ae) == {}  # none follows a convolution directly
+
+
+def test_relu_folded_outputs_equal_the_trained_models_with_negative_scales(batch_norm_ae, tmp_path):
+    images = np.random.default_rng(3).uniform(size=(2, 64, 64, 3)).astype(np.float32)
+    folded = fold_batch_norms(batch_norm_ae)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in folded.layers)
+    stem = folded.get_layer("stem_conv1_bn")
+    assert isinstance(stem, FoldedReluBatchNorm) and stem.flips_channels
+    assert not folded.get_layer("stem_conv2_bn").flips_channels  # all its scales are positive: only an add
+    expected = [np.asarray(o) for o in batch_norm_ae(images, training=False)]
+    received = [np.asarray(o) for o in folded(images, training=False)]
+    for want, got in zip(expected, received, strict=True):
+        assert np.abs(want).max() > 0.1
+        assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+    # The folded kernel carries |scale|: the largest stem multiplier is no longer a separate op.
+    assert (
+        np.abs(np.asarray(folded.get_layer("stem_conv1").kernel)).max()
+        > 10 * np.abs(np.asarray(batch_norm_ae.get_layer("stem_conv1").kernel)).max()
+    )
+    path = str(tmp_path / "folded.keras")
+    folded.save(path)
+    np.testing.assert_allclose(
+        np.asarray(keras.saving.load_model(path)(images, training=False)[-1]), received[-1], rtol=0, atol=1e-6
+    )
+
+
 def test_bfloat16_network_keeps_float32_heatmaps_close_to_float32(trained_looking_model, images):
     network = fold_batch_norms(trained_looking_model, "bfloat16")
     assert network.get_layer("stem_conv").compute_dtype == "bfloat16"
@@ -143,3 +200,33 @@ def test_a_cpm_runs_in_bfloat16_with_its_centre_map(images):
     heatmaps = np.asarray(keras_inference_model(cpm, precision="bfloat16")(images))
     assert heatmaps.shape == expected.shape == (3, 8, 8, 16)  # the background map dropped
     assert np.abs(heatmaps - expected).max() <= 0.05 * np.abs(expected).max()
+
+
+def test_int8_tflite_of_a_relu_batch_norm_network_has_no_per_tensor_multipliers(batch_norm_ae, tmp_path):
+    # TFLite quantises a BatchNorm's multiplier vector with one scale: a trained stem's 0.4-300 range
+    # then rounds its small channels away (a trained quick-start model lost 70% of its peak). Folded,
+    # the multipliers are the convolutions' per-channel kernel scales; the one MUL left is the stem's
+    # channel flips, +-1, which int8 holds to within a step.
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tf_hourglass.export.exporter import export_model
+
+    result = export_model(
+        batch_norm_ae,
+        str(tmp_path / "bn.tflite"),
+        "tflite",
+        quantize="int8",
+        num_calibration=16,
+        num_heldout=8,
+        log=lambda line: None,
+    )
+    interpreter = Interpreter(model_path=result.path)
+    multiplies = [op for op in interpreter._get_ops_details() if op["op_name"] == "MUL"]
+    assert len(multiplies) == 1
+    tensors = {tensor["index"]: tensor for tensor in interpreter.get_tensor_details()}
+    (factor,) = [tensors[i] for i in multiplies[0]["inputs"] if len(tensors[i]["shape"]) == 1]
+    scale, zero_point = factor["quantization"]
+    signs = (interpreter.get_tensor(factor["index"]).astype(np.float32) - zero_point) * scale
+    channels = len(signs)
+    np.testing.assert_allclose(signs, np.where(np.arange(channels) % 3 == 0, -1.0, 1.0), atol=1 / 127)
+    assert result.parity.relative_heatmap_error < 0.25

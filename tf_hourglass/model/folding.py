@@ -10,8 +10,18 @@ network then reads its activations once less per folded BatchNorm.
 In a Stacked Hourglass these are the residual module's second and third
 BatchNorms (after its 1x1 and 3x3 convolutions), the stem's (after the 7x7)
 and each stack head's (after its 1x1); the residual module's first BatchNorm
-follows an addition and stays. CPMs and Associative Embedding networks have
-no BatchNorm: folding returns them as they are.
+follows an addition and stays. CPMs have no BatchNorm: folding returns them
+as they are.
+
+Associative Embedding's ``batch_norm=True`` (the official ``bn=True``) puts
+the BatchNorm after the convolution's ReLU: ``s * relu(z) + t`` with ``t =
+beta - mean * s``. As ReLU commutes with a positive scale, that is
+``sign(s) * relu(|s| * z) + t``: ``|s|`` goes into the convolution and the
+BatchNorm becomes ``FoldedReluBatchNorm``, which adds ``t`` (and flips the
+channels whose ``s`` is negative). Besides a pass less, this is what lets the
+network quantise to int8: a BatchNorm's multiplier spans 0.4 to 300 across
+the channels of a trained stem, and TFLite quantises a multiplier with one
+scale per tensor (the convolution's kernel gets one per channel).
 
 ``fold_batch_norms`` builds a new Keras functional model with the same inputs,
 outputs and layer names, the folded BatchNorms replaced by pass-through
@@ -44,6 +54,37 @@ class FoldedBatchNormalization(layers.Layer):
         return input_shape
 
 
+@keras.saving.register_keras_serializable(package="tf_hourglass")
+class FoldedReluBatchNorm(layers.Layer):
+    """Where a BatchNorm after a ReLU was: ``inputs * sign + offset`` per channel (see the module docstring).
+
+    Args:
+        flips_channels: whether some channel's BatchNorm scale was negative (then
+            the layer holds a ``sign`` of +-1 per channel; otherwise it only adds).
+    """
+
+    def __init__(self, flips_channels=False, **kwargs):
+        super().__init__(**kwargs)
+        self.flips_channels = bool(flips_channels)
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        if self.flips_channels:
+            self.sign = self.add_weight(name="sign", shape=(channels,), initializer="ones", trainable=False)
+        self.offset = self.add_weight(name="offset", shape=(channels,), initializer="zeros", trainable=False)
+
+    def call(self, inputs, mask=None):
+        del mask
+        outputs = inputs * keras.ops.cast(self.sign, inputs.dtype) if self.flips_channels else inputs
+        return outputs + keras.ops.cast(self.offset, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "flips_channels": self.flips_channels}
+
+
 def _single_producer(layer):
     """The layer whose output is ``layer``'s only input, when ``layer`` is called once on one tensor."""
     if len(layer._inbound_nodes) != 1:
@@ -65,34 +106,85 @@ def foldable_pairs(model: keras.Model) -> dict[str, str]:
         if not isinstance(layer, layers.BatchNormalization) or layer.axis not in (-1, 3):
             continue
         conv = _single_producer(layer)
-        if (
-            isinstance(conv, layers.Conv2D)
-            and type(conv).__name__ != "DepthwiseConv2D"
-            and conv.data_format == "channels_last"
-            and conv.groups == 1
-            and conv.activation in (None, keras.activations.linear)
-            and len(conv._inbound_nodes) == 1
-            and len(conv._outbound_nodes) == 1
-        ):
+        if _plain_conv(conv):
             pairs[layer.name] = conv.name
     return pairs
+
+
+def _plain_conv(layer) -> bool:
+    """A channels-last, ungrouped, linear ``Conv2D`` called once whose output one layer reads."""
+    return (
+        isinstance(layer, layers.Conv2D)
+        and type(layer).__name__ != "DepthwiseConv2D"
+        and layer.data_format == "channels_last"
+        and layer.groups == 1
+        and layer.activation in (None, keras.activations.linear)
+        and len(layer._inbound_nodes) == 1
+        and len(layer._outbound_nodes) == 1
+    )
+
+
+def _is_plain_relu(layer) -> bool:
+    return (
+        isinstance(layer, layers.ReLU)
+        and layer.max_value is None
+        and float(layer.negative_slope) == 0.0
+        and float(layer.threshold) == 0.0
+    )
+
+
+def foldable_relu_triples(model: keras.Model) -> dict[str, tuple[str, str]]:
+    """{BatchNorm layer name: (its ReLU, the convolution before)} for every conv -> ReLU -> BatchNorm chain
+    that folds: each layer called once and read only by the next, as ``foldable_pairs``."""
+    triples = {}
+    for layer in model.layers:
+        if not isinstance(layer, layers.BatchNormalization) or layer.axis not in (-1, 3):
+            continue
+        relu = _single_producer(layer)
+        if relu is None or not _is_plain_relu(relu) or len(relu._outbound_nodes) != 1:
+            continue
+        conv = _single_producer(relu)
+        if _plain_conv(conv):
+            triples[layer.name] = (relu.name, conv.name)
+    return triples
+
+
+def _batch_norm_affine(batch_norm) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, shift) per channel of ``batch_norm`` at inference, in float64."""
+    channels = int(batch_norm.moving_mean.shape[-1])
+    gamma = np.asarray(batch_norm.gamma, np.float64) if batch_norm.scale else np.ones(channels)
+    beta = np.asarray(batch_norm.beta, np.float64) if batch_norm.center else np.zeros(channels)
+    mean = np.asarray(batch_norm.moving_mean, np.float64)
+    variance = np.asarray(batch_norm.moving_variance, np.float64)
+    scale = gamma / np.sqrt(variance + batch_norm.epsilon)
+    return scale, beta - mean * scale
+
+
+def folded_relu_weights(conv, batch_norm) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(the convolution's weights, the ``FoldedReluBatchNorm``'s weights) of conv -> ReLU -> ``batch_norm``."""
+    scale, shift = _batch_norm_affine(batch_norm)
+    magnitude = np.abs(scale)
+    conv_weights = [np.asarray(conv.kernel, np.float64) * magnitude]
+    if conv.use_bias:
+        conv_weights.append(np.asarray(conv.bias, np.float64) * magnitude)
+    layer_weights = [shift]
+    if np.any(scale < 0):
+        layer_weights.insert(0, np.where(scale < 0, -1.0, 1.0))
+    as_float32 = lambda arrays: [a.astype(np.float32) for a in arrays]  # noqa: E731
+    return as_float32(conv_weights), as_float32(layer_weights)
 
 
 def folded_conv_weights(conv, batch_norm) -> tuple[np.ndarray, np.ndarray]:
     """(kernel, bias) of ``conv`` followed by ``batch_norm`` at inference, in float32 (float64 inside)."""
     kernel = np.asarray(conv.kernel, np.float64)
     bias = np.asarray(conv.bias, np.float64) if conv.use_bias else np.zeros(kernel.shape[-1])
-    channels = kernel.shape[-1]
-    gamma = np.asarray(batch_norm.gamma, np.float64) if batch_norm.scale else np.ones(channels)
-    beta = np.asarray(batch_norm.beta, np.float64) if batch_norm.center else np.zeros(channels)
-    mean = np.asarray(batch_norm.moving_mean, np.float64)
-    variance = np.asarray(batch_norm.moving_variance, np.float64)
-    scale = gamma / np.sqrt(variance + batch_norm.epsilon)
-    return (kernel * scale).astype(np.float32), ((bias - mean) * scale + beta).astype(np.float32)
+    scale, shift = _batch_norm_affine(batch_norm)
+    return (kernel * scale).astype(np.float32), (bias * scale + shift).astype(np.float32)
 
 
 def fold_batch_norms(model: keras.Model, dtype: str | None = None) -> keras.Model:
-    """``model``'s inference graph: BatchNorms after convolutions folded into them (see the module docstring).
+    """``model``'s inference graph: BatchNorms after convolutions (or after a convolution's ReLU) folded
+    into them (see the module docstring).
 
     Args:
         model: a built Keras functional model (a ``StackedHourglass``, any pose model).
@@ -104,14 +196,24 @@ def fold_batch_norms(model: keras.Model, dtype: str | None = None) -> keras.Mode
         rounding; ``model`` itself when there is nothing to fold and no dtype to change.
     """
     pairs = foldable_pairs(model)
-    if not pairs and dtype is None:
+    triples = foldable_relu_triples(model)
+    if not pairs and not triples and dtype is None:
         return model
     folded_convs = {conv: batch_norm for batch_norm, conv in pairs.items()}
+    relu_convs = {conv: batch_norm for batch_norm, (_, conv) in triples.items()}
+    relu_weights = {
+        batch_norm: folded_relu_weights(model.get_layer(conv), model.get_layer(batch_norm))
+        for batch_norm, (_, conv) in triples.items()
+    }
     output_layers = {tensor._keras_history.operation.name for tensor in keras.tree.flatten(model.outputs)}
 
     def clone(layer):
         if layer.name in pairs:
             return FoldedBatchNormalization(name=layer.name)
+        if layer.name in triples:
+            flips = len(relu_weights[layer.name][1]) == 2
+            policy = dtype if dtype is not None and layer.name not in output_layers else layer.dtype_policy
+            return FoldedReluBatchNorm(flips_channels=flips, name=layer.name, dtype=policy)
         config = layer.get_config()
         if dtype is not None and layer.name not in output_layers:
             config["dtype"] = dtype
@@ -126,6 +228,10 @@ def fold_batch_norms(model: keras.Model, dtype: str | None = None) -> keras.Mode
         target = inference.get_layer(layer.name)
         if layer.name in folded_convs:
             target.set_weights(folded_conv_weights(layer, model.get_layer(folded_convs[layer.name])))
+        elif layer.name in relu_convs:
+            target.set_weights(relu_weights[relu_convs[layer.name]][0])
+        elif layer.name in triples:
+            target.set_weights(relu_weights[layer.name][1])
         else:
             target.set_weights(layer.get_weights())
     return inference
