@@ -119,7 +119,11 @@ def load_calibration(
 # ----- multi-person models: whole photos -------------------------------------------------
 
 PEOPLE_FORMS = "'synthetic' (scenes) or 'coco:ANNOTATIONS[:IMAGES_DIR]'"
-SCENE_ASPECT = 3 / 4  # calibration scenes are drawn height = 3/4 width, as a 640x480 photo
+# Calibration scenes alternate between height = 3/4 width (a 640x480 photo, letterboxed) and
+# square (filling the input): a letterbox's black bands change the activations' ranges, and
+# calibrating on one shape only left a trained network's int8 heatmaps twice as far from
+# Keras on the other (0.24 against 0.12 of the peak, BENCHMARKS.md).
+SCENE_ASPECTS = (3 / 4, 1.0)
 
 
 @dataclasses.dataclass
@@ -160,8 +164,10 @@ def load_people_calibration(
     if source.kind == "synthetic":
         from tf_hourglass.data.synthetic import SyntheticScenes  # drawing code, loaded only when used
 
-        scenes = SyntheticScenes(image_size=(round(side * SCENE_ASPECT), side), seed=0)
-        images = [scenes.render(index).image for index in range(num_calibration)]
+        shapes = [
+            SyntheticScenes(image_size=(round(side * aspect), side), seed=0) for aspect in SCENE_ASPECTS
+        ]
+        images = [shapes[index % len(shapes)].render(index).image for index in range(num_calibration)]
         heldout = multi_person_verify.scene_samples(input_size, limit=num_heldout)
     elif source.kind == "coco":
         photos = multi_person_verify.coco_samples(
