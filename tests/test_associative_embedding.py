@@ -158,6 +158,17 @@ def test_bn_true_puts_a_batchnorm_after_the_relu_of_every_stem_and_hourglass_con
     assert trainable_parameters(rebuilt) == trainable_parameters(model) == counted_parameters(model)
 
 
+def test_output_stride_2_drops_the_stem_pool_for_maps_twice_as_fine_with_the_same_weights():
+    fine = AssociativeEmbedding(**dict(TINY, output_stride=2))
+    official = AssociativeEmbedding(**TINY)
+    assert "stem_pool" not in [layer.name for layer in fine.layers]
+    assert fine.heatmap_stride == 2 and official.heatmap_stride == 4
+    assert fine.heatmap_size == (32, 32) and official.heatmap_size == (16, 16)
+    assert [w.shape for w in fine.weights] == [w.shape for w in official.weights]
+    outputs = as_stack_list(fine(images((64, 64, 3))))
+    assert [tuple(o.shape) for o in outputs] == [(2, 32, 32, fine.num_output_channels)] * 2
+
+
 @pytest.mark.parametrize("stem_filters", [(64,), (0, 128), (64, 1.5)])
 def test_bad_stem_widths_are_named(stem_filters):
     with pytest.raises(ValueError, match="stem_filters"):
@@ -241,6 +252,7 @@ def test_get_config_from_config_round_trip_gives_identical_outputs():
         "input_shape": (64, 64, 3),
         "stem_filters": (64, 128),
         "batch_norm": False,
+        "output_stride": 4,
         "name": "ae_x",
         "trainable": True,
     }
@@ -283,6 +295,7 @@ def test_outputs_stay_float32_under_mixed_precision(policy):
         (dict(depth=0), "depth=0"),
         (dict(num_keypoints=True), "num_keypoints=True"),
         (dict(tag_dim=0), "tag_dim=0"),
+        (dict(output_stride=8), r"output_stride must be one of \(4, 2\). Received: output_stride=8"),
         (dict(extra_channels=-2), "extra_channels=-2"),
         (dict(input_shape=(64, 64, 1)), r"input_shape=\(64, 64, 1\)"),
         (dict(input_shape=(96, 64, 3)), r"multiples of 4 \* 2\*\*depth = 64 \(depth=4\).*\(96, 64, 3\)"),

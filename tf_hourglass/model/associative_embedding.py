@@ -66,6 +66,8 @@ from tf_hourglass.model.pose_model import (
     output_name,
 )
 
+OUTPUT_STRIDES = (4, 2)  # 4: the official stem; 2: without its max-pool, maps twice as fine
+
 
 def apply_conv_relu(x, filters, kernel_size, name, strides=1, padding="same", batch_norm=False):
     """The official ``Conv``: convolution with bias, ReLU, then (``bn=True``) BatchNorm after the ReLU."""
@@ -77,14 +79,15 @@ def apply_conv_relu(x, filters, kernel_size, name, strides=1, padding="same", ba
     return x
 
 
-def apply_stem(x, filters, stem_filters=(64, 128), batch_norm=False):
+def apply_stem(x, filters, stem_filters=(64, 128), batch_norm=False, output_stride=4):
     first, second = stem_filters
     # The official 7x7 stride-2 convolution pads 3 on every side; Keras' "same"
     # would pad 2 before and 3 after, shifting every output by a pixel.
     x = layers.ZeroPadding2D(3, name="stem_pad")(x)
     x = apply_conv_relu(x, first, 7, "stem_conv1", strides=2, padding="valid", batch_norm=batch_norm)
     x = apply_conv_relu(x, second, 3, "stem_conv2", batch_norm=batch_norm)
-    x = layers.MaxPooling2D(2, strides=2, name="stem_pool")(x)
+    if output_stride == 4:
+        x = layers.MaxPooling2D(2, strides=2, name="stem_pool")(x)
     x = apply_conv_relu(x, second, 3, "stem_conv3", batch_norm=batch_norm)
     return apply_conv_relu(x, filters, 3, "stem_conv4", batch_norm=batch_norm)
 
@@ -106,8 +109,21 @@ def apply_hourglass(x, order, increase, name, batch_norm=False):
 
 
 def validate_arguments(
-    num_stacks, filters, increase, depth, num_keypoints, tag_dim, extra_channels, input_shape, stem_filters
+    num_stacks,
+    filters,
+    increase,
+    depth,
+    num_keypoints,
+    tag_dim,
+    extra_channels,
+    input_shape,
+    stem_filters,
+    output_stride,
 ):
+    if output_stride not in OUTPUT_STRIDES:
+        raise ValueError(
+            f"output_stride must be one of {OUTPUT_STRIDES}. Received: output_stride={output_stride!r}"
+        )
     if len(tuple(stem_filters)) != 2:
         raise ValueError(
             f"stem_filters must be two channel counts (first, second). Received: {stem_filters!r}"
@@ -148,9 +164,13 @@ class AssociativeEmbedding(PoseModel):
             ``low1`` and bottom convolution (not ``low3``, the two head
             convolutions, the outputs or the merges, as the official code).
             The released model has none (``bn=False``, the default).
+        output_stride: input pixels per output pixel: 4 as the official
+            network, or 2 for a stem without its max-pool (maps twice as fine
+            at four times the hourglass's cost; not an official layout, for
+            small inputs where 1/4 is too coarse to place joints).
 
     Outputs a list of ``num_stacks`` float32 tensors of shape
-    (batch, height/4, width/4, K*(1 + D) + extra_channels), named
+    (batch, height/output_stride, width/output_stride, K*(1 + D) + extra_channels), named
     ``heatmaps_1`` ...; the channel layout is in the module docstring.
     """
 
@@ -170,6 +190,7 @@ class AssociativeEmbedding(PoseModel):
         input_shape=(512, 512, 3),
         stem_filters=(64, 128),
         batch_norm=False,
+        output_stride=4,
         name="associative_embedding",
         **kwargs,
     ):
@@ -185,11 +206,12 @@ class AssociativeEmbedding(PoseModel):
             extra_channels,
             input_shape,
             stem_filters,
+            output_stride,
         )
         num_channels = num_keypoints * (1 + tag_dim) + extra_channels
 
         images = keras.Input(shape=input_shape, name=IMAGES_INPUT)
-        x = apply_stem(images, filters, stem_filters, batch_norm)
+        x = apply_stem(images, filters, stem_filters, batch_norm, output_stride)
         outputs = []
         for i in range(1, num_stacks + 1):
             prefix = f"stack{i}"
@@ -218,6 +240,12 @@ class AssociativeEmbedding(PoseModel):
         self.image_shape = input_shape
         self.stem_filters = stem_filters
         self.batch_norm = bool(batch_norm)
+        self.output_stride = output_stride
+
+    @property
+    def heatmap_stride(self) -> int:
+        """Input pixels per output pixel (``output_stride``)."""
+        return self.output_stride
 
     @property
     def num_output_channels(self) -> int:
@@ -237,6 +265,7 @@ class AssociativeEmbedding(PoseModel):
                 "input_shape": self.image_shape,
                 "stem_filters": self.stem_filters,
                 "batch_norm": self.batch_norm,
+                "output_stride": self.output_stride,
                 "name": self.name,
                 "trainable": self.trainable,
             }
