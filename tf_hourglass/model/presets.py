@@ -37,6 +37,17 @@ CPM_PRESETS = {
     "cpm_tiny": dict(num_stages=2, filters=8, stage_kernel_size=3, input_shape=(64, 64, 3)),
 }
 
+_AE_SMALL_BN = dict(
+    num_stacks=2,
+    filters=64,
+    increase=32,
+    depth=4,
+    extra_channels=0,
+    input_shape=(128, 128, 3),
+    stem_filters=(32, 64),
+    batch_norm=True,
+)
+
 AE_PRESETS = {
     # pose-ae-train's network: 4 stacks, 256 features growing by 128 per level,
     # 17 COCO keypoints with 1-D tags and its 34 unused channels, 512x512 input.
@@ -47,31 +58,13 @@ AE_PRESETS = {
     "ae_small": dict(
         num_stacks=2, filters=64, increase=32, depth=4, extra_channels=0, input_shape=(256, 256, 3)
     ),
-    # The multi-person quick start's network: ae_small with the official bn=True (a BatchNorm
-    # after the stem's and hourglass's ReLUs but low3's), a narrower stem and 128x128 input (32x32 maps).
-    "ae_small_bn": dict(
-        num_stacks=2,
-        filters=64,
-        increase=32,
-        depth=4,
-        extra_channels=0,
-        input_shape=(128, 128, 3),
-        stem_filters=(32, 64),
-        batch_norm=True,
-    ),
-    # ae_small_bn without the stem's max-pool: 64x64 maps of a 128x128 input (stride 2), so that
-    # joints of small figures are placed twice as finely, at about twice the training step's time.
-    "ae_small_fine": dict(
-        num_stacks=2,
-        filters=64,
-        increase=32,
-        depth=4,
-        extra_channels=0,
-        input_shape=(128, 128, 3),
-        stem_filters=(32, 64),
-        batch_norm=True,
-        output_stride=2,
-    ),
+    # ae_small with the official bn=True (a BatchNorm after the stem's and hourglass's ReLUs but
+    # low3's), a narrower stem and 128x128 input (32x32 maps).
+    "ae_small_bn": _AE_SMALL_BN,
+    # The multi-person quick start's network: ae_small_bn without the stem's max-pool, 64x64 maps
+    # of a 128x128 input (stride 2), so that joints of small figures are placed twice as finely, at
+    # about twice the training step's time.
+    "ae_small_fine": dict(_AE_SMALL_BN, output_stride=2),
     # A tiny network for tests.
     "ae_tiny": dict(num_stacks=2, filters=16, increase=8, depth=2, extra_channels=0, input_shape=(64, 64, 3)),
 }
