@@ -131,4 +131,6 @@ def test_multi_person_notebook_trains_draws_people_and_exports_at_a_tiny_size(mo
     assert "multi_person coco" in outputs
     assert len(images) == 2  # the scenes, the people found
     assert (tmp_path / "run" / "ae_exported.keras").exists()
-    assert "parity tflite on " in outputs and "TFLite: " in outputs and (tmp_path / "run" / "ae.tflite").exists()
+    assert (
+        "parity tflite on " in outputs and "TFLite: " in outputs and (tmp_path / "run" / "ae.tflite").exists()
+    )
