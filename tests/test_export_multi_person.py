@@ -381,17 +381,22 @@ def test_without_a_coco_sample_the_ap_check_runs_on_held_out_synthetic_scenes(
 # ----- int8 TFLite of a multi-person network --------------------------------------------
 
 
-def test_people_calibration_inputs_are_letterboxed_4_3_scenes_every_other_mirrored():
+def test_people_calibration_inputs_alternate_letterboxed_4_3_and_square_scenes_every_other_mirrored():
     data = load_people_calibration("synthetic", (64, 64), num_calibration=4, num_heldout=2)
     assert data.crops.shape == (4, 64, 64, 3) and data.crops.dtype == np.float32
-    # 4:3 scenes (48x64) fitted into 64x64 as predict_people does: black bars above and below.
-    assert data.crops[:, :7].max() == 0.0 and data.crops[:, -7:].max() == 0.0
-    assert data.crops[:, 12:52].max() > 0.5
+    # Scenes 0 and 2 are 4:3 (48x64) fitted into 64x64 as predict_people does: black bars above and below.
+    four_three, square = data.crops[[0, 2]], data.crops[[1, 3]]
+    assert four_three[:, :7].max() == 0.0 and four_three[:, -7:].max() == 0.0
+    assert four_three[:, 12:52].max() > 0.5
+    # Scenes 1 and 3 fill the square input.
+    assert square[:, :7].max() > 0.5 and square[:, -7:].max() > 0.5
     from tf_hourglass.data.synthetic import SyntheticScenes
 
-    scene = SyntheticScenes(image_size=(48, 64), seed=0).render(1).image
+    scene = SyntheticScenes(image_size=(48, 64), seed=0).render(2).image
     expected, _ = letterbox(scene / np.float32(255.0), 64)
-    np.testing.assert_allclose(data.crops[1], expected[:, ::-1], atol=1e-6)
+    np.testing.assert_allclose(data.crops[2], expected, atol=1e-6)
+    scene = SyntheticScenes(image_size=(64, 64), seed=0).render(1).image
+    np.testing.assert_allclose(data.crops[1], (scene / np.float32(255.0))[:, ::-1], atol=1e-6)
     assert data.heldout.description == "2 held-out synthetic scenes" and data.num_heldout == 2
     assert data.heldout.image_ids == [1_000_000, 1_000_001] and isinstance(data.heldout.annotations, dict)
     assert data.heldout_crops.shape == (2, 64, 64, 3)
