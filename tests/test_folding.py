@@ -131,7 +131,9 @@ def test_relu_folded_outputs_equal_the_trained_models_with_negative_scales(batch
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in folded.layers)
     stem = folded.get_layer("stem_conv1_bn")
     assert isinstance(stem, FoldedReluBatchNorm) and stem.flips_channels
-    assert not folded.get_layer("stem_conv2_bn").flips_channels  # all its scales are positive: only an add
+    # All the scales of stem_conv2_bn are positive: only the maximum.
+    assert not folded.get_layer("stem_conv2_bn").flips_channels
+    assert isinstance(folded.get_layer("stem_conv1_relu"), FoldedBatchNormalization)  # inside the maximum
     expected = [np.asarray(o) for o in batch_norm_ae(images, training=False)]
     received = [np.asarray(o) for o in folded(images, training=False)]
     for want, got in zip(expected, received, strict=True):
@@ -202,11 +204,14 @@ def test_a_cpm_runs_in_bfloat16_with_its_centre_map(images):
     assert np.abs(heatmaps - expected).max() <= 0.05 * np.abs(expected).max()
 
 
-def test_int8_tflite_of_a_relu_batch_norm_network_has_no_per_tensor_multipliers(batch_norm_ae, tmp_path):
+def test_int8_tflite_of_a_relu_batch_norm_network_has_no_per_tensor_multipliers_or_second_rounding(
+    batch_norm_ae, tmp_path
+):
     # TFLite quantises a BatchNorm's multiplier vector with one scale: a trained stem's 0.4-300 range
     # then rounds its small channels away (a trained quick-start model lost 70% of its peak). Folded,
     # the multipliers are the convolutions' per-channel kernel scales; the one MUL left is the stem's
-    # channel flips, +-1, which int8 holds to within a step.
+    # channel flips, +-1, which int8 holds to within a step. Each ReLU + shift is one MAXIMUM, which
+    # keeps its input's scale: no second rounding of the activations (an ADD after the ReLU had one).
     from ai_edge_litert.interpreter import Interpreter
 
     from tf_hourglass.export.exporter import export_model
@@ -224,6 +229,11 @@ def test_int8_tflite_of_a_relu_batch_norm_network_has_no_per_tensor_multipliers(
     multiplies = [op for op in interpreter._get_ops_details() if op["op_name"] == "MUL"]
     assert len(multiplies) == 1
     tensors = {tensor["index"]: tensor for tensor in interpreter.get_tensor_details()}
+    maximums = [op for op in interpreter._get_ops_details() if op["op_name"] == "MAXIMUM"]
+    assert len(maximums) == len(foldable_relu_triples(batch_norm_ae)) == 14
+    for op in maximums:
+        scales = {tensors[i]["quantization"] for i in [*op["inputs"], *op["outputs"]]}
+        assert len(scales) == 1, scales
     (factor,) = [tensors[i] for i in multiplies[0]["inputs"] if len(tensors[i]["shape"]) == 1]
     scale, zero_point = factor["quantization"]
     signs = (interpreter.get_tensor(factor["index"]).astype(np.float32) - zero_point) * scale

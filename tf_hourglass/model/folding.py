@@ -15,17 +15,20 @@ as they are.
 
 Associative Embedding's ``batch_norm=True`` (the official ``bn=True``) puts
 the BatchNorm after the convolution's ReLU: ``s * relu(z) + t`` with ``t =
-beta - mean * s``. As ReLU commutes with a positive scale, that is
-``sign(s) * relu(|s| * z) + t``: ``|s|`` goes into the convolution and the
-BatchNorm becomes ``FoldedReluBatchNorm``, which adds ``t`` (and flips the
-channels whose ``s`` is negative). Besides a pass less, this is what lets the
-network quantise to int8: a BatchNorm's multiplier spans 0.4 to 300 across
-the channels of a trained stem, and TFLite quantises a multiplier with one
-scale per tensor (the convolution's kernel gets one per channel).
+beta - mean * s``. For ``s > 0`` that is ``max(s * z + t, t)``: the whole
+affine map goes into the convolution and the ReLU and the BatchNorm become one
+per-channel maximum with ``t``, the ``FoldedReluBatchNorm`` layer. A channel
+with ``s < 0`` is computed negated, ``max(|s| * z - t, -t)``, and flipped back
+(the layer then holds a sign of +-1 per channel). This is what lets the network
+quantise to int8: a BatchNorm's multiplier spans 0.4 to 300 across the channels
+of a trained stem, and TFLite quantises a multiplier with one scale per tensor
+(the convolution's kernel gets one per channel); and a maximum keeps its
+input's int8 scale, where an addition after the ReLU would round every
+activation a second time.
 
 ``fold_batch_norms`` builds a new Keras functional model with the same inputs,
-outputs and layer names, the folded BatchNorms replaced by pass-through
-layers (``FoldedBatchNormalization``); the trained model is not changed (it keeps training and saving as
+outputs and layer names, the folded BatchNorms (and the ReLUs before folded ones)
+replaced by pass-through layers (``FoldedBatchNormalization``); the trained model is not changed (it keeps training and saving as
 before). ``dtype`` also builds it in another compute dtype (``"bfloat16"``:
 weights and activations in bfloat16, rounded once from the float32 folded
 weights), keeping the dtype of the layers that make the model's outputs
@@ -41,7 +44,7 @@ from keras import layers
 
 @keras.saving.register_keras_serializable(package="tf_hourglass")
 class FoldedBatchNormalization(layers.Layer):
-    """Where a folded BatchNorm was: passes its input through (its affine map is in the convolution before).
+    """Where a folded BatchNorm was, or a ReLU now inside a ``FoldedReluBatchNorm``: passes its input through.
 
     Unlike ``layers.Identity`` it takes the ``mask`` argument the BatchNorm was called with.
     """
@@ -56,11 +59,13 @@ class FoldedBatchNormalization(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="tf_hourglass")
 class FoldedReluBatchNorm(layers.Layer):
-    """Where a BatchNorm after a ReLU was: ``inputs * sign + offset`` per channel (see the module docstring).
+    """Where a ReLU and the BatchNorm after it were: ``maximum(inputs, floor) * sign`` per channel.
+
+    The convolution before holds the BatchNorm's affine map (see the module docstring).
 
     Args:
         flips_channels: whether some channel's BatchNorm scale was negative (then
-            the layer holds a ``sign`` of +-1 per channel; otherwise it only adds).
+            the layer holds a ``sign`` of +-1 per channel; otherwise it is only the maximum).
     """
 
     def __init__(self, flips_channels=False, **kwargs):
@@ -71,12 +76,12 @@ class FoldedReluBatchNorm(layers.Layer):
         channels = int(input_shape[-1])
         if self.flips_channels:
             self.sign = self.add_weight(name="sign", shape=(channels,), initializer="ones", trainable=False)
-        self.offset = self.add_weight(name="offset", shape=(channels,), initializer="zeros", trainable=False)
+        self.floor = self.add_weight(name="floor", shape=(channels,), initializer="zeros", trainable=False)
 
     def call(self, inputs, mask=None):
         del mask
-        outputs = inputs * keras.ops.cast(self.sign, inputs.dtype) if self.flips_channels else inputs
-        return outputs + keras.ops.cast(self.offset, inputs.dtype)
+        outputs = keras.ops.maximum(inputs, keras.ops.cast(self.floor, inputs.dtype))
+        return outputs * keras.ops.cast(self.sign, inputs.dtype) if self.flips_channels else outputs
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -163,13 +168,14 @@ def _batch_norm_affine(batch_norm) -> tuple[np.ndarray, np.ndarray]:
 def folded_relu_weights(conv, batch_norm) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(the convolution's weights, the ``FoldedReluBatchNorm``'s weights) of conv -> ReLU -> ``batch_norm``."""
     scale, shift = _batch_norm_affine(batch_norm)
-    magnitude = np.abs(scale)
-    conv_weights = [np.asarray(conv.kernel, np.float64) * magnitude]
-    if conv.use_bias:
-        conv_weights.append(np.asarray(conv.bias, np.float64) * magnitude)
-    layer_weights = [shift]
+    sign = np.where(scale < 0, -1.0, 1.0)
+    # Channel c computes sign * (s * z + t) = |s| * z + sign * t, then the maximum with sign * t.
+    kernel = np.asarray(conv.kernel, np.float64)
+    bias = np.asarray(conv.bias, np.float64) if conv.use_bias else np.zeros(kernel.shape[-1])
+    conv_weights = [kernel * np.abs(scale), bias * np.abs(scale) + sign * shift]
+    layer_weights = [sign * shift]
     if np.any(scale < 0):
-        layer_weights.insert(0, np.where(scale < 0, -1.0, 1.0))
+        layer_weights.insert(0, sign)
     as_float32 = lambda arrays: [a.astype(np.float32) for a in arrays]  # noqa: E731
     return as_float32(conv_weights), as_float32(layer_weights)
 
@@ -201,6 +207,7 @@ def fold_batch_norms(model: keras.Model, dtype: str | None = None) -> keras.Mode
         return model
     folded_convs = {conv: batch_norm for batch_norm, conv in pairs.items()}
     relu_convs = {conv: batch_norm for batch_norm, (_, conv) in triples.items()}
+    folded_relus = {relu for relu, _ in triples.values()}
     relu_weights = {
         batch_norm: folded_relu_weights(model.get_layer(conv), model.get_layer(batch_norm))
         for batch_norm, (_, conv) in triples.items()
@@ -208,7 +215,7 @@ def fold_batch_norms(model: keras.Model, dtype: str | None = None) -> keras.Mode
     output_layers = {tensor._keras_history.operation.name for tensor in keras.tree.flatten(model.outputs)}
 
     def clone(layer):
-        if layer.name in pairs:
+        if layer.name in pairs or layer.name in folded_relus:
             return FoldedBatchNormalization(name=layer.name)
         if layer.name in triples:
             flips = len(relu_weights[layer.name][1]) == 2
@@ -217,8 +224,8 @@ def fold_batch_norms(model: keras.Model, dtype: str | None = None) -> keras.Mode
         config = layer.get_config()
         if dtype is not None and layer.name not in output_layers:
             config["dtype"] = dtype
-        if layer.name in folded_convs and not config.get("use_bias", True):
-            config["use_bias"] = True  # the folded BatchNorm's shift becomes the bias
+        if (layer.name in folded_convs or layer.name in relu_convs) and not config.get("use_bias", True):
+            config["use_bias"] = True  # the folded BatchNorm's shift becomes (part of) the bias
         return layer.__class__.from_config(config)
 
     inference = keras.models.clone_model(model, clone_function=clone)
