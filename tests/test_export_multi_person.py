@@ -278,6 +278,9 @@ def network_files(tmp_path_factory):
     model.save(str(folder / "ae.keras"))
     for format in ("tflite", "onnx"):
         export_model(model, str(folder / f"ae.{format}"), format, log=lambda line: None)
+    export_model(
+        model, str(folder / "ae_float16.tflite"), "tflite", quantize="float16", log=lambda line: None
+    )
     return folder
 
 
@@ -291,15 +294,18 @@ def assert_same_people(found, expected, atol=0.05, min_fraction=0.95):
     assert np.mean(distances < atol) >= min_fraction
 
 
-@pytest.mark.parametrize("format", ["tflite", "onnx"])
-def test_an_exported_network_finds_the_keras_models_people(network_files, format):
-    path = str(network_files / f"ae.{format}")
+@pytest.mark.parametrize("file_name", ["ae.tflite", "ae_float16.tflite", "ae.onnx"])
+def test_an_exported_network_finds_the_keras_models_people(network_files, file_name):
+    path = str(network_files / file_name)
     exported = tf_hourglass.PoseEstimator(path)
     keras_estimator = tf_hourglass.PoseEstimator(str(network_files / "ae.keras"))
     assert exported.multi_person and exported.spec == keypoint_specs.COCO
+    # float16 weights move the maxima of this random network's flat maps where they nearly tie
+    # (92% of the joints at the same place, every person and score the same).
+    min_fraction = 0.9 if "float16" in file_name else 0.95
     for index, shape in enumerate(((48, 80), (200, 120), (37, 101))):
         image = photo(*shape, 30 + index)
-        assert_same_people(exported.predict(image), keras_estimator.predict(image))
+        assert_same_people(exported.predict(image), keras_estimator.predict(image), min_fraction=min_fraction)
 
 
 def test_an_exported_network_runs_its_own_input_size_only(network_files):
@@ -364,18 +370,30 @@ def test_the_people_saved_model_given_to_predict_or_evaluate_says_what_to_give(e
 
 
 @pytest.mark.e2e
-def test_without_a_coco_sample_the_ap_check_runs_on_held_out_synthetic_scenes(
-    ae_model, tmp_path, monkeypatch
-):
-    from tf_hourglass.export import multi_person_verify
-
-    monkeypatch.setattr(multi_person_verify, "default_coco_sample", lambda: None)
-    result = export_model(ae_model, str(tmp_path / "people" / "1"), "saved_model", log=lambda line: None)
+def test_the_ap_check_runs_on_num_heldout_held_out_synthetic_scenes_by_default(ae_model, tmp_path):
+    result = export_model(
+        ae_model, str(tmp_path / "people" / "1"), "saved_model", num_heldout=12, log=lambda line: None
+    )
     (parity_line,) = [line for line in result.lines if line.startswith("parity")]
-    assert "on 8 held-out synthetic scenes" in parity_line and "[AP within 0.5 points]" in parity_line
+    assert "on 12 held-out synthetic scenes" in parity_line and "[AP within 0.5 points]" in parity_line
     assert result.parity.ap_python is not None and result.parity.ap_difference <= 0.5
-    assert result.parity.num_images == 8 and parity_line.endswith("OK")
+    assert result.parity.num_images == 12 and parity_line.endswith("OK")
     assert sorted(os.listdir(tmp_path)) == ["people"]  # the ground truth was not left beside the export
+
+
+@pytest.mark.e2e
+def test_the_ap_check_on_coco_photos_takes_the_first_num_heldout(ae_model, tmp_path, shared_data):
+    coco = shared_data / "coco"
+    result = export_model(
+        ae_model,
+        str(tmp_path / "people" / "1"),
+        "saved_model",
+        calibration=f"coco:{coco / 'person_keypoints_sample.json'}:{coco / 'images'}",
+        num_heldout=2,
+        log=lambda line: None,
+    )
+    (parity_line,) = [line for line in result.lines if line.startswith("parity")]
+    assert "on 2 COCO photos of" in parity_line and result.parity.num_images == 2
 
 
 # ----- int8 TFLite of a multi-person network --------------------------------------------

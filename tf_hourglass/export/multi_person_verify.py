@@ -4,8 +4,8 @@ The Python path is ``prediction.multi_person.predict_people`` on the Keras
 model (flip test, one scale, the NumPy grouping with Munkres). The SavedModel
 groups in graph ops (``data.grouping_tf``) with another minimum-cost
 assignment, so the two may give different people where rounded costs tie;
-the bar is accuracy: with ground truth (a COCO person_keypoints file, by default
-the COCO sample beside the project, else held-out synthetic scenes) both are scored
+the bar is accuracy: with ground truth (held-out synthetic scenes by default,
+or a COCO person_keypoints file; the exporter takes ``num_heldout`` photos, 200) both are scored
 with COCO's keypoint AP and the export fails when they differ by more than
 ``MAX_AP_DIFFERENCE`` AP points. Always reported: on how many photos both find
 the same number of people, and the distance of the keypoints found by both
@@ -91,14 +91,6 @@ class PeopleParity:
                 f"(difference {self.ap_difference:.2f} points)"
             )
         return line
-
-
-def default_coco_sample() -> tuple[str, str] | None:
-    """(annotations, images folder) of ``../shared/data/coco`` beside the project checkout, if present."""
-    folder = Path(__file__).resolve().parents[3] / "shared" / "data" / "coco"
-    annotations = folder / "person_keypoints_sample.json"
-    images = folder / "images"
-    return (str(annotations), str(images)) if annotations.is_file() and images.is_dir() else None
 
 
 def _decode(encoded: bytes) -> np.ndarray:
