@@ -244,7 +244,13 @@ def test_failed_predict_leaves_no_output_folder(estimator, tmp_path):
 def multi_person_model(tmp_path_factory):
     keras.utils.set_random_seed(3)
     path = tmp_path_factory.mktemp("ae") / "ae_tiny.keras"
-    tf_hourglass.from_preset("ae_tiny").save(str(path))
+    model = tf_hourglass.from_preset("ae_tiny")
+    # Its last output scaled by 8: a random network's detections then clear the grouping's
+    # threshold, so the photos have people in them to write.
+    output = model.get_layer("stack2_output_conv")
+    kernel, bias = output.get_weights()
+    output.set_weights([8.0 * kernel, bias])
+    model.save(str(path))
     return str(path)
 
 
@@ -255,19 +261,27 @@ def test_multi_person_model_draws_people_and_writes_coco_results(shared_data, mu
         (photos / name).write_bytes((shared_data / "people" / name).read_bytes())
     (photos / "000000000139.png").write_bytes((shared_data / "people" / "astronaut.png").read_bytes())
     estimator = PoseEstimator(multi_person_model)
+    (photos / "coco_results.png").write_bytes((shared_data / "people" / "astronaut.png").read_bytes())
     summary = predict_path(estimator, str(photos), str(tmp_path / "out"), progress=False)
-    assert len(summary.written) == 6 and not summary.skipped
+    assert len(summary.written) == 9 and not summary.skipped
+    # The whole folder's people in one COCO results list, beside the image named coco_results.
+    combined = json.loads((tmp_path / "out" / "coco_results_2.json").read_text())
+    assert summary.written[-1] == str(tmp_path / "out" / "coco_results_2.json")
+    everyone = []
     # COCO-style numeric names are the image ids; other photos get their place in the run.
     for name, image_id in (("000000000139.png", 139), ("025508722.jpg", 25508722), ("astronaut.png", 3)):
         stem, extension = os.path.splitext(name)
         results = json.loads((tmp_path / "out" / f"{stem}.json").read_text())
         assert isinstance(results, list)
+        everyone += results
         for person in results:  # COCO keypoint results: x, y, score triples
             assert person["image_id"] == image_id and person["category_id"] == 1
             assert len(person["keypoints"]) == 17 * 3 and np.isfinite(person["keypoints"]).all()
             assert 0.0 <= person["score"]
         picture = cv2.imread(str(tmp_path / "out" / f"{stem}{extension}"))
         assert picture.shape[:2] == read_image(str(photos / name)).shape[:2]
+    everyone += json.loads((tmp_path / "out" / "coco_results.json").read_text())
+    assert len(combined) > 0 and sorted(combined, key=json.dumps) == sorted(everyone, key=json.dumps)
     with pytest.raises(ValueError, match="give no box"):
         predict_path(estimator, str(photos / "astronaut.png"), str(tmp_path / "out2"), box=(0, 0, 10, 10))
 
@@ -282,6 +296,7 @@ def test_cli_multi_person_video_lists_people_per_frame(multi_person_model, tmp_p
     assert "a multi-person model; finding every person" in result.stdout
     record = json.loads((out / "clip.json").read_text())
     assert [f["frame"] for f in record["frames"]] == list(range(10))
+    assert all(frame["people"] for frame in record["frames"])
     for frame in record["frames"]:
         assert all(person["image_id"] == frame["frame"] for person in frame["people"])
     assert count_frames(out / "clip.mp4") == 10

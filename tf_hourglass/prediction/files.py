@@ -10,7 +10,10 @@ drawn, and ``NAME.json``::
 (with ``"note": WHOLE_IMAGE_NOTE`` when no box was given). For an estimator
 that finds every person (a multi-person model, or a single-person one with a
 person model) ``NAME.json`` is a list of people as COCO keypoint results
-(``people_to_coco_results``), each with its ``"box"`` when a person model found it.
+(``people_to_coco_results``), each with its ``"box"`` when a person model found it;
+for a folder, ``coco_results.json`` also lists the people of all its images in
+one COCO results list, as pycocotools' ``loadRes`` takes it (``coco_results_2.json``
+... if an image is named ``coco_results``).
 
 For a video (mp4, avi, mov, mkv) it writes ``NAME.mp4`` (mp4v codec) with the
 skeleton drawn on every frame and ``NAME.json`` with the keypoints of every
@@ -121,11 +124,13 @@ def predict_image_file(
     name: str | None = None,
     image_id: int = 1,
     budget: ImageBudget = DEFAULT_BUDGET,
+    coco_results: list | None = None,
 ) -> list[str]:
     """Predicts on one image file; writes ``NAME.jpg``/``NAME.png`` and ``NAME.json``.
 
     For a multi-person model ``NAME.json`` is a COCO keypoint results list
-    (``image_id``: the file's name when it is a number, as COCO's, else ``image_id``).
+    (``image_id``: the file's name when it is a number, as COCO's, else ``image_id``),
+    also appended to ``coco_results`` when given.
     Returns the paths written. An image over ``budget`` is refused before it is decoded.
     """
     image = read_image(path, budget)
@@ -145,6 +150,8 @@ def predict_image_file(
     if estimator.multi_person:
         stem_id = _image_id(os.path.splitext(os.path.basename(path))[0], image_id)
         record = people_to_coco_results(result, stem_id)
+        if coco_results is not None:
+            coco_results.extend(record)
     else:
         record = {
             "image": path,
@@ -200,8 +207,10 @@ def predict_directory(
     if not paths:
         raise UnreadableInputError(f"Input directory {directory} has no files.")
     summary = PredictionSummary()
+    stems = _output_stems(paths)
+    coco_results, images_done = [], 0
     for index, (path, stem) in enumerate(
-        zip(tqdm(paths, desc="predict", unit="file", disable=not progress), _output_stems(paths), strict=True)
+        zip(tqdm(paths, desc="predict", unit="file", disable=not progress), stems, strict=True)
     ):
         try:
             if is_video(path):
@@ -210,11 +219,27 @@ def predict_directory(
                 )
             else:
                 summary.written += predict_image_file(
-                    estimator, path, output_dir, box, name=stem, image_id=index + 1, budget=budget
+                    estimator,
+                    path,
+                    output_dir,
+                    box,
+                    name=stem,
+                    image_id=index + 1,
+                    budget=budget,
+                    coco_results=coco_results,
                 )
+                images_done += 1
         except UnreadableInputError as error:
             summary.skipped.append(path)
             logging.debug("Skipping %s: %s", path, error)
+    if estimator.multi_person and images_done:
+        name, number = "coco_results", 1
+        while name in stems:
+            number += 1
+            name = f"coco_results_{number}"
+        combined = os.path.join(output_dir, name + ".json")
+        atomic_files.write_text(combined, json.dumps(coco_results) + "\n")
+        summary.written.append(combined)
     if summary.skipped:
         logging.warning(
             "Skipped %d unreadable file(s) in %s: %s",
