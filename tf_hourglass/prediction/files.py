@@ -276,6 +276,24 @@ def _read_frames(capture, count: int) -> list[np.ndarray]:
     return frames
 
 
+def _check_written_video(tmp_path: str, video_path: str, num_frames: int) -> None:
+    """Raises ``OSError`` naming ``video_path`` unless ``tmp_path`` opens as a video of ``num_frames``.
+
+    ``cv2.VideoWriter`` reports no write failure: on a full disk (or past a file size limit) it
+    leaves a truncated file without its index, which must not replace the previous output.
+    """
+    capture = cv2.VideoCapture(tmp_path)
+    try:
+        written = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    finally:
+        capture.release()
+    if written != num_frames:
+        raise OSError(
+            f"{video_path}: OpenCV wrote an unreadable or incomplete video ({max(written, 0)} of "
+            f"{num_frames} frames; is the disk full?); the previous file, if any, is kept."
+        )
+
+
 def predict_video(
     estimator: PoseEstimator,
     path: str,
@@ -332,6 +350,7 @@ def predict_video(
                 writer.release()
         if not frames_json:
             raise UnreadableInputError(f"Video {path} has no frame that could be read.")
+        _check_written_video(tmp_path, video_path, len(frames_json))
     record = {
         "video": path,
         "width": size[0],
