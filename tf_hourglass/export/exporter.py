@@ -24,7 +24,9 @@ outputs (heatmaps and tags), as single-person ones. Its int8 TFLite calibrates
 on whole photos letterboxed as ``predict_people`` feeds them (synthetic scenes
 by default; ``calibration.load_people_calibration``) and is also checked by the
 people it finds and their COCO AP on held-out photos against the Keras model's
-(``max_ap_drop``).
+(``max_ap_drop``); so are its float16 and dynamic TFLite files (held-out photos
+only, nothing calibrates). A lossy multi-person file has no keypoint-distance bar:
+the maximum of a map that holds many people, or none, is no keypoint.
 Each export carries the model's ``ModelInfo`` (keypoint spec, codec settings,
 kind): inside a SavedModel folder, beside any other file
 (``run_files.info_path``), so the package's loaders read an exported file as
@@ -81,6 +83,8 @@ QUANTIZE_MODES = {
 NEEDS_CALIBRATION = {("tflite", "int8"), ("tflite", "qat"), ("tensorrt", "int8"), ("tftrt", "int8")}
 # The one a multi-person model has; it calibrates on synthetic scenes unless told otherwise.
 PEOPLE_INT8 = ("tflite", "int8")
+# A multi-person network's lossy TFLite files: checked by the people they find on held-out photos.
+PEOPLE_CHECKED = {PEOPLE_INT8, ("tflite", "float16"), ("tflite", "dynamic")}
 
 
 @dataclasses.dataclass
@@ -358,15 +362,18 @@ _EXPORTERS = {
 
 
 def _tolerance(format, quantize, multi_person: bool) -> verify.Tolerance:
-    if multi_person and (format, quantize) == PEOPLE_INT8:
-        # The maximum of each heatmap and tag map of a multi-person network is no keypoint (a map
-        # holds many people, or none): the bar is the outputs and the people found (AP), checked after.
-        return dataclasses.replace(verify.TOLERANCES["int8"], keypoints=None)
     if format == "tflite":
-        return verify.TOLERANCES[tflite.TOLERANCE_KIND[quantize]]
-    if format in ("tensorrt", "tftrt"):
-        return verify.TOLERANCES[tensorrt.TOLERANCE_KIND[quantize]]
-    return verify.TOLERANCES["float32"]
+        tolerance = verify.TOLERANCES[tflite.TOLERANCE_KIND[quantize]]
+    elif format in ("tensorrt", "tftrt"):
+        tolerance = verify.TOLERANCES[tensorrt.TOLERANCE_KIND[quantize]]
+    else:
+        tolerance = verify.TOLERANCES["float32"]
+    if multi_person and quantize != "none":
+        # The maximum of each heatmap and tag map of a multi-person network is no keypoint (a map
+        # holds many people, or none; where it holds nobody, float16 moves it anywhere): the bar is
+        # the outputs, and for TFLite the people found (AP), checked after.
+        return dataclasses.replace(tolerance, keypoints=None)
+    return tolerance
 
 
 def _check_calibration(format, quantize, calibration) -> None:
@@ -396,12 +403,13 @@ def _check_multi_person_arguments(model, format, quantize, calibration) -> None:
             f"{model.name} has tag_dim={model.tag_dim}; an exported multi-person network is read with one tag "
             "per keypoint (model_loader.ExportedPeopleNetwork). Export format='saved_model' (people in the graph)."
         )
-    if (format, quantize) == PEOPLE_INT8:
+    if (format, quantize) in PEOPLE_CHECKED:
         return  # calibration.load_people_calibration says which forms it takes
     if calibration and (format != "saved_model" or not calibration.startswith("coco:")):
         raise ValueError(
             f"{model.name} is a multi-person model: calibration is the SavedModel's AP check, "
-            f"'coco:ANNOTATIONS[:IMAGES_DIR]', or the int8 TFLite's data ({calibration_lib.PEOPLE_FORMS}). "
+            f"'coco:ANNOTATIONS[:IMAGES_DIR]', or a TFLite int8/float16/dynamic file's held-out (and int8's "
+            f"calibration) photos ({calibration_lib.PEOPLE_FORMS}). "
             f"Received: format={format!r}, quantize={quantize!r}, calibration={calibration!r}"
         )
 
@@ -493,7 +501,7 @@ def export_model(
     multi_person = model_info(model).kind == MULTI_PERSON
     if multi_person:
         _check_multi_person_arguments(model, format, quantize, calibration)
-        if (format, quantize) == PEOPLE_INT8 and not calibration:
+        if (format, quantize) in PEOPLE_CHECKED and not calibration:
             calibration = "synthetic"
     _check_calibration(format, quantize, calibration)
     heatmap_shape = as_stack_list(model.outputs)[-1].shape
@@ -529,6 +537,9 @@ def export_model(
             f"calibration data {data.name!r}: {len(data.crops)} photos letterboxed to {input_size[0]}x"
             f"{input_size[1]} calibrate, {data.heldout.description} held out"
         )
+    elif multi_person and (format, quantize) in PEOPLE_CHECKED:  # held-out photos only: nothing calibrates
+        data = calibration_lib.load_people_calibration(calibration, input_size, 1, num_heldout)
+        log(f"held-out data {data.name!r}: {data.heldout.description}, for the people check")
     sample_set = _sample_set(data, samples, input_size)
     people_export = multi_person and format == "saved_model"
     if people_export:
@@ -570,6 +581,8 @@ def export_model(
                 )
             )
         accuracy = people = None
+        if multi_person and (format, quantize) in PEOPLE_CHECKED and runner is None:
+            runner = TFLiteRunner(tmp, num_threads=2)
         if runner is not None and multi_person:
             network = ExportedPeopleNetwork(f"{label} export", runner, info)
             people = multi_person_verify.verify_people_network(

@@ -58,8 +58,8 @@ class Tolerance:
     """Largest accepted differences from the Keras model."""
 
     heatmap: float  # max |exported - keras| / max |keras|
-    # Mean keypoint distance in network-input pixels; None: not a bar (a multi-person int8
-    # network, whose maps' maxima are not people: its people are compared instead).
+    # Mean keypoint distance in network-input pixels; None: not a bar (a multi-person network's
+    # lossy export, whose maps' maxima are not people: its people are compared instead).
     keypoints: float | None
 
 
