@@ -254,6 +254,42 @@ def multi_person_model(tmp_path_factory):
     return str(path)
 
 
+def test_each_person_is_drawn_in_a_colour_of_its_own():
+    from tf_hourglass.visualization import PERSON_COLOURS, draw_people
+
+    spec = keypoint_specs.COCO
+    base = np.array(
+        [
+            [10, 10],
+            [12, 8],
+            [8, 8],
+            [14, 9],
+            [6, 9],
+            [16, 16],
+            [4, 16],
+            [18, 24],
+            [2, 24],
+            [18, 32],
+            [2, 32],
+            [14, 34],
+            [6, 34],
+            [14, 44],
+            [6, 44],
+            [14, 54],
+            [6, 54],
+        ],
+        np.float32,
+    )
+    people = np.stack([base + (20, 0), base + (60, 0)])  # two people side by side, apart
+    drawn = draw_people(np.zeros((64, 96, 3), np.uint8), people, spec, np.ones((2, 17)))
+    colours = []
+    for left, right in ((0, 48), (48, 96)):
+        pixels = drawn[:, left:right].reshape(-1, 3)
+        found = {tuple(int(v) for v in p) for p in pixels if p.any()}
+        colours.append(found & set(PERSON_COLOURS))
+    assert colours[0] == {PERSON_COLOURS[0]} and colours[1] == {PERSON_COLOURS[1]}
+
+
 def test_multi_person_model_draws_people_and_writes_coco_results(shared_data, multi_person_model, tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
