@@ -6,7 +6,10 @@
 
 Convert the training set once for speed (``python -m tf_hourglass.data.convert --format coco
 --annotations ... --images ... --output data/coco/train --num-shards 64 --multi-person``) and pass
-``--config.data.train='tfrecord:data/coco/train-*.tfrecord'``.
+``--config.data.train='tfrecord:data/coco/train-*.tfrecord'``. To fine-tune the official
+model instead of starting from random weights, convert its checkpoint (``hourglass-weights
+--source ae --checkpoint exp/pretrained/checkpoint.pth.tar --output ae.keras``) and add
+``--config.model.init_from=ae.keras``.
 
 Recipe (pose-ae-train ``task/pose.py``): ``ae_hg4`` (4 stacks, 256 features +128
 per level, no BatchNorm, 512x512 input, 128x128 outputs), batch 32, Adam 2e-4,

@@ -71,6 +71,11 @@ def get_base_config():
     config.model.filters = 0
     config.model.depth = 0
     config.model.input_size = 0
+    # Start from this model instead of random weights: a .keras file, a training workdir or a
+    # pretrained preset (official weights: convert them with hourglass-weights). The run trains
+    # its architecture, input normalisation and weights; model.preset then names its family
+    # (any hg* for an hourglass) and the overrides above stay 0. A workdir's checkpoint wins.
+    config.model.init_from = ""
 
     config.train = ml_collections.ConfigDict()
     config.train.optimizer = "rmsprop"  # rmsprop | adam | sgd (momentum 0.9)

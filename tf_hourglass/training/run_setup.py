@@ -27,6 +27,7 @@ from tf_hourglass.evaluation import evaluator
 from tf_hourglass.model import from_preset
 from tf_hourglass.model.info import info_for
 from tf_hourglass.model.presets import preset_class
+from tf_hourglass.model_loader import describe_model_source, load_keras_model
 from tf_hourglass.run_files import MODEL_FILE
 from tf_hourglass.training.callbacks import make_callbacks
 from tf_hourglass.training.data_sources import DataSources, augment_from_config, image_budget, load_sources
@@ -50,6 +51,38 @@ def model_kwargs(model_config, num_keypoints) -> dict:
     if model_config.input_size:
         kwargs["input_shape"] = (model_config.input_size, model_config.input_size, 3)
     return kwargs
+
+
+def starting_model(model_config, num_keypoints) -> keras.Model | None:
+    """The model ``model.init_from`` names (None when empty), checked against the run.
+
+    ``model.init_from`` is a ``.keras`` file, a training workdir or a pretrained
+    preset, e.g. official weights converted by ``hourglass-weights``. The run
+    trains that model: its architecture, input normalisation and weights
+    (``model.preset`` names its family, and the overrides stay 0, which
+    ``trainer.validate_config`` checks). A checkpoint in the workdir still wins:
+    a resumed run continues where it stopped.
+    """
+    init_from = model_config.get("init_from", "")
+    if not init_from:
+        return None
+    try:
+        model = load_keras_model(init_from)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"model.init_from={init_from!r}: {error}") from error
+    family = preset_class(model_config.preset)
+    if not isinstance(model, family):
+        raise ValueError(
+            f"model.init_from={init_from!r} is a {type(model).__name__}; model.preset="
+            f"{model_config.preset!r} is a {family.__name__}. Name a preset of its family."
+        )
+    if model.num_keypoints != num_keypoints:
+        raise ValueError(
+            f"model.init_from={init_from!r} predicts {model.num_keypoints} keypoints; the training data has "
+            f"{num_keypoints}."
+        )
+    print(f"Starting from {describe_model_source(init_from)}: its architecture and weights.")
+    return model
 
 
 def make_codec(model, data_config, decode_method="quarter") -> HeatmapCodec:
@@ -90,8 +123,14 @@ def build_model(config, strategy, num_keypoints, checkpoint_dir, make_loss=lambd
     Returns ``(model, epoch_variable, manager)``: ``epoch_variable`` counts
     completed epochs, and ``manager`` saves model, optimizer and epoch.
     """
+    start = starting_model(config.model, num_keypoints)  # read outside the scope: no mirrored copies
     with strategy.scope():
-        model = from_preset(config.model.preset, **model_kwargs(config.model, num_keypoints))
+        if start is None:
+            model = from_preset(config.model.preset, **model_kwargs(config.model, num_keypoints))
+        else:
+            # Rebuilt from its arguments, its layers take this run's precision policy.
+            model = type(start).from_config(start.get_config())
+            model.set_weights(start.get_weights())
         optimizer = make_optimizer(config.train)
         model.compile(optimizer=optimizer, loss=make_loss(model), jit_compile=config.runtime.jit_compile)
         optimizer.build(model.trainable_variables)

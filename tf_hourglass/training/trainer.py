@@ -88,6 +88,14 @@ def validate_config(config) -> None:
     check(0 <= data.flip_probability <= 1, "data.flip_probability", data.flip_probability, "in [0, 1]")
     check(model.preset in PRESETS, "model.preset", model.preset, f"one of {sorted(PRESETS)}")
     model_kwargs(model, num_keypoints=1)  # overrides that do not fit the preset's family
+    if model.get("init_from", ""):
+        for field in ("num_stacks", "num_stages", "filters", "depth", "input_size"):
+            check(
+                not model[field],
+                f"model.{field}",
+                model[field],
+                "0 with model.init_from (its architecture is used)",
+            )
     if preset_class(model.preset).model_kind == MULTI_PERSON:
         formats = multi_person_loop.DATA_FORMATS
         check(

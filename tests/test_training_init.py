@@ -1,0 +1,102 @@
+"""Training that starts from a model's weights (``model.init_from``) instead of random ones."""
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from training_helpers import load_config, write_tiny_config
+
+from tf_hourglass.training import run_setup, trainer
+
+TRAINED_MODEL = Path(__file__).parent / "data" / "hg_tiny_synthetic.keras"  # hg_tiny, 128x128, MPII joints
+
+
+def init_config(tmp_path, epochs=1):
+    config = load_config(write_tiny_config(tmp_path, epochs))
+    config.model.depth = 0  # the architecture comes from the file
+    config.model.init_from = str(TRAINED_MODEL)
+    return config
+
+
+def test_the_model_starts_with_the_architecture_and_weights_of_init_from(tmp_path, capsys):
+    config = init_config(tmp_path)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model, epoch, _ = run_setup.build_model(
+            config, tf.distribute.get_strategy(), 16, str(tmp_path / "checkpoints")
+        )
+    finally:
+        keras.config.set_dtype_policy(previous)
+    source = keras.saving.load_model(TRAINED_MODEL, compile=False)
+    assert int(epoch.numpy()) == 0
+    assert (model.filters, model.depth, model.image_shape) == (16, 2, (128, 128, 3))
+    assert len(model.weights) == len(source.weights)
+    for ours, theirs in zip(model.weights, source.weights, strict=True):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=ours.path)
+    # Rebuilt, not loaded: its layers compute in this run's precision.
+    assert model.get_layer("stack1_heatmap_conv").compute_dtype == "bfloat16"
+    assert f"Starting from Keras model file {TRAINED_MODEL}" in capsys.readouterr().out
+
+
+def test_a_checkpoint_in_the_workdir_wins_over_init_from(tmp_path):
+    config = init_config(tmp_path)
+    checkpoints = str(tmp_path / "checkpoints")
+    strategy = tf.distribute.get_strategy()
+    model, epoch, manager = run_setup.build_model(config, strategy, 16, checkpoints)
+    kernel = model.get_layer("stack1_heatmap_conv").kernel
+    kernel.assign(kernel + 1.0)
+    epoch.assign(3)
+    manager.save()
+    resumed, resumed_epoch, _ = run_setup.build_model(config, strategy, 16, checkpoints)
+    assert int(resumed_epoch.numpy()) == 3
+    np.testing.assert_array_equal(resumed.get_layer("stack1_heatmap_conv").kernel.numpy(), kernel.numpy())
+
+
+@pytest.mark.e2e
+def test_a_run_from_a_trained_model_scores_like_it(tmp_path):
+    config = init_config(tmp_path)
+    config.train.learning_rate = 1e-9  # three steps that change nothing: the score is the start's
+    results = trainer.train_and_evaluate(config, str(tmp_path / "run"))
+    fresh = load_config(write_tiny_config(tmp_path, 1))
+    fresh.train.learning_rate = 1e-9
+    fresh_results = trainer.train_and_evaluate(fresh, str(tmp_path / "fresh"))
+    # hg_tiny_synthetic finds about half the joints of these figures; random weights next to none.
+    assert results["score"] > 30.0 and fresh_results["score"] < 15.0
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("model.depth", 1, "config.model.depth must be 0 with model.init_from (its architecture is used)"),
+        ("model.input_size", 256, "config.model.input_size must be 0 with model.init_from"),
+    ],
+)
+def test_init_from_refuses_architecture_overrides(tmp_path, field, value, message):
+    config = init_config(tmp_path)
+    section, name = field.split(".")
+    config[section][name] = value
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        trainer.validate_config(config)
+
+
+def test_init_from_that_cannot_be_used_names_the_field_and_the_reason(tmp_path):
+    model_config = init_config(tmp_path).model
+    with pytest.raises(ValueError, match="predicts 16 keypoints; the training data has 14"):
+        run_setup.starting_model(model_config, 14)
+    model_config.preset = "cpm_tiny"
+    with pytest.raises(
+        ValueError, match=r"is a StackedHourglass; model.preset='cpm_tiny' is a ConvolutionalPose"
+    ):
+        run_setup.starting_model(model_config, 16)
+    model_config.preset = "hg_tiny"
+    model_config.init_from = str(tmp_path / "missing.keras")
+    with pytest.raises(ValueError, match=r"model.init_from='.*missing.keras': Model not found"):
+        run_setup.starting_model(model_config, 16)
+    not_a_model = tmp_path / "notes.keras"
+    not_a_model.write_text("not a zip")
+    model_config.init_from = str(not_a_model)
+    with pytest.raises(ValueError, match="exists but is not a .keras model"):
+        run_setup.starting_model(model_config, 16)
