@@ -100,3 +100,22 @@ def test_init_from_that_cannot_be_used_names_the_field_and_the_reason(tmp_path):
     model_config.init_from = str(not_a_model)
     with pytest.raises(ValueError, match="exists but is not a .keras model"):
         run_setup.starting_model(model_config, 16)
+
+
+def test_a_multi_person_model_starts_from_init_from_too(tmp_path):
+    import tf_hourglass
+
+    source = tf_hourglass.from_preset("ae_tiny")
+    for variable in source.weights:  # weights no fresh model has
+        variable.assign(np.full(variable.shape, 0.01 * len(variable.path), variable.dtype))
+    path = str(tmp_path / "people.keras")
+    source.save(path)
+    config = init_config(tmp_path)
+    config.model.preset = "ae_small"  # the same family: the architecture is the file's
+    config.model.init_from = path
+    model, _, _ = run_setup.build_model(
+        config, tf.distribute.get_strategy(), 17, str(tmp_path / "checkpoints")
+    )
+    assert type(model).__name__ == "AssociativeEmbedding" and model.image_shape == source.image_shape
+    for ours, theirs in zip(model.weights, source.weights, strict=True):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=ours.path)
