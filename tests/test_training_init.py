@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 from training_helpers import load_config, write_tiny_config
 
+from tf_hourglass.data import keypoint_specs
 from tf_hourglass.training import run_setup, trainer
 
 TRAINED_MODEL = Path(__file__).parent / "data" / "hg_tiny_synthetic.keras"  # hg_tiny, 128x128, MPII joints
@@ -26,7 +27,7 @@ def test_the_model_starts_with_the_architecture_and_weights_of_init_from(tmp_pat
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
         model, epoch, _ = run_setup.build_model(
-            config, tf.distribute.get_strategy(), 16, str(tmp_path / "checkpoints")
+            config, tf.distribute.get_strategy(), keypoint_specs.MPII, str(tmp_path / "checkpoints")
         )
     finally:
         keras.config.set_dtype_policy(previous)
@@ -41,18 +42,25 @@ def test_the_model_starts_with_the_architecture_and_weights_of_init_from(tmp_pat
     assert f"Starting from Keras model file {TRAINED_MODEL}" in capsys.readouterr().out
 
 
-def test_a_checkpoint_in_the_workdir_wins_over_init_from(tmp_path):
+def test_a_checkpoint_in_the_workdir_wins_over_init_from_which_it_no_longer_needs(tmp_path, capsys):
+    start = tmp_path / "start.keras"
+    start.write_bytes(TRAINED_MODEL.read_bytes())
     config = init_config(tmp_path)
+    config.model.init_from = str(start)
     checkpoints = str(tmp_path / "checkpoints")
     strategy = tf.distribute.get_strategy()
-    model, epoch, manager = run_setup.build_model(config, strategy, 16, checkpoints)
+    model, epoch, manager = run_setup.build_model(config, strategy, keypoint_specs.MPII, checkpoints)
     kernel = model.get_layer("stack1_heatmap_conv").kernel
     kernel.assign(kernel + 1.0)
     epoch.assign(3)
     manager.save()
-    resumed, resumed_epoch, _ = run_setup.build_model(config, strategy, 16, checkpoints)
-    assert int(resumed_epoch.numpy()) == 3
+    start.unlink()  # moved away after the run started: resuming needs only the workdir
+    capsys.readouterr()
+    resumed, resumed_epoch, _ = run_setup.build_model(config, strategy, keypoint_specs.MPII, checkpoints)
+    assert int(resumed_epoch.numpy()) == 3 and resumed.image_shape == (128, 128, 3)
     np.testing.assert_array_equal(resumed.get_layer("stack1_heatmap_conv").kernel.numpy(), kernel.numpy())
+    output = capsys.readouterr().out
+    assert "Resuming from" in output and "Starting from" not in output
 
 
 @pytest.mark.e2e
@@ -84,22 +92,33 @@ def test_init_from_refuses_architecture_overrides(tmp_path, field, value, messag
 
 def test_init_from_that_cannot_be_used_names_the_field_and_the_reason(tmp_path):
     model_config = init_config(tmp_path).model
-    with pytest.raises(ValueError, match="predicts 16 keypoints; the training data has 14"):
-        run_setup.starting_model(model_config, 14)
+    mpii = keypoint_specs.MPII
+    with pytest.raises(
+        ValueError, match="predicts 16 keypoints of 'mpii' .*; the training data has 14 of 'lsp'"
+    ):
+        run_setup.starting_model(model_config, keypoint_specs.LSP)
+    same_count = keypoint_specs.spec_from_dict(
+        {"name": "mine", "keypoint_names": [f"joint_{k}" for k in range(16)]}
+    )
+    with pytest.raises(ValueError, match="16 keypoints of 'mpii' .* the training data has 16 of 'mine'"):
+        run_setup.starting_model(model_config, same_count)
     model_config.preset = "cpm_tiny"
     with pytest.raises(
         ValueError, match=r"is a StackedHourglass; model.preset='cpm_tiny' is a ConvolutionalPose"
     ):
-        run_setup.starting_model(model_config, 16)
+        run_setup.starting_model(model_config, mpii)
     model_config.preset = "hg_tiny"
     model_config.init_from = str(tmp_path / "missing.keras")
     with pytest.raises(ValueError, match=r"model.init_from='.*missing.keras': Model not found"):
-        run_setup.starting_model(model_config, 16)
+        run_setup.starting_model(model_config, mpii)
     not_a_model = tmp_path / "notes.keras"
     not_a_model.write_text("not a zip")
     model_config.init_from = str(not_a_model)
     with pytest.raises(ValueError, match="exists but is not a .keras model"):
-        run_setup.starting_model(model_config, 16)
+        run_setup.starting_model(model_config, mpii)
+    model_config.init_from = str(tmp_path)  # a folder without final.keras
+    with pytest.raises(ValueError, match=r"model.init_from='.*': .* is a directory without final.keras"):
+        run_setup.starting_model(model_config, mpii)
 
 
 def test_a_multi_person_model_starts_from_init_from_too(tmp_path):
@@ -114,7 +133,7 @@ def test_a_multi_person_model_starts_from_init_from_too(tmp_path):
     config.model.preset = "ae_small"  # the same family: the architecture is the file's
     config.model.init_from = path
     model, _, _ = run_setup.build_model(
-        config, tf.distribute.get_strategy(), 17, str(tmp_path / "checkpoints")
+        config, tf.distribute.get_strategy(), keypoint_specs.COCO, str(tmp_path / "checkpoints")
     )
     assert type(model).__name__ == "AssociativeEmbedding" and model.image_shape == source.image_shape
     for ours, theirs in zip(model.weights, source.weights, strict=True):

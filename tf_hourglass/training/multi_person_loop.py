@@ -214,7 +214,7 @@ def train_and_evaluate_people(config, workdir, strategy) -> dict:
         return multi_person_loss(config, model)
 
     model, epoch_variable, manager = run_setup.build_model(
-        config, strategy, spec.num_keypoints, os.path.join(workdir, "checkpoints"), make_loss=make_loss
+        config, strategy, spec, os.path.join(workdir, "checkpoints"), make_loss=make_loss
     )
     if model.num_stacks < 2:
         raise ValueError(

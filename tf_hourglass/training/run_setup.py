@@ -13,6 +13,7 @@ results.json).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 import keras
@@ -25,7 +26,7 @@ from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.data.pipeline import SkippedExamples, make_dataset
 from tf_hourglass.evaluation import evaluator
 from tf_hourglass.model import from_preset
-from tf_hourglass.model.info import info_for
+from tf_hourglass.model.info import info_for, model_info
 from tf_hourglass.model.presets import preset_class
 from tf_hourglass.model_loader import describe_model_source, load_keras_model
 from tf_hourglass.run_files import MODEL_FILE
@@ -53,36 +54,61 @@ def model_kwargs(model_config, num_keypoints) -> dict:
     return kwargs
 
 
-def starting_model(model_config, num_keypoints) -> keras.Model | None:
+# The architecture a run took from model.init_from, kept with its checkpoints: a resumed
+# run rebuilds it from there, so the init_from file need not exist any more.
+INIT_ARCHITECTURE_FILE = "init_from_architecture.json"
+
+
+def starting_model(model_config, spec) -> keras.Model | None:
     """The model ``model.init_from`` names (None when empty), checked against the run.
 
     ``model.init_from`` is a ``.keras`` file, a training workdir or a pretrained
     preset, e.g. official weights converted by ``hourglass-weights``. The run
     trains that model: its architecture, input normalisation and weights
     (``model.preset`` names its family, and the overrides stay 0, which
-    ``trainer.validate_config`` checks). A checkpoint in the workdir still wins:
-    a resumed run continues where it stopped.
+    ``trainer.validate_config`` checks); its keypoints must be ``spec``'s.
     """
     init_from = model_config.get("init_from", "")
     if not init_from:
         return None
     try:
         model = load_keras_model(init_from)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"model.init_from={init_from!r}: {error}") from error
+    except (OSError, ValueError, TypeError, KeyError, tf.errors.OpError) as error:
+        reason = str(getattr(error, "message", error)).strip().splitlines()[0]
+        raise ValueError(f"model.init_from={init_from!r}: {reason}") from error
     family = preset_class(model_config.preset)
     if not isinstance(model, family):
         raise ValueError(
             f"model.init_from={init_from!r} is a {type(model).__name__}; model.preset="
             f"{model_config.preset!r} is a {family.__name__}. Name a preset of its family."
         )
-    if model.num_keypoints != num_keypoints:
+    # A network saved without its keypoint spec can only be checked by its count.
+    model_spec = model_info(model).spec
+    names = model_spec.keypoint_names if model_spec is not None else None
+    if model.num_keypoints != spec.num_keypoints or names not in (None, spec.keypoint_names):
+        what = f" of {model_spec.name!r} ({', '.join(names[:3])}, ...)" if names else ""
         raise ValueError(
-            f"model.init_from={init_from!r} predicts {model.num_keypoints} keypoints; the training data has "
-            f"{num_keypoints}."
+            f"model.init_from={init_from!r} predicts {model.num_keypoints} keypoints{what}; the training data has "
+            f"{spec.num_keypoints} of {spec.name!r} ({', '.join(spec.keypoint_names[:3])}, ...)."
         )
     print(f"Starting from {describe_model_source(init_from)}: its architecture and weights.")
     return model
+
+
+def _initial_architecture(model_config, spec, checkpoint_dir) -> tuple[dict, list | None] | None:
+    """``(serialized model, weights)`` to build from ``model.init_from``, or None without it.
+
+    A run with checkpoints rebuilds the architecture it recorded when it
+    started (``INIT_ARCHITECTURE_FILE``), with no weights: the checkpoint has them.
+    """
+    if not model_config.get("init_from", ""):
+        return None
+    recorded = os.path.join(checkpoint_dir, INIT_ARCHITECTURE_FILE)
+    if tf.train.latest_checkpoint(checkpoint_dir) and tf.io.gfile.exists(recorded):
+        with tf.io.gfile.GFile(recorded) as file:
+            return json.load(file), None
+    model = starting_model(model_config, spec)
+    return keras.saving.serialize_keras_object(model), model.get_weights()
 
 
 def make_codec(model, data_config, decode_method="quarter") -> HeatmapCodec:
@@ -116,21 +142,31 @@ def make_optimizer(train_config):
     return keras.optimizers.RMSprop(learning_rate, rho=0.99, epsilon=1e-8)
 
 
-def build_model(config, strategy, num_keypoints, checkpoint_dir, make_loss=lambda model: HeatmapLoss()):
+def build_model(config, strategy, spec, checkpoint_dir, make_loss=lambda model: HeatmapLoss()):
     """The compiled model under ``strategy``, restored from the latest checkpoint in ``checkpoint_dir``.
 
-    ``make_loss(model)`` gives its loss (the heatmap MSE unless told otherwise).
-    Returns ``(model, epoch_variable, manager)``: ``epoch_variable`` counts
-    completed epochs, and ``manager`` saves model, optimizer and epoch.
+    The model is ``model.preset`` for ``spec``'s keypoints, or ``model.init_from``'s
+    (``starting_model``); a checkpoint wins over both, so a resumed run continues
+    where it stopped. ``make_loss(model)`` gives its loss (the heatmap MSE unless
+    told otherwise). Returns ``(model, epoch_variable, manager)``:
+    ``epoch_variable`` counts completed epochs, and ``manager`` saves model,
+    optimizer and epoch.
     """
-    start = starting_model(config.model, num_keypoints)  # read outside the scope: no mirrored copies
+    # Read outside the scope: no mirrored copies of the file's model.
+    initial = _initial_architecture(config.model, spec, checkpoint_dir)
     with strategy.scope():
-        if start is None:
-            model = from_preset(config.model.preset, **model_kwargs(config.model, num_keypoints))
+        if initial is None:
+            model = from_preset(config.model.preset, **model_kwargs(config.model, spec.num_keypoints))
         else:
             # Rebuilt from its arguments, its layers take this run's precision policy.
-            model = type(start).from_config(start.get_config())
-            model.set_weights(start.get_weights())
+            architecture, weights = initial
+            model = keras.saving.deserialize_keras_object(architecture)
+            if weights is not None:
+                model.set_weights(weights)
+                tf.io.gfile.makedirs(checkpoint_dir)
+                atomic_files.write_text(
+                    os.path.join(checkpoint_dir, INIT_ARCHITECTURE_FILE), json.dumps(architecture)
+                )
         optimizer = make_optimizer(config.train)
         model.compile(optimizer=optimizer, loss=make_loss(model), jit_compile=config.runtime.jit_compile)
         optimizer.build(model.trainable_variables)
@@ -197,7 +233,7 @@ def start_run(config, workdir, strategy) -> TrainingRun:
     """The data sources, the compiled model under ``strategy`` restored from ``WORKDIR/checkpoints``, and the codec."""
     sources = load_sources(config.data)
     model, epoch_variable, manager = build_model(
-        config, strategy, sources.spec.num_keypoints, os.path.join(workdir, "checkpoints")
+        config, strategy, sources.spec, os.path.join(workdir, "checkpoints")
     )
     codec = make_codec(model, config.data, config.eval.decode_method)
     # The model carries what inference needs (spec, codec settings) into final.keras.
