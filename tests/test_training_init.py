@@ -138,3 +138,18 @@ def test_a_multi_person_model_starts_from_init_from_too(tmp_path):
     assert type(model).__name__ == "AssociativeEmbedding" and model.image_shape == source.image_shape
     for ours, theirs in zip(model.weights, source.weights, strict=True):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=ours.path)
+
+
+def test_a_one_stack_multi_person_init_from_is_refused_naming_it(tmp_path):
+    import tf_hourglass
+    from tf_hourglass.training.base_config import get_base_config
+
+    path = str(tmp_path / "one_stack.keras")
+    tf_hourglass.from_preset("ae_tiny", num_stacks=1).save(path)
+    config = get_base_config()
+    config.data.num_train, config.data.num_val, config.data.num_test = 2, 2, 0
+    config.data.synthetic_image_size = 64
+    config.model.preset = "ae_tiny"
+    config.model.init_from = path
+    with pytest.raises(ValueError, match=r"model.init_from='.*one_stack.keras' has num_stacks=1"):
+        trainer.train_and_evaluate(config, str(tmp_path / "run"))

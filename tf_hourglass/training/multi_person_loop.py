@@ -217,9 +217,12 @@ def train_and_evaluate_people(config, workdir, strategy) -> dict:
         config, strategy, spec, os.path.join(workdir, "checkpoints"), make_loss=make_loss
     )
     if model.num_stacks < 2:
+        source = (
+            f"model.init_from={config.model.init_from!r}" if config.model.get("init_from") else "the model"
+        )
         raise ValueError(
             "A multi-person model trains here with 2 or more stacks (one dict of targets per stack output); "
-            f"received num_stacks={model.num_stacks}."
+            f"{source} has num_stacks={model.num_stacks}."
         )
     # The targets' peak (data.target_peak) is saved with the model, so decoding divides by it.
     model.pose_info = info_for(model, spec, sigma=config.data.sigma, peak=config.data.target_peak)
