@@ -35,13 +35,16 @@ from tf_hourglass.training.data_sources import DataSources, augment_from_config,
 from tf_hourglass.training.losses import HeatmapLoss
 from tf_hourglass.training.workdir import drop_metrics_rows_from, write_json, write_run_settings
 
+# The model.* fields that override a preset's architecture (model.input_size too, below).
+ARCHITECTURE_FIELDS = ("num_stacks", "num_stages", "filters", "depth")
+
 
 def model_kwargs(model_config, num_keypoints) -> dict:
     """The preset's arguments with the config's overrides (0 keeps the preset's); each model family
     names the fields a config may override (``PoseModel.config_overrides``)."""
     kwargs = {"num_keypoints": num_keypoints}
     family = preset_class(model_config.preset)
-    for field in ("num_stacks", "num_stages", "filters", "depth"):
+    for field in ARCHITECTURE_FIELDS:
         if model_config[field] and field not in family.config_overrides:
             raise ValueError(
                 f"model.{field}={model_config[field]} does not apply to preset {model_config.preset!r} "

@@ -59,7 +59,7 @@ from tf_hourglass.model.presets import PRESETS, preset_class
 from tf_hourglass.precision import native_bfloat16_cpu_flags
 from tf_hourglass.training import custom_loop, fit_loop, multi_person_loop
 from tf_hourglass.training.data_sources import data_splits
-from tf_hourglass.training.run_setup import model_kwargs
+from tf_hourglass.training.run_setup import ARCHITECTURE_FIELDS, model_kwargs
 from tf_hourglass.training.workdir import check_resumed_config, workdir_lock
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
@@ -89,7 +89,7 @@ def validate_config(config) -> None:
     check(model.preset in PRESETS, "model.preset", model.preset, f"one of {sorted(PRESETS)}")
     model_kwargs(model, num_keypoints=1)  # overrides that do not fit the preset's family
     if model.get("init_from", ""):
-        for field in ("num_stacks", "num_stages", "filters", "depth", "input_size"):
+        for field in (*ARCHITECTURE_FIELDS, "input_size"):
             check(
                 not model[field],
                 f"model.{field}",
