@@ -3,11 +3,12 @@
     .venv/bin/python benchmarks/inference_vs_pytorch.py --presets hg2,hg8 --batch_sizes 1,8 \
         --pytorch_python /path/to/venv-with-torch/bin/python
 
-One call = the network's forward pass on a fixed batch in memory (all stacks'
-heatmaps). Ours is what the prediction path runs
-(``model_loader.keras_inference_model``: the folded inference graph in a
-``tf.function``), in float32 and in the precision "auto" picks on this
-machine (bfloat16 on CPUs with bfloat16 instructions); beside them, with
+One call = the network's forward pass on a fixed batch in memory. Ours is
+what the prediction path runs (``model_loader.keras_inference_model``: the
+folded inference graph in a ``tf.function``, a batch of 2 or more as two
+halves side by side, the last stack's heatmaps out), in float32 and in the
+precision "auto" picks on this machine (bfloat16 on CPUs with bfloat16
+instructions); beside them, with
 ``--tflite``, an int8 TFLite file (post-training quantised, XNNPACK, one
 image per call as ``TFLiteRunner`` runs it). PyTorch is
 ``benchmarks/pytorch_posenet.py`` in eval mode under ``torch.inference_mode``,
@@ -39,7 +40,7 @@ from timing import describe_machine, matmul_flops_per_second  # noqa: E402
 
 from tf_hourglass.model import HOURGLASS_PRESETS, from_preset  # noqa: E402
 from tf_hourglass.model.complexity import count_multiply_adds  # noqa: E402
-from tf_hourglass.model.folding import fold_batch_norms  # noqa: E402
+from tf_hourglass.model_loader import keras_inference_model  # noqa: E402
 from tf_hourglass.precision import resolve_inference_precision  # noqa: E402
 
 _PRESETS = flags.DEFINE_list("presets", ["hg2", "hg8"], "Hourglass presets.")
@@ -63,11 +64,11 @@ _TFLITE = flags.DEFINE_bool("tflite", True, "Also time an int8 TFLite file of ea
 
 
 def keras_call(model, batch_size, precision):
-    """One forward pass of the inference graph in ``precision``, waiting for its result."""
-    network = fold_batch_norms(model, None if precision == "float32" else precision)
-    forward = tf.function(lambda x: network(x, training=False))
+    """One forward pass of what the prediction path runs in ``precision``, waiting for its heatmaps."""
+    inference = keras_inference_model(model, precision=precision)
+    forward = tf.function(lambda images: inference(images))  # a callable object would run eagerly
     images = tf.random.uniform((batch_size, *model.image_shape), seed=0)
-    return lambda: [o.numpy() for o in tf.nest.flatten(forward(images))]
+    return lambda: forward(images).numpy()
 
 
 def int8_tflite_runner(model):
