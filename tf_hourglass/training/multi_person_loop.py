@@ -208,11 +208,11 @@ def multi_person_loss(config, model) -> AssociativeEmbeddingLoss:
 def train_and_evaluate_people(config, workdir, strategy) -> dict:
     """``trainer.train_and_evaluate`` for a multi-person model (see the module docstring)."""
     spec = keypoint_specs.COCO
-    train_source, val_data, test_data = load_people_data(config, workdir)
 
     def make_loss(model):
         return multi_person_loss(config, model)
 
+    # The model first: a wrong model.init_from fails before scenes are drawn or files written.
     model, epoch_variable, manager = run_setup.build_model(
         config, strategy, spec, os.path.join(workdir, "checkpoints"), make_loss=make_loss
     )
@@ -224,6 +224,7 @@ def train_and_evaluate_people(config, workdir, strategy) -> dict:
             "A multi-person model trains here with 2 or more stacks (one dict of targets per stack output); "
             f"{source} has num_stacks={model.num_stacks}."
         )
+    train_source, val_data, test_data = load_people_data(config, workdir)
     # The targets' peak (data.target_peak) is saved with the model, so decoding divides by it.
     model.pose_info = info_for(model, spec, sigma=config.data.sigma, peak=config.data.target_peak)
     codec = codec_for_model(model)
