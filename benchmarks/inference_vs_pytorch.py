@@ -5,11 +5,10 @@
 
 One call = the network's forward pass on a fixed batch in memory. Ours is
 what the prediction path runs (``model_loader.keras_inference_model``: the
-folded inference graph in a ``tf.function``, a batch of 2 or more as two
-halves side by side, the last stack's heatmaps out), in float32 and in the
-precision "auto" picks on this machine (bfloat16 on CPUs with bfloat16
-instructions); beside them, with
-``--tflite``, an int8 TFLite file (post-training quantised, XNNPACK, one
+folded inference graph in a ``tf.function``, the last stack's heatmaps out),
+in float32 and in the precision "auto" picks on this machine (bfloat16 on
+CPUs with bfloat16 instructions); beside them, with ``--tflite``, an int8
+TFLite file (post-training quantised, XNNPACK, one
 image per call as ``TFLiteRunner`` runs it). PyTorch is
 ``benchmarks/pytorch_posenet.py`` in eval mode under ``torch.inference_mode``,
 eager, in a child process of its own with its malloc tuned
@@ -66,7 +65,8 @@ _TFLITE = flags.DEFINE_bool("tflite", True, "Also time an int8 TFLite file of ea
 def keras_call(model, batch_size, precision):
     """One forward pass of what the prediction path runs in ``precision``, waiting for its heatmaps."""
     inference = keras_inference_model(model, precision=precision)
-    forward = tf.function(lambda images: inference(images))  # a callable object would run eagerly
+    # Through a lambda: tf.function(inference) itself ran the InferenceModel eagerly (no trace, 350 ms for 75).
+    forward = tf.function(lambda images: inference(images))
     images = tf.random.uniform((batch_size, *model.image_shape), seed=0)
     return lambda: forward(images).numpy()
 

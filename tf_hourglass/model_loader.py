@@ -36,7 +36,6 @@ from tf_hourglass.data import keypoint_specs
 from tf_hourglass.data.codec import HeatmapCodec
 from tf_hourglass.model import as_stack_list, keypoint_heatmaps
 from tf_hourglass.model import presets as architecture_presets
-from tf_hourglass.model.batch_halves import in_halves
 from tf_hourglass.model.folding import fold_batch_norms
 from tf_hourglass.model.info import MULTI_PERSON, SINGLE_PERSON, ModelInfo, default_spec, model_info
 from tf_hourglass.precision import resolve_inference_precision
@@ -171,9 +170,7 @@ def keras_inference_model(
     is the model's inference graph (``folding.fold_batch_norms``: BatchNorms
     after convolutions folded into them) in ``precision`` ("float32",
     "bfloat16" or "auto", see ``precision.resolve_inference_precision``);
-    the heatmaps are float32 either way, and ``model`` is not changed. On a
-    multi-core CPU a batch runs as two halves side by side
-    (``batch_halves.in_halves``: the same numbers, sooner).
+    the heatmaps are float32 either way, and ``model`` is not changed.
     """
     name = name or model.name
     input_size = _static_size(model.inputs[0].shape[1:3], "input", name)
@@ -187,7 +184,7 @@ def keras_inference_model(
         return keypoint_heatmaps(model, images, network=network)
 
     return InferenceModel(
-        in_halves(call),
+        call,
         input_size,
         heatmap_size,
         num_keypoints,
@@ -731,9 +728,10 @@ def multi_person_network(model) -> tuple[Callable, keras.Model | ExportedPeopleN
         # The same weights in a network that takes any input side (the official test scales the input).
         network = type(model).from_config({**model.get_config(), "input_shape": (None, None, 3)})
         network.set_weights(model.get_weights())
-    # A photo and its mirror image (the flip test) run side by side (batch_halves).
-    last_stack = in_halves(lambda images: as_stack_list(network(images, training=False))[-1])
-    return tf.function(last_stack, reduce_retracing=True), model
+    call = tf.function(
+        lambda images: as_stack_list(network(images, training=False))[-1], reduce_retracing=True
+    )
+    return call, model
 
 
 def load_model_for_inference(model, precision: str = "float32") -> InferenceModel:
